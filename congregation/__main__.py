@@ -1,0 +1,3 @@
+from congregation.daemon import main
+
+main()

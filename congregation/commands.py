@@ -1,0 +1,206 @@
+"""The congregation's answers to an application's cmdReq, one method per command.
+
+`submit list describe cancel` answer with one cmdCfm; `publish` and `stream` answer with the
+datastream's schema and then carry batches on the same connection, paced by credits.
+"""
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pyarrow as pa
+import structlog
+import trio
+
+from congregation.hallelu import log_name, published
+from congregation.rpc import error_fields
+from hallelujah.errors import HallelujahError, NotFound, SchemaMismatch, TradecraftError
+from hallelujah.frames import Connection, open_batch, schema_bytes, schema_of
+from hallelujah.tradecraft import Tradecraft, parse_document, schema_to_json
+from jah.envelope import END_OF_STREAM
+from jah.streams import CREDITS
+
+log = structlog.get_logger("hallelujah.commands")
+COMMANDS = ("submit", "list", "describe", "cancel", "publish", "stream")
+
+
+class Commands:
+    """Mixed into Congregation; relies on its catalog, logs, hosts and deployments."""
+
+    async def on_cmd_req(self, conn: Connection, fields: dict[str, Any]) -> None:
+        command, rid = fields["command"], fields["id"]
+        try:
+            if command not in COMMANDS:
+                raise NotFound(f'unknown command "{command}" (commands: {", ".join(COMMANDS)})')
+            args = json.loads(fields["args"] or "{}")
+            handler = getattr(self, f"cmd_{command}")
+            if command in ("publish", "stream"):
+                await handler(conn, rid, args)
+                return
+            result = await handler(args)
+        except HallelujahError as exc:
+            if not getattr(exc, "path", None):
+                log.info("command_refused", command=command, error=str(exc))
+            await conn.send("cmdCfm", {"id": rid, "error": error_fields(exc)})
+            return
+        await conn.send("cmdCfm", {"id": rid, "result": json.dumps(result)})
+
+    def _tradecraft(self, name: str) -> Tradecraft:
+        d = self.deployments.get(name)  # type: ignore[attr-defined]
+        if d is None:
+            raise NotFound(f'no tradecraft "{name}" (see `hallelujah list`)')
+        return d.tc
+
+    def _split_ref(self, ref: str) -> tuple[Tradecraft, str]:
+        name, sep, stream = ref.partition("/")
+        if not sep or not stream:
+            raise NotFound(f'"{ref}" is not TRADECRAFT/ANALYTIC')
+        tc = self._tradecraft(name)
+        tc.analytic(stream)  # NotFound names what exists
+        return tc, stream
+
+    async def cmd_submit(self, args: dict[str, Any]) -> dict[str, Any]:
+        tc = parse_document(args["document"])
+        async with self._lock:  # type: ignore[attr-defined]
+            if tc.name in self.deployments or await self.catalog.tradecraft(tc.name):  # type: ignore[attr-defined]
+                raise TradecraftError("tradecraft", f'a tradecraft named "{tc.name}" exists already '
+                                      f'(cancel it first)')
+            from congregation.deployment import Deployment
+            d = Deployment(tc, self.logs)  # type: ignore[attr-defined]
+            d.make_plan(self.hosts)  # type: ignore[attr-defined]  # refuses unsupported kinds
+            await self.catalog.add_tradecraft(tc.name, tc.document, [  # type: ignore[attr-defined]
+                {"name": a.name, "idx": a.index, "kind": a.kind, "output": int(a.output)}
+                for a in tc.analytics])
+            self.deployments[tc.name] = d  # type: ignore[attr-defined]
+            await d.start()
+            jahs, streams = d.catalog_rows()
+            await self.catalog.set_deployment(tc.name, jahs, streams)  # type: ignore[attr-defined]
+        retained = [name.split("/", 1)[1] for name in d.plan.logs]
+        return {"tradecraft": tc.name, "analytics": [a.name for a in tc.analytics],
+                "outputs": [a.name for a in tc.outputs()],
+                "retained": [r for r in retained if not r.endswith(".rejected")],
+                "rejected": [r for r in retained if r.endswith(".rejected")]}
+
+    async def cmd_list(self, args: dict[str, Any]) -> dict[str, Any]:
+        rows = await self.catalog.tradecrafts()  # type: ignore[attr-defined]
+        return {"tradecrafts": [{"name": r["name"], "state": r["state"], "error": r["error"],
+                                 "submitted_at": r["submitted_at"]} for r in rows]}
+
+    async def cmd_describe(self, args: dict[str, Any]) -> dict[str, Any]:
+        from congregation.describe import describe
+        return await describe(self, args.get("tradecraft") or "")
+
+    async def cmd_cancel(self, args: dict[str, Any]) -> dict[str, Any]:
+        name = args["tradecraft"]
+        async with self._lock:  # type: ignore[attr-defined]
+            d = self.deployments.pop(name, None)  # type: ignore[attr-defined]
+            if d is None and not await self.catalog.tradecraft(name):  # type: ignore[attr-defined]
+                raise NotFound(f'no tradecraft "{name}" (see `hallelujah list`)')
+            if d is not None:
+                d.state = "cancelled"
+                await d.stop()
+            await self.logs.delete(f"{name}/")  # type: ignore[attr-defined]
+            await self.catalog.delete_tradecraft(name)  # type: ignore[attr-defined]
+        return {"cancelled": name}
+
+    async def cmd_publish(self, conn: Connection, rid: int, args: dict[str, Any]) -> None:
+        """Append each batch to the stream's input log (synced) before acknowledging it."""
+        tc, stream = self._split_ref(args["stream"])
+        a = tc.analytic(stream)
+        if not published(a) or "." in stream:
+            raise SchemaMismatch(f'"{args["stream"]}" is not a stream that takes publish '
+                                 f'(it is a {a.kind}{" with a source file" if a.kind == "stream" else ""})')
+        theirs = schema_of(bytes.fromhex(args["schema"]))
+        _check_schema(args["stream"], a.schema, theirs)
+        name = log_name(tc.name, stream)
+        await conn.send("cmdCfm", {"id": rid, "result": json.dumps({"credits": CREDITS}),
+                                   "schema": schema_bytes(a.schema)})
+        rows = batches = 0
+        while True:
+            kind, fields, body = await conn.receive()
+            if kind != "dataReq":
+                raise SchemaMismatch(f"unexpected {kind} during publish")
+            if fields["marker"] == END_OF_STREAM:
+                break
+            if body is None:
+                continue
+            batch = open_batch(body, a.schema)   # validates the body before it is kept
+            await self.logs.append(name, body, batch.num_rows, sync=True)  # type: ignore[attr-defined]
+            rows += batch.num_rows
+            batches += 1
+            await conn.send("dataCfm", {"credits": 1})
+        if args.get("end"):
+            await self.logs.end(name)  # type: ignore[attr-defined]
+            d = self.deployments.get(tc.name)  # type: ignore[attr-defined]
+            if d is not None and await d.all_ended():
+                await self._finish(d)  # type: ignore[attr-defined]
+        await conn.send("cmdCfm", {"id": rid, "result": json.dumps({"rows": rows, "batches": batches})})
+
+    async def cmd_stream(self, conn: Connection, rid: int, args: dict[str, Any]) -> None:
+        """Send the retained output from the start (or from now), following it until it ends."""
+        tc, ref = self._split_ref(args["analytic"])
+        name = log_name(tc.name, ref)
+        info = await self.logs.info(name)  # type: ignore[attr-defined]
+        if info is None:
+            raise NotFound(f'"{args["analytic"]}" is read by other analytics and not retained; '
+                           f'mark it "output": true to stream it')
+        schema = schema_of(info["schema"])
+        await conn.send("cmdCfm", {"id": rid, "result": json.dumps(
+            {"schema": schema_to_json(schema)}), "schema": info["schema"]})
+        credits = [0]
+        granted = trio.Event()
+
+        async def read_credits() -> None:
+            nonlocal granted
+            while True:
+                kind, fields, _ = await conn.receive()
+                if kind == "dataCfm":
+                    credits[0] += fields["credits"]
+                    granted.set()
+
+        limit = args.get("limit")
+        sent = 0
+        start = 0 if args.get("from_start") else info["next_seq"]
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(_until_closed, read_credits)
+            async for entry, body in self.logs.follow_raw(name, start):  # type: ignore[attr-defined]
+                if limit is not None and sent + entry.rows > limit:
+                    batch = open_batch(pa.py_buffer(body), schema).slice(0, limit - sent)
+                    body, rows = batch.serialize(), limit - sent
+                else:
+                    rows = entry.rows
+                while credits[0] <= 0:
+                    granted = trio.Event()
+                    await granted.wait()
+                credits[0] -= 1
+                await conn.send("dataReq", {"seq": entry.seq, "origin": -1, "source": "",
+                                            "marker": "none", "markerValue": 0,
+                                            "bodyLength": len(body), "rows": rows}, body)
+                sent += rows
+                if limit is not None and sent >= limit:
+                    break
+            await conn.send("dataReq", {"seq": 0, "origin": -1, "source": "", "marker": END_OF_STREAM,
+                                        "markerValue": 0, "bodyLength": 0, "rows": 0})
+            nursery.cancel_scope.cancel()
+
+
+async def _until_closed(fn: Any) -> None:
+    try:
+        await fn()
+    except (EOFError, HallelujahError):
+        pass
+
+
+def _check_schema(stream: str, ours: pa.Schema, theirs: pa.Schema) -> None:
+    """Refuse a publish whose fields or types differ from the stream's, naming the first."""
+    for f in ours:
+        if f.name not in theirs.names:
+            raise SchemaMismatch(f'{stream}: field "{f.name}" ({f.type}) is missing from the data')
+        if theirs.field(f.name).type != f.type:
+            raise SchemaMismatch(f'{stream}: field "{f.name}": expected {f.type}, '
+                                 f'got {theirs.field(f.name).type}')
+    extra = [n for n in theirs.names if n not in ours.names]
+    if extra or theirs.names != ours.names:
+        raise SchemaMismatch(f'{stream}: unexpected fields {extra} (the stream has: '
+                             f'{", ".join(ours.names)})' if extra else
+                             f'{stream}: fields in the wrong order (expected {", ".join(ours.names)})')

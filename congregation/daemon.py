@@ -1,0 +1,246 @@
+"""The congregation process: listens, routes each cmdReq to its handler, keeps workers alive.
+
+`congregation --data-dir DIR` prints a line with `ready` and its address once it accepts
+connections; SIGTERM or SIGINT stops it cleanly.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import structlog
+import trio
+
+from congregation.catalog import Catalog
+from congregation.commands import Commands
+from congregation.deployment import Deployment
+from congregation.logs import Logs
+from congregation.rpc import Peer
+from congregation.workers import LocalHost, WorkerHost, Zygote
+from hallelujah.errors import HallelujahError, Unavailable
+from hallelujah.frames import Connection
+from hallelujah.logs import configure_logging
+from hallelujah.tradecraft import parse_document
+from jah.runtime import Runtime
+
+log = structlog.get_logger("hallelujah.congregation")
+WORKER_START_TIMEOUT = 10.0
+
+
+def prepare_process() -> None:
+    """Import every Jah kind and load the kernels, so forked workers start warm."""
+    import jah.director  # noqa: F401
+    import jah.logsource  # noqa: F401
+    import jah.manager  # noqa: F401
+    import jah.sink  # noqa: F401
+    import jah.source  # noqa: F401
+    import jah.transform  # noqa: F401
+    try:
+        from jah.kernels.warm import warm_up
+    except ImportError:
+        return
+    warm_up()
+
+
+class Congregation(Commands):
+    """One host's daemon. Build its Zygote first (before trio), then `await serve(...)`."""
+
+    def __init__(self, data_dir: Path, zygote: Zygote, workers: int, name: str = "congregation") -> None:
+        self.data_dir = Path(data_dir)
+        self.zygote = zygote
+        self.worker_count = workers
+        self.name = name
+        self.hosts: dict[int, Any] = {}
+        self.deployments: dict[str, Deployment] = {}
+        self._worker_ready: dict[int, trio.Event] = {}
+        self._events_send, self._events_receive = trio.open_memory_channel[tuple[str, str, str]](10_000)
+        self._stopping = False
+        self._lock = trio.Lock()          # one deployment change at a time
+
+    async def serve(self, listen: str | None, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.catalog = Catalog(self.data_dir)
+        self.logs = Logs(self.data_dir)
+        run_dir = self.zygote.run_dir
+        try:
+            async with trio.open_nursery() as nursery:
+                self.nursery = nursery
+                runtime = Runtime(self.name, os.path.join(run_dir, "c.sock"),
+                                  lambda *event: self._events_send.send_nowait(event),
+                                  {"logs": self.logs})
+                await nursery.start(runtime.serve)
+                self.hosts[-1] = LocalHost(runtime)
+                listeners = [trio.SocketListener(await _unix_listener(self.zygote.daemon_address))]
+                if listen:
+                    host, _, port = listen.rpartition(":")
+                    listeners += await trio.open_tcp_listeners(int(port), host=host or "127.0.0.1")
+                await nursery.start(trio.serve_listeners, self._on_connection, listeners)
+                nursery.start_soon(self._handle_events)
+                async with trio.open_nursery() as starting:
+                    for index in range(self.worker_count):
+                        starting.start_soon(self._start_worker, index)
+                await self._resume()
+                address = listen or self.zygote.daemon_address
+                if listen and listen.endswith(":0"):
+                    sockname = listeners[-1].socket.getsockname()
+                    address = f"{sockname[0]}:{sockname[1]}"
+                task_status.started(address)
+        finally:
+            self._stopping = True
+            self.logs.close()
+            self.catalog.close()
+
+    async def _start_worker(self, index: int) -> None:
+        ready = self._worker_ready[index] = trio.Event()
+        pid = await self.zygote.spawn(index)
+        with trio.move_on_after(WORKER_START_TIMEOUT) as timeout:
+            await ready.wait()
+        if timeout.cancelled_caught:
+            raise Unavailable(f"worker {index} (pid {pid}) did not start")
+
+    async def _on_connection(self, stream: trio.SocketStream) -> None:
+        conn = Connection(stream, "client")
+        try:
+            kind, fields, _ = await conn.receive()
+            if kind == "hello":
+                await self._serve_worker(conn, fields)
+            elif kind == "cmdReq":
+                await self.on_cmd_req(conn, fields)
+            else:
+                log.warning("unexpected_first_frame", kind=kind)
+        except (EOFError, Unavailable) as exc:
+            log.debug("connection_closed", reason=str(exc))
+        except Exception:  # a bug: keep serving everyone else, and say where it was
+            log.exception("connection_failed")
+        finally:
+            await conn.aclose()
+
+    async def _serve_worker(self, conn: Connection, hello: dict[str, Any]) -> None:
+        index = hello["worker"]
+        host = WorkerHost(index, hello["pid"], hello["address"], Peer(conn, notices={
+            "jahEvent": lambda f: self._events_send.send_nowait((f["jah"], f["event"], f["detail"])),
+        }))
+        host.peer.notices["stats"] = lambda f: setattr(host, "stats", _json(f["jahs"]))
+        self.hosts[index] = host
+        log.info("worker_ready", worker=index, pid=host.pid)
+        self._worker_ready[index].set()
+        await host.peer.serve()
+        if not self._stopping:
+            self.nursery.start_soon(self._replace_worker, index, host.pid)
+
+    async def _replace_worker(self, index: int, pid: int) -> None:
+        """A worker died: fork a new one and restart every tradecraft that had a Jah on it."""
+        log.warning("worker_lost", worker=index, pid=pid)
+        async with self._lock:
+            self.hosts.pop(index, None)
+            affected = [d for d in self.deployments.values() if d.uses(index) and d.state == "running"]
+            for d in affected:
+                await d.stop(lost=index)
+            await self._start_worker(index)
+            for d in affected:
+                await self.catalog.record_event(d.tc.name, "restart",
+                                                {"reason": f"worker {index} (pid {pid}) lost"})
+                await self._deploy(d.tc)
+
+    async def _deploy(self, tc: Any) -> Deployment:
+        d = Deployment(tc, self.logs)
+        d.make_plan(self.hosts)
+        self.deployments[tc.name] = d
+        await d.start()
+        jahs, streams = d.catalog_rows()
+        await self.catalog.set_deployment(tc.name, jahs, streams)
+        return d
+
+    async def _resume(self) -> None:
+        """After a restart: deploy again every tradecraft that was running, from its logs."""
+        for row in await self.catalog.tradecrafts("running"):
+            tc = parse_document(row["document"])
+            async with self._lock:
+                d = await self._deploy(tc)
+            log.info("tradecraft_resumed", tradecraft=tc.name)
+            if await d.all_ended():
+                await self._finish(d)
+
+    async def _handle_events(self) -> None:
+        async for jah, event, detail in self._events_receive:
+            tradecraft = jah.split("/", 1)[0]
+            d = self.deployments.get(tradecraft)
+            if d is None or d.state != "running":
+                continue
+            await self.catalog.set_jah_state(jah, event, detail)
+            if event == "failed":
+                log.warning("jah_failed", jah=jah, error=detail)
+                await self._fail(d, f"{jah}: {detail}")
+            elif event == "finished" and jah.endswith("/sink") and await d.all_ended():
+                await self._finish(d)
+
+    async def _finish(self, d: Deployment) -> None:
+        d.state = "finished"
+        await self.catalog.set_state(d.tc.name, "finished")
+        log.info("tradecraft_finished", tradecraft=d.tc.name)
+
+    async def _fail(self, d: Deployment, error: str) -> None:
+        d.state = "failed"
+        await d.stop()
+        await self.catalog.set_state(d.tc.name, "failed", error)
+
+
+def _json(text: str) -> Any:
+    import json
+    return json.loads(text)
+
+
+async def _unix_listener(path: str) -> trio.socket.SocketType:
+    sock = trio.socket.socket(trio.socket.AF_UNIX, trio.socket.SOCK_STREAM)
+    await sock.bind(path)
+    sock.listen(128)
+    return sock
+
+
+def make_zygote() -> Zygote:
+    """Warm this process, then fork the zygote (call before any trio loop)."""
+    prepare_process()
+    run_dir = tempfile.mkdtemp(prefix="hj-")
+    return Zygote(os.path.join(run_dir, "congregation.sock"), run_dir)
+
+
+async def run_daemon(args: argparse.Namespace, zygote: Zygote) -> None:
+    congregation = Congregation(Path(args.data_dir), zygote, args.workers, args.name)
+    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+        async with trio.open_nursery() as nursery:
+            address = await nursery.start(congregation.serve, args.listen)
+            print(f"congregation {args.name} ready at {address} "
+                  f"(workers: {args.workers}, data: {args.data_dir})", flush=True)
+            async for _ in signals:
+                log.info("stopping")
+                nursery.cancel_scope.cancel()
+                break
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(prog="congregation", description="The Hallelujah daemon for one host.")
+    ap.add_argument("--data-dir", required=True, help="where the catalog and logs live")
+    ap.add_argument("--listen", default="127.0.0.1:7077", help="HOST:PORT to accept clients on")
+    ap.add_argument("--peer", action="append", default=[], help="another congregation (cluster)")
+    ap.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    ap.add_argument("--name", default="congregation")
+    ap.add_argument("--metrics", default=None, help="HOST:PORT for Prometheus metrics")
+    ap.add_argument("--log-format", choices=["json", "console"], default="json")
+    args = ap.parse_args(argv)
+    configure_logging(args.log_format)
+    zygote = make_zygote()
+    try:
+        trio.run(run_daemon, args, zygote)
+    except HallelujahError as exc:
+        print(f"congregation: {exc}", file=sys.stderr)
+        sys.exit(exc.exit_code)
+    except OSError as exc:
+        print(f"congregation: {exc.strerror or exc}", file=sys.stderr)
+        sys.exit(1)
+    finally:
+        zygote.close()

@@ -1,0 +1,111 @@
+"""A running tradecraft: its plan, its Jahs on their hosts, and how it ends, fails or restarts."""
+from __future__ import annotations
+
+import json
+from typing import Any, Protocol
+
+import structlog
+import trio
+
+from congregation.hallelu import CONGREGATION, Plan, input_logs, plan_tradecraft
+from congregation.logs import Logs
+from hallelujah.frames import schema_bytes
+from hallelujah.tradecraft import Tradecraft
+
+log = structlog.get_logger("hallelujah.deployment")
+
+
+class Host(Protocol):
+    index: int
+    address: str
+    placed: int
+
+    async def request(self, kind: str, fields: dict[str, Any]) -> dict[str, Any]: ...
+
+
+class Deployment:
+    """Creates a tradecraft's Jahs and wires them; stops them; tracks which logs have ended."""
+
+    def __init__(self, tc: Tradecraft, logs: Logs) -> None:
+        self.tc = tc
+        self.logs = logs
+        self.plan: Plan | None = None
+        self.hosts: dict[int, Host] = {}
+        self.state = "starting"
+
+    def make_plan(self, hosts: dict[int, Host]) -> Plan:
+        """Place every Jah (least-loaded worker first); no side effect but the hosts' load."""
+        workers = [h for i, h in hosts.items() if i != CONGREGATION]
+
+        def place() -> int:
+            host = min(workers, key=lambda h: (h.placed, h.index))
+            host.placed += 1
+            return host.index
+
+        self.hosts = hosts
+        self.plan = plan_tradecraft(self.tc, place)
+        return self.plan
+
+    async def start(self) -> None:
+        """Create logs, resume positions, Jahs (all), then streams receiver-first."""
+        plan = self.plan
+        assert plan is not None
+        for name, schema in {**input_logs(self.tc), **{n: s for n, (_, s) in plan.logs.items()}}.items():
+            await self.logs.create(name, schema_bytes(schema))
+        for jah_id, source_id in plan.sources.items():
+            positions = [(await self.logs.progress(name)).get(source_id, 0)
+                         for name in plan.reachable_logs(jah_id)]
+            plan.jahs[jah_id].spec["resume_from"] = min(positions, default=0)
+        async with trio.open_nursery() as nursery:
+            for jah in plan.jahs.values():
+                nursery.start_soon(self.hosts[jah.host].request, "jahReq",
+                                   {"jah": jah.id, "spec": json.dumps(jah.spec), "stop": False})
+        for s in plan.streams:
+            sender, receiver = plan.jahs[s.sender], plan.jahs[s.receiver]
+            fields = {"stream": s.id, "schema": schema_bytes(s.schema), "credits": 0}
+            await self.hosts[receiver.host].request("streamReq", {
+                **fields, "jah": s.receiver, "port": s.receiver_port, "act": False, "address": ""})
+            address = "local" if sender.host == receiver.host else self.hosts[receiver.host].address
+            await self.hosts[sender.host].request("streamReq", {
+                **fields, "jah": s.sender, "port": s.sender_port, "act": True, "address": address})
+        self.state = "running"
+
+    async def stop(self, lost: int | None = None) -> None:
+        """Stop every Jah (those on a lost host are gone already) and wait until they are."""
+        if self.plan is None:
+            return
+        async with trio.open_nursery() as nursery:
+            for jah in self.plan.jahs.values():
+                if jah.host != lost and jah.host in self.hosts:
+                    nursery.start_soon(self._stop_one, jah.host, jah.id)
+        for host in self.hosts.values():
+            host.placed -= sum(1 for j in self.plan.jahs.values() if j.host == host.index
+                               and host.index != CONGREGATION)
+
+    async def _stop_one(self, host: int, jah: str) -> None:
+        try:
+            await self.hosts[host].request("jahReq", {"jah": jah, "spec": "", "stop": True})
+        except Exception as exc:  # noqa: BLE001 - a host that is going away is stopped anyway
+            log.info("stop_failed", jah=jah, error=str(exc))
+
+    def uses(self, host: int) -> bool:
+        return self.plan is not None and any(j.host == host for j in self.plan.jahs.values())
+
+    async def all_ended(self) -> bool:
+        """Whether every retained log (and every input log) has ended: the tradecraft is finished."""
+        assert self.plan is not None
+        names = list(self.plan.logs) + list(input_logs(self.tc))
+        for name in names:
+            info = await self.logs.info(name)
+            if info is None or not info["ended"]:
+                return False
+        return True
+
+    def catalog_rows(self) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        assert self.plan is not None
+        jahs = [{"id": j.id, "analytic": j.analytic, "role": j.role, "host": j.host,
+                 "state": "running", "error": ""} for j in self.plan.jahs.values()]
+        streams = [{"id": s.id, "sender": s.sender, "sender_port": s.sender_port,
+                    "receiver": s.receiver, "receiver_port": s.receiver_port}
+                   for s in self.plan.streams]
+        return jahs, streams

@@ -1,0 +1,52 @@
+"""`describe`: every tradecraft's state, analytics, retained logs and each Jah's live figures."""
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from hallelujah.tradecraft import schema_to_json
+
+
+async def describe(congregation: Any, only: str = "") -> dict[str, Any]:
+    name_filter, _, analytic_filter = only.partition("/")
+    out = []
+    for row in await congregation.catalog.tradecrafts():
+        name = row["name"]
+        if name_filter and name != name_filter:
+            continue
+        d = congregation.deployments.get(name)
+        stats: dict[str, dict[str, Any]] = {}
+        for host in congregation.hosts.values():
+            host_stats = host.runtime.statistics() if hasattr(host, "runtime") else host.stats
+            for jah_id, s in host_stats.items():
+                stats[jah_id] = {**s, "worker": host.index, "pid": host.pid}
+        jahs = await congregation.catalog.jahs(name)
+        analytics = []
+        for a in (d.tc.analytics if d is not None else []):
+            if analytic_filter and a.name != analytic_filter:
+                continue
+            logs = {}
+            for log in await congregation.logs.names(f"{name}/{a.name}"):
+                if log == f"{name}/{a.name}" or log.startswith(f"{name}/{a.name}."):
+                    info = await congregation.logs.info(log)
+                    logs[log.split("/", 1)[1]] = {"rows": info["rows"], "batches": info["next_seq"],
+                                                  "ended": bool(info["ended"])}
+            analytics.append({
+                "name": a.name, "kind": a.kind, "output": a.output, "retained": logs,
+                "schema": schema_to_json(a.schema),
+                "jahs": [{"id": j["id"], "role": j["role"], "worker": j["host"],
+                          **{k: v for k, v in stats.get(j["id"], {}).items() if k != "role"},
+                          "state": stats.get(j["id"], {}).get("state", j["state"]),
+                          "error": j["error"]}
+                         for j in jahs if j["analytic"] == a.name],
+            })
+        events = await congregation.catalog.events(name)
+        out.append({"name": name, "state": row["state"], "error": row["error"],
+                    "submitted_at": row["submitted_at"], "finished_at": row["finished_at"],
+                    "analytics": analytics,
+                    "events": [{"at": e["at"], "kind": e["kind"], **json.loads(e["detail"])}
+                               for e in events],
+                    "scaling": []})
+    return {"congregation": congregation.name, "workers": [
+        {"worker": h.index, "pid": h.pid, "jahs": len(getattr(h, "stats", {}) or {})}
+        for i, h in sorted(congregation.hosts.items()) if i >= 0], "tradecrafts": out}

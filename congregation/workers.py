@@ -1,0 +1,153 @@
+"""Worker processes: forked from a warm zygote, watched, replaced, and chosen by load.
+
+The zygote is forked before any trio loop runs, after every import and Numba kernel is loaded;
+it forks each worker on request, so a worker starts in milliseconds (LIMITS.md fact 5) and a
+crashed one is replaced just as fast.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import structlog
+import trio
+
+from congregation.rpc import Peer
+from hallelujah.frames import connect
+from jah.runtime import Runtime
+
+log = structlog.get_logger("hallelujah.workers")
+STATS_EVERY = 0.5
+
+
+class Zygote:
+    """A pre-warmed process that forks workers. Create it before trio.run()."""
+
+    def __init__(self, daemon_address: str, run_dir: str) -> None:
+        self.daemon_address = daemon_address
+        self.run_dir = run_dir
+        cmd_r, cmd_w = os.pipe()
+        pid_r, pid_w = os.pipe()
+        self.pid = os.fork()
+        if self.pid == 0:
+            os.close(cmd_w)
+            os.close(pid_r)
+            self._serve(cmd_r, pid_w)
+        os.close(cmd_r)
+        os.close(pid_w)
+        self._cmd = os.fdopen(cmd_w, "w", buffering=1)
+        self._pids = os.fdopen(pid_r, "r")
+
+    def _serve(self, cmd_r: int, pid_w: int) -> None:
+        signal.signal(signal.SIGCHLD, signal.SIG_IGN)     # workers are reaped automatically
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        commands = os.fdopen(cmd_r, "r")
+        for line in commands:
+            index = int(line)
+            pid = os.fork()
+            if pid == 0:
+                commands.close()
+                os.close(pid_w)
+                signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+                code = 0
+                try:
+                    trio.run(serve_worker, index, self.daemon_address, self.run_dir)
+                except BaseException:   # noqa: BLE001 - the worker's last word, then exit
+                    code = 1
+                    log.exception("worker_failed", worker=index)
+                finally:
+                    sys.stdout.flush()
+                    os._exit(code)
+            os.write(pid_w, f"{pid}\n".encode())
+        os._exit(0)
+
+    async def spawn(self, index: int) -> int:
+        """Fork worker `index`; returns its pid (it connects back to the congregation)."""
+        def ask() -> int:
+            self._cmd.write(f"{index}\n")
+            return int(self._pids.readline())
+        return await trio.to_thread.run_sync(ask)
+
+    def close(self) -> None:
+        try:
+            self._cmd.close()
+            self._pids.close()
+        except OSError:
+            pass
+        try:
+            os.waitpid(self.pid, 0)
+        except ChildProcessError:
+            pass
+
+
+async def serve_worker(index: int, daemon_address: str, run_dir: str) -> None:
+    """A worker's life: host Jahs for the congregation until its connection closes."""
+    conn = await connect(daemon_address)
+    events_send, events_receive = trio.open_memory_channel[tuple[str, str, str]](1000)
+
+    def report(jah: str, event: str, detail: str = "") -> None:
+        events_send.send_nowait((jah, event, detail))
+
+    runtime = Runtime(f"worker-{index}", os.path.join(run_dir, f"w{index}-{os.getpid()}.sock"), report)
+    peer = Peer(conn, {"jahReq": runtime.on_jah_req, "streamReq": runtime.on_stream_req})
+    async with trio.open_nursery() as nursery:
+        await nursery.start(runtime.serve)
+        await conn.send("hello", {"worker": index, "pid": os.getpid(), "address": runtime.address})
+
+        async def forward_events() -> None:
+            async for jah, event, detail in events_receive:
+                await conn.send("jahEvent", {"jah": jah, "event": event, "detail": detail})
+
+        async def send_stats() -> None:
+            import json
+            while True:
+                await trio.sleep(STATS_EVERY)
+                await conn.send("stats", {"jahs": json.dumps(runtime.statistics())})
+
+        nursery.start_soon(forward_events)
+        nursery.start_soon(send_stats)
+        await peer.serve()
+        nursery.cancel_scope.cancel()
+
+
+@dataclass
+class WorkerHost:
+    """The congregation's handle on one worker process."""
+
+    index: int
+    pid: int
+    address: str
+    peer: Peer
+    started: float = field(default_factory=time.time)
+    stats: dict[str, dict[str, Any]] = field(default_factory=dict)
+    placed: int = 0
+
+    async def request(self, kind: str, fields: dict[str, Any]) -> dict[str, Any]:
+        return await self.peer.request(kind, fields)
+
+    def load(self) -> float:
+        return self.placed + sum(s.get("busy", 0.0) for s in self.stats.values())
+
+
+@dataclass
+class LocalHost:
+    """The congregation's own runtime, for the Jahs that live beside the logs."""
+
+    runtime: Runtime
+    index: int = -1
+    pid: int = field(default_factory=os.getpid)
+    placed: int = 0
+
+    @property
+    def address(self) -> str:
+        return self.runtime.address
+
+    async def request(self, kind: str, fields: dict[str, Any]) -> dict[str, Any]:
+        handler: Callable[[dict[str, Any]], Any] = {
+            "jahReq": self.runtime.on_jah_req, "streamReq": self.runtime.on_stream_req}[kind]
+        return await handler(fields)

@@ -1,0 +1,15 @@
+"""Hallelujah: a self-scaling stream-processing database.
+
+    async with hallelujah.open_database(["127.0.0.1:7077"]) as db:
+        await db.submit(document)
+        await db.publish("gps/positions", table)
+        async with db.stream("gps/countries", from_start=True) as batches:
+            async for batch in batches: ...
+"""
+from hallelujah.client import Database, open_database
+from hallelujah.errors import (ExpressionError, HallelujahError, NotFound, SchemaMismatch,
+                               TradecraftError, Unavailable)
+from hallelujah.sync import connect
+
+__all__ = ["open_database", "Database", "connect", "HallelujahError", "TradecraftError",
+           "ExpressionError", "SchemaMismatch", "NotFound", "Unavailable"]

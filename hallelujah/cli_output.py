@@ -1,0 +1,123 @@
+"""What the CLI shows people: rich tables and progress on a terminal, JSON for programs."""
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from hallelujah import formats
+from hallelujah.client import Database
+
+STATUS_EVERY = 5.0   # seconds between status lines when stderr is not a terminal
+
+
+def print_list(rows: list[dict[str, Any]], as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(rows, indent=1))
+        return
+    table = Table("tradecraft", "state", "submitted", "error")
+    for r in rows:
+        table.add_row(r["name"], r["state"], time.strftime("%Y-%m-%d %H:%M:%S",
+                      time.localtime(r["submitted_at"])), r["error"] or "")
+    Console().print(table)
+
+
+def print_describe(info: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(info, indent=1))
+        return
+    console = Console()
+    for tc in info["tradecrafts"]:
+        console.print(f"[bold]{tc['name']}[/bold]  {tc['state']}  {tc['error'] or ''}")
+        table = Table("analytic", "kind", "jah", "role", "worker", "rows in", "rows out", "busy",
+                      "backlog", "state", "retained")
+        for a in tc["analytics"]:
+            retained = ", ".join(f"{k}: {v['rows']}" for k, v in a["retained"].items())
+            for j in a["jahs"] or [{}]:
+                table.add_row(a["name"], a["kind"], j.get("id", "").rsplit("/", 1)[-1],
+                              j.get("role", ""), str(j.get("worker", "")), str(j.get("rows_in", "")),
+                              str(j.get("rows_out", "")), str(j.get("busy", "")),
+                              str(j.get("backlog", "")), j.get("state", ""), retained)
+        console.print(table)
+
+
+class RowProgress:
+    """A rich progress bar on a terminal; a status line every few seconds otherwise."""
+
+    def __init__(self, label: str, total: int | None) -> None:
+        self.label, self.total = label, total
+        self.tty = sys.stderr.isatty()
+        self.progress = Progress(TextColumn("{task.description}"), BarColumn(),
+                                 TextColumn("{task.completed:,} / {task.total:,} rows"),
+                                 TimeElapsedColumn(), console=Console(stderr=True)) if self.tty else None
+        self._last = 0.0
+
+    def __enter__(self) -> "RowProgress":
+        if self.progress is not None:
+            self.progress.start()
+            self.task = self.progress.add_task(self.label, total=self.total)
+        return self
+
+    def update(self, rows: int) -> None:
+        if self.progress is not None:
+            self.progress.update(self.task, completed=rows)
+        elif time.monotonic() - self._last >= STATUS_EVERY:
+            self._last = time.monotonic()
+            print(f"{self.label}: {rows:,} rows acknowledged", file=sys.stderr)
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.progress is not None:
+            self.progress.stop()
+
+
+async def publish_file(db: Database, stream: str, path: Path, fmt: str | None, end: bool) -> None:
+    """Publish a file, conformed to the stream's schema first (a mismatch sends nothing)."""
+    source = {"path": str(path), "format": formats.format_of(path, fmt)}
+    total = _rows_of(source)
+    schema = await _stream_schema(db, stream)
+    batches = formats.read_batches(source, schema)
+    with RowProgress(f"publish {path.name}", total) as progress:
+        rows = await db.publish(stream, batches, end=end, schema=schema, progress=progress.update)
+    print(f"published {rows:,} rows to {stream}", file=sys.stderr)
+
+
+async def _stream_schema(db: Database, stream: str) -> Any:
+    from hallelujah.tradecraft import schema_from_json
+    name, _, analytic = stream.partition("/")
+    info = await db.describe(name)
+    for tc in info["tradecrafts"]:
+        for a in tc["analytics"]:
+            if a["name"] == analytic:
+                return schema_from_json(a["schema"], analytic)
+    return None
+
+
+def _rows_of(source: dict[str, Any]) -> int | None:
+    if source["format"] == "parquet":
+        import pyarrow.parquet as pq
+        return pq.ParquetFile(source["path"]).metadata.num_rows
+    return None
+
+
+async def stream_to(db: Database, analytic: str, from_start: bool, limit: int | None, fmt: str,
+                    output: str | None) -> None:
+    target = open(output, "wb") if output else sys.stdout.buffer
+    try:
+        async with db.stream(analytic, from_start=from_start, limit=limit) as batches:
+            writer = None
+            async for batch in batches:
+                if writer is None:
+                    writer = formats.open_writer(target, fmt, batch.schema)
+                writer.write(batch)
+                target.flush()
+            if writer is not None:
+                writer.close()
+    finally:
+        if output:
+            target.close()

@@ -1,0 +1,200 @@
+"""The client library: open_database() and Database.submit/publish/stream/describe/cancel.
+
+Each call opens one connection to the first congregation that answers, sends one cmdReq and
+reads its cmdCfm; publish and stream then carry batches on that connection, paced by credits.
+"""
+from __future__ import annotations
+
+import itertools
+import json
+import os
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any, AsyncIterator, Callable, Iterable, Sequence
+
+import pyarrow as pa
+import trio
+
+from hallelujah.errors import HallelujahError, Unavailable, from_wire
+from hallelujah.frames import Connection, connect, open_batch, schema_bytes, schema_of, serialize_batch
+
+DEFAULT_ADDRESS = "127.0.0.1:7077"
+PUBLISH_BATCH_ROWS = 65536
+_ids = itertools.count(1)
+
+
+def addresses_from(at: Sequence[str] | str | None) -> list[str]:
+    """Addresses given, else $HALLELUJAH_AT (comma-separated), else 127.0.0.1:7077."""
+    if isinstance(at, str):
+        at = [at]
+    if not at:
+        at = [a for a in os.environ.get("HALLELUJAH_AT", "").split(",") if a] or [DEFAULT_ADDRESS]
+    return [part for a in at for part in a.split(",") if part]
+
+
+class Database:
+    """A handle on a Hallelujah database through any of its congregations."""
+
+    def __init__(self, addresses: Sequence[str]) -> None:
+        self.addresses = list(addresses)
+
+    async def _open(self) -> Connection:
+        errors = []
+        for address in self.addresses:
+            try:
+                return await connect(address)
+            except Unavailable as exc:
+                errors.append(str(exc))
+        raise Unavailable("; ".join(errors))
+
+    async def _request(self, conn: Connection, command: str,
+                       args: dict[str, Any]) -> tuple[dict[str, Any], bytes]:
+        rid = next(_ids)
+        await conn.send("cmdReq", {"id": rid, "command": command, "args": json.dumps(args)})
+        while True:
+            try:
+                kind, fields, _ = await conn.receive()
+            except EOFError:
+                raise Unavailable(f"{conn.peer} closed the connection during {command}") from None
+            if kind == "cmdCfm" and fields["id"] == rid:
+                break
+        if fields.get("error"):
+            err = fields["error"]
+            raise from_wire(err["kind"], err["message"], err.get("path", ""))
+        return json.loads(fields["result"]), fields.get("schema", b"")
+
+    async def command(self, command: str, **args: Any) -> dict[str, Any]:
+        """Send one command and return its JSON result (raises the congregation's error)."""
+        conn = await self._open()
+        try:
+            result, _ = await self._request(conn, command, args)
+            return result
+        finally:
+            await conn.aclose()
+
+    async def submit(self, document: dict[str, Any] | str, base_dir: str | Path | None = None) -> dict[str, Any]:
+        """Validate here (so relative source paths resolve against `base_dir` or the cwd), then submit."""
+        from hallelujah.tradecraft import parse_document
+        tc = parse_document(document, base_dir)
+        return await self.command("submit", document=tc.document)
+
+    async def list(self) -> list[dict[str, Any]]:
+        return (await self.command("list"))["tradecrafts"]
+
+    async def describe(self, tradecraft: str = "") -> dict[str, Any]:
+        return await self.command("describe", tradecraft=tradecraft)
+
+    async def cancel(self, tradecraft: str) -> dict[str, Any]:
+        return await self.command("cancel", tradecraft=tradecraft)
+
+    async def publish(self, stream: str, data: pa.Table | pa.RecordBatch | Iterable[pa.RecordBatch],
+                      *, end: bool = False, schema: pa.Schema | None = None,
+                      progress: Callable[[int], None] | None = None) -> int:
+        """Append rows to a pushed stream; returns the rows acknowledged (each batch is in the
+        stream's input log, synced, before it is acknowledged).
+
+        A schema that does not match the stream is refused (SchemaMismatch) before any row is
+        sent. `end=True` closes the stream afterwards. `progress(rows_acknowledged)` is called
+        as acknowledgements arrive.
+        """
+        batches = _batches(data)
+        if schema is None:
+            first = next(batches, None)
+            if first is None:
+                raise HallelujahError("publish: no data given")
+            schema = first.schema
+            batches = itertools.chain([first], batches)
+        conn = await self._open()
+        try:
+            reply, _ = await self._request(conn, "publish", {
+                "stream": stream, "schema": schema_bytes(schema).hex(), "end": end})
+            return await _send_batches(conn, batches, reply["credits"], progress)
+        finally:
+            await conn.aclose()
+
+    @asynccontextmanager
+    async def stream(self, analytic: str, *, from_start: bool = False,
+                     limit: int | None = None) -> AsyncIterator[AsyncIterator[pa.RecordBatch]]:
+        """Batches of an analytic's retained output: from the start, or from now; the iterator
+        ends when the output ends (or after `limit` rows)."""
+        conn = await self._open()
+        try:
+            _, schema_data = await self._request(conn, "stream", {
+                "analytic": analytic, "from_start": from_start, "limit": limit})
+            yield _receive_batches(conn, schema_of(schema_data))
+        finally:
+            await conn.aclose()
+
+    async def read(self, analytic: str, *, from_start: bool = True, limit: int | None = None) -> pa.Table:
+        """The whole retained output as one table (waits for the output to end)."""
+        async with self.stream(analytic, from_start=from_start, limit=limit) as batches:
+            got = [b async for b in batches]
+        return pa.Table.from_batches(got) if got else pa.table({})
+
+
+def _batches(data: pa.Table | pa.RecordBatch | Iterable[pa.RecordBatch]) -> Iterable[pa.RecordBatch]:
+    if isinstance(data, pa.RecordBatch):
+        data = pa.Table.from_batches([data])
+    if isinstance(data, pa.Table):
+        return iter(data.to_batches(max_chunksize=PUBLISH_BATCH_ROWS))
+    return iter(data)
+
+
+async def _send_batches(conn: Connection, batches: Iterable[pa.RecordBatch], credits: int,
+                        progress: Callable[[int], None] | None) -> int:
+    acked = 0
+    in_flight: list[int] = []
+    sizes_acked = trio.Event()
+
+    async def read_acks() -> None:
+        nonlocal acked, sizes_acked
+        while True:
+            kind, fields, _ = await conn.receive()
+            if kind == "cmdCfm":
+                if fields.get("error"):
+                    err = fields["error"]
+                    raise from_wire(err["kind"], err["message"], err.get("path", ""))
+                return
+            for _ in range(fields["credits"]):
+                acked += in_flight.pop(0)
+            if progress is not None:
+                progress(acked)
+            sizes_acked.set()
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(read_acks)
+        for seq, batch in enumerate(batches):
+            while len(in_flight) >= credits:
+                sizes_acked = trio.Event()
+                await sizes_acked.wait()
+            body = serialize_batch(batch)
+            in_flight.append(batch.num_rows)
+            await conn.send("dataReq", {"seq": seq, "origin": -1, "source": "", "marker": "none",
+                                        "markerValue": 0, "bodyLength": body.size,
+                                        "rows": batch.num_rows}, body)
+        await conn.send("dataReq", {"seq": 0, "origin": -1, "source": "", "marker": "endOfStream",
+                                    "markerValue": 0, "bodyLength": 0, "rows": 0})
+    return acked
+
+
+async def _receive_batches(conn: Connection, schema: pa.Schema) -> AsyncIterator[pa.RecordBatch]:
+    await conn.send("dataCfm", {"credits": 8})
+    pending = 0
+    while True:
+        kind, fields, body = await conn.receive()
+        if kind != "dataReq":
+            continue
+        if fields["marker"] == "endOfStream":
+            return
+        if body is not None:
+            yield open_batch(body, schema)
+        pending += 1
+        if pending >= 4:
+            await conn.send("dataCfm", {"credits": pending})
+            pending = 0
+
+
+@asynccontextmanager
+async def open_database(addresses: Sequence[str] | str | None = None) -> AsyncIterator[Database]:
+    """A Database over the given congregations (or $HALLELUJAH_AT, or 127.0.0.1:7077)."""
+    yield Database(addresses_from(addresses))

@@ -1,0 +1,159 @@
+"""Frames on the wire: sans-IO encoding plus one buffered connection over a trio socket.
+
+A frame is a 4-byte little-endian length and one capnp `Message` (protocol.capnp). A `dataReq`
+frame is followed by its raw Arrow IPC body, read with `recv_into` into one fresh buffer and opened
+zero-copy; sizes are checked before anything is allocated.
+"""
+from __future__ import annotations
+
+import struct
+from importlib import resources
+from typing import Any
+
+import capnp  # type: ignore[import-untyped]
+import pyarrow as pa
+import trio
+
+from hallelujah.errors import Unavailable
+
+capnp.remove_import_hook()
+protocol = capnp.load(str(resources.files("hallelujah") / "protocol.capnp"))
+
+MAX_FRAME = 64 << 20     # a control frame (documents, descriptions) never needs more
+MAX_BODY = 1 << 31       # one Arrow batch body
+_LEN = struct.Struct("<I")
+_TRAVERSAL = 1 << 40
+
+
+def encode(kind: str, fields: dict[str, Any]) -> bytes:
+    """One frame: length prefix + the capnp Message with `kind` set to `fields`."""
+    body = protocol.Message.new_message(**{kind: fields}).to_bytes()
+    return _LEN.pack(len(body)) + body
+
+
+def decode(frame: bytes | memoryview) -> tuple[str, dict[str, Any]]:
+    """The (kind, fields) of one frame's capnp bytes (without the length prefix)."""
+    with protocol.Message.from_bytes(bytes(frame), traversal_limit_in_words=_TRAVERSAL) as msg:
+        kind = msg.which()
+        return kind, getattr(msg, kind).to_dict()
+
+
+def serialize_batch(batch: pa.RecordBatch) -> pa.Buffer:
+    """The IPC body of a batch, without its schema (the schema goes once per stream)."""
+    return batch.serialize()
+
+
+def open_batch(body: pa.Buffer | bytearray, schema: pa.Schema) -> pa.RecordBatch:
+    """A batch over `body` without copying it."""
+    buf = body if isinstance(body, pa.Buffer) else pa.py_buffer(body)
+    return pa.ipc.read_record_batch(buf, schema)
+
+
+def schema_bytes(schema: pa.Schema) -> bytes:
+    return schema.serialize().to_pybytes()
+
+
+def schema_of(data: bytes) -> pa.Schema:
+    return pa.ipc.read_schema(pa.py_buffer(data))
+
+
+class Connection:
+    """A framed, bidirectional connection. One task receives; sends are serialized by a lock."""
+
+    def __init__(self, stream: trio.SocketStream, peer: str = "") -> None:
+        self.stream = stream
+        self.sock = stream.socket
+        self.peer = peer
+        self._send_lock = trio.Lock()
+        self._buf = bytearray(256 * 1024)
+        self._view = memoryview(self._buf)
+        self._start = 0
+        self._end = 0
+
+    async def send(self, kind: str, fields: dict[str, Any], body: Any = None) -> None:
+        """Send one frame (and the raw body of a dataReq). Raises Unavailable if the peer is gone."""
+        parts: list[memoryview] = [memoryview(encode(kind, fields))]
+        if body is not None:
+            view = memoryview(body)
+            if view.nbytes:
+                parts.append(view.cast("B"))
+        async with self._send_lock:
+            try:
+                while parts:
+                    sent = await self.sock.sendmsg(parts)
+                    while sent:
+                        if sent >= len(parts[0]):
+                            sent -= len(parts[0])
+                            parts.pop(0)
+                        else:
+                            parts[0] = parts[0][sent:]
+                            sent = 0
+            except (OSError, trio.ClosedResourceError, trio.BrokenResourceError) as exc:
+                raise Unavailable(f"connection to {self.peer or 'peer'} lost: {exc}") from None
+
+    async def _fill(self, need: int) -> None:
+        """Make at least `need` bytes available in the header buffer."""
+        if self._end - self._start >= need:
+            return
+        if self._start:
+            n = self._end - self._start
+            self._buf[:n] = self._buf[self._start:self._end]
+            self._start, self._end = 0, n
+        if need > len(self._buf):
+            self._buf.extend(bytes(need - len(self._buf)))
+            self._view = memoryview(self._buf)
+        while self._end - self._start < need:
+            n = await self._recv_into(self._view[self._end:])
+            self._end += n
+
+    async def _recv_into(self, view: memoryview) -> int:
+        try:
+            n = await self.sock.recv_into(view)
+        except (OSError, trio.ClosedResourceError) as exc:
+            raise Unavailable(f"connection to {self.peer or 'peer'} lost: {exc}") from None
+        if n == 0:
+            raise EOFError(self.peer)
+        return n
+
+    async def receive(self) -> tuple[str, dict[str, Any], bytearray | None]:
+        """The next (kind, fields, body). Raises EOFError at a clean end, Unavailable otherwise."""
+        await self._fill(4)
+        (size,) = _LEN.unpack_from(self._buf, self._start)
+        if size > MAX_FRAME:
+            raise Unavailable(f"frame of {size} bytes from {self.peer or 'peer'} exceeds {MAX_FRAME}")
+        await self._fill(4 + size)
+        kind, fields = decode(self._view[self._start + 4:self._start + 4 + size])
+        self._start += 4 + size
+        body = None
+        if kind == "dataReq" and fields["bodyLength"]:
+            body = await self._receive_body(fields["bodyLength"])
+        return kind, fields, body
+
+    async def _receive_body(self, length: int) -> bytearray:
+        if length > MAX_BODY:
+            raise Unavailable(f"batch of {length} bytes from {self.peer or 'peer'} exceeds {MAX_BODY}")
+        body = bytearray(length)
+        have = min(length, self._end - self._start)
+        body[:have] = self._buf[self._start:self._start + have]
+        self._start += have
+        view = memoryview(body)
+        while have < length:
+            have += await self._recv_into(view[have:])
+        return body
+
+    async def aclose(self) -> None:
+        with trio.CancelScope(shield=True):
+            await self.stream.aclose()
+
+
+async def connect(address: str) -> Connection:
+    """Open a connection to "host:port" (TCP) or a Unix socket path."""
+    try:
+        if address.startswith("/") or address.startswith("\0"):
+            stream = await trio.open_unix_socket(address)
+        else:
+            host, _, port = address.rpartition(":")
+            stream = await trio.open_tcp_stream(host or "127.0.0.1", int(port))
+    except OSError as exc:
+        raise Unavailable(f"no congregation at {address}: {exc.strerror or exc}") from None
+    return Connection(stream, address)

@@ -1,0 +1,93 @@
+# Every message on the wire. One frame = 4-byte little-endian length + one `Message`; a
+# `dataReq` frame is followed on the socket by `bodyLength` bytes of raw Arrow IPC (a record
+# batch message without its schema), never inside the capnp frame (LIMITS.md fact 2).
+# Each xReq is handled by exactly one `on_x_req`, answered by its xCfm.
+@0xd1a6e7c9b3f05a21;
+
+struct Error {
+  kind @0 :Text;      # TradecraftError, SchemaMismatch, NotFound, Unavailable, HallelujahError
+  message @1 :Text;
+  path @2 :Text;      # JSON path or stream name at fault, when there is one
+}
+
+# Application -> Congregation. `args` and `result` are JSON objects: documents and
+# descriptions are JSON already, and the command set grows without schema churn.
+struct CmdReq {
+  id @0 :UInt64;
+  command @1 :Text;   # submit list describe publish stream cancel query
+  args @2 :Text;
+}
+struct CmdCfm {
+  id @0 :UInt64;
+  union {
+    result @1 :Text;  # JSON
+    error @2 :Error;
+  }
+  schema @3 :Data;    # Arrow IPC schema of the datastream that follows (publish, stream)
+}
+
+# Congregation -> Congregation that hosts an analytic's Hallelu.
+struct HalleluReq { id @0 :UInt64; tradecraft @1 :Text; analytic @2 :Text; }
+struct HalleluCfm { id @0 :UInt64; union { ok @1 :Void; error @2 :Error; } }
+
+# Congregation -> worker: create (or stop) one Jah.
+struct JahReq {
+  id @0 :UInt64;
+  jah @1 :Text;       # jah id, e.g. "gps/tiled/transform-0"
+  spec @2 :Text;      # JSON: role, analytic spec, schemas, resume positions
+  stop @3 :Bool;
+}
+struct JahCfm { id @0 :UInt64; union { ok @1 :Void; error @2 :Error; } }
+
+# Hallelu -> worker: wire a datastream, receiver first (expect) then sender (act).
+struct StreamReq {
+  id @0 :UInt64;
+  stream @1 :Text;    # datastream id
+  jah @2 :Text;       # the local Jah
+  port @3 :Text;      # its input or output port ("in", "out", "rejected", a route)
+  act @4 :Bool;       # false: expect an incoming stream; true: connect to `address`
+  address @5 :Text;   # receiver's socket path, or "local" for an in-process channel
+  credits @6 :UInt32; # receiver's credit window (batches)
+  schema @7 :Data;
+}
+struct StreamCfm { id @0 :UInt64; union { ok @1 :Void; error @2 :Error; } }
+
+# The first frame on a datastream connection, from the sender.
+struct StreamOpen { stream @0 :Text; schema @1 :Data; }
+
+enum Marker { none @0; endOfStream @1; watermark @2; handover @3; checkpoint @4; }
+
+struct DataReq {
+  seq @0 :UInt64;        # per-stream sequence number
+  origin @1 :Int64;      # sequence number of the source batch this batch derives from (exactly-once)
+  source @2 :Text;       # the source the origin counts in
+  marker @3 :Marker;
+  markerValue @4 :Int64; # watermark time, checkpoint id, …
+  bodyLength @5 :UInt64; # raw Arrow IPC bytes following this frame (0 for a bare marker)
+  rows @6 :UInt64;
+}
+struct DataCfm { credits @0 :UInt32; }   # receiver grants this many more batches
+
+# Worker <-> Congregation house-keeping.
+struct Hello { worker @0 :Int32; pid @1 :Int32; address @2 :Text; }
+struct Stats { jahs @0 :Text; }          # JSON {jah: {rows_in, rows_out, busy, backlog}}
+struct JahEvent { jah @0 :Text; event @1 :Text; detail @2 :Text; }   # finished, failed, progress
+
+struct Message {
+  union {
+    cmdReq @0 :CmdReq;
+    cmdCfm @1 :CmdCfm;
+    halleluReq @2 :HalleluReq;
+    halleluCfm @3 :HalleluCfm;
+    jahReq @4 :JahReq;
+    jahCfm @5 :JahCfm;
+    streamReq @6 :StreamReq;
+    streamCfm @7 :StreamCfm;
+    streamOpen @8 :StreamOpen;
+    dataReq @9 :DataReq;
+    dataCfm @10 :DataCfm;
+    hello @11 :Hello;
+    stats @12 :Stats;
+    jahEvent @13 :JahEvent;
+  }
+}

@@ -1,0 +1,122 @@
+"""`hallelujah run`: an embedded congregation in this process, no daemon and no TCP.
+
+Workers are forked from this process before its trio loop starts; the document runs to the end
+of its bounded sources in a temporary data dir, and each retained output is written out.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import trio
+
+from hallelujah import formats
+from hallelujah.client import Database
+from hallelujah.errors import TradecraftError
+
+
+@dataclass
+class RunResult:
+    rows: dict[str, int] = field(default_factory=dict)      # output ref -> rows written
+    rejected: dict[str, int] = field(default_factory=dict)
+    seconds: float = 0.0
+    files: dict[str, str] = field(default_factory=dict)
+
+
+def run_file(path: Path, output_dir: str | None = None, fmt: str = "jsonl",
+             workers: int | None = None, stdout: BinaryIO | None = None) -> RunResult:
+    try:
+        document = json.loads(Path(path).read_text())
+    except json.JSONDecodeError as exc:
+        raise TradecraftError("", f"{path}: not JSON: {exc.msg} at line {exc.lineno}") from None
+    return run_document(document, Path(path).resolve().parent, output_dir, fmt, workers, stdout)
+
+
+def run_document(document: dict[str, Any], base_dir: Path | None = None, output_dir: str | None = None,
+                 fmt: str = "jsonl", workers: int | None = None,
+                 stdout: BinaryIO | None = None) -> RunResult:
+    """Validate, then run in an embedded congregation; raises TradecraftError before forking."""
+    import os
+
+    from congregation.daemon import make_zygote
+    from hallelujah.tradecraft import parse_document
+    tc = parse_document(document, base_dir)
+    pushed = [a.name for a in tc.analytics if a.kind == "stream" and not a.spec.get("source")]
+    if pushed:
+        raise TradecraftError("analytics", f'run needs bounded sources, but stream "{pushed[0]}" '
+                              f'has no "source" (submit it to a congregation and publish instead)')
+    zygote = make_zygote()
+    data_dir = tempfile.mkdtemp(prefix="hallelujah-run-")
+    try:
+        return trio.run(_run, tc.document, Path(data_dir), zygote, workers or os.cpu_count() or 1,
+                        output_dir, fmt, stdout or sys.stdout.buffer)
+    finally:
+        zygote.close()
+        shutil.rmtree(data_dir, ignore_errors=True)
+        shutil.rmtree(zygote.run_dir, ignore_errors=True)
+
+
+async def _run(document: dict[str, Any], data_dir: Path, zygote: Any, workers: int,
+               output_dir: str | None, fmt: str, stdout: BinaryIO) -> RunResult:
+    from congregation.daemon import Congregation
+    result = RunResult()
+    start = time.perf_counter()
+    async with trio.open_nursery() as nursery:
+        congregation = Congregation(data_dir, zygote, workers, "embedded")
+        address = await nursery.start(congregation.serve, None)
+        db = Database([address])
+        submitted = await db.submit(document)
+        outputs = submitted["retained"]
+        if len(outputs) > 1 and output_dir is None:
+            raise TradecraftError("", f"the document has {len(outputs)} outputs ({', '.join(outputs)}): "
+                                  f"give --output-dir")
+        async with trio.open_nursery() as writers:
+            for ref in outputs:
+                writers.start_soon(_write_output, db, submitted["tradecraft"], ref, output_dir, fmt,
+                                   stdout, result)
+        for ref in submitted["rejected"]:
+            info = (await db.describe(submitted["tradecraft"]))["tradecrafts"][0]
+            for a in info["analytics"]:
+                for name, log in a["retained"].items():
+                    if name == ref and log["rows"]:
+                        result.rejected[ref] = log["rows"]
+        nursery.cancel_scope.cancel()
+    result.seconds = time.perf_counter() - start
+    for ref, rows in result.rejected.items():
+        print(f"hallelujah: {rows:,} rows rejected in {ref} (see its reasons with "
+              f"`--output-dir`)", file=sys.stderr)
+    return result
+
+
+async def _write_output(db: Database, tradecraft: str, ref: str, output_dir: str | None, fmt: str,
+                        stdout: BinaryIO, result: RunResult) -> None:
+    if output_dir is not None:
+        Path(output_dir).mkdir(parents=True, exist_ok=True)
+        path = Path(output_dir) / f"{ref}.{fmt}"
+        target: BinaryIO = open(path, "wb")
+        result.files[ref] = str(path)
+    else:
+        target = stdout
+    rows = 0
+    try:
+        async with db.stream(f"{tradecraft}/{ref}", from_start=True) as batches:
+            writer = None
+            async for batch in batches:
+                if writer is None:
+                    writer = formats.open_writer(target, fmt, batch.schema)
+                writer.write(batch)
+                rows += batch.num_rows
+            if writer is not None:
+                writer.close()
+    finally:
+        if output_dir is not None:
+            target.close()
+        else:
+            target.flush()
+    result.rows[ref] = rows

@@ -1,0 +1,45 @@
+"""A blocking facade over the trio client, for scripts and notebooks: same methods, same errors."""
+from __future__ import annotations
+
+import functools
+from typing import Any, Sequence
+
+import pyarrow as pa
+import trio
+
+from hallelujah.client import Database, addresses_from
+
+
+class SyncDatabase:
+    """Each method runs its trio counterpart to completion (no event loop may be running)."""
+
+    def __init__(self, addresses: Sequence[str]) -> None:
+        self._db = Database(addresses)
+
+    def _run(self, name: str, *args: Any, **kwargs: Any) -> Any:
+        return trio.run(functools.partial(getattr(self._db, name), *args, **kwargs))
+
+    def submit(self, document: dict[str, Any] | str, base_dir: str | None = None) -> dict[str, Any]:
+        return self._run("submit", document, base_dir)
+
+    def list(self) -> list[dict[str, Any]]:
+        return self._run("list")
+
+    def describe(self, tradecraft: str = "") -> dict[str, Any]:
+        return self._run("describe", tradecraft)
+
+    def cancel(self, tradecraft: str) -> dict[str, Any]:
+        return self._run("cancel", tradecraft)
+
+    def publish(self, stream: str, data: Any, *, end: bool = False) -> int:
+        return self._run("publish", stream, data, end=end)
+
+    def read(self, analytic: str, *, from_start: bool = True, limit: int | None = None) -> pa.Table:
+        """The retained output as a table, once it has ended (or `limit` rows)."""
+        return self._run("read", analytic, from_start=from_start, limit=limit)
+
+    stream = read
+
+
+def connect(addresses: Sequence[str] | str | None = None) -> SyncDatabase:
+    return SyncDatabase(addresses_from(addresses))

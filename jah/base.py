@@ -1,0 +1,121 @@
+"""The Jah: one running unit of an analytic, in one process, between its in- and out-ports."""
+from __future__ import annotations
+
+import collections
+import contextlib
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, ClassVar, Iterator, Protocol
+
+import pyarrow as pa
+import trio
+
+from hallelujah.frames import schema_of
+from jah.streams import InPort, OutPort
+
+BUSY_WINDOW = 2.0   # seconds over which busy fraction is measured
+
+
+class Host(Protocol):
+    """What a Jah may ask of the process that runs it."""
+
+    name: str
+    context: dict[str, Any]
+
+    def report(self, jah: str, event: str, detail: str = "") -> None: ...
+
+
+@dataclass(frozen=True)
+class JahStats:
+    role: str
+    rows_in: int
+    rows_out: int
+    busy: float
+    backlog: int
+    blocked: float
+    state: str
+
+
+class Jah:
+    """Base of every Jah kind. A subclass sets `role` and implements `run`.
+
+    The spec (from the Hallelu) names the ports and how many datastreams each has; the Jah starts
+    once every stream is attached, so no batch is sent before its receiver exists.
+    """
+
+    role: ClassVar[str] = ""
+    registry: ClassVar[dict[str, type["Jah"]]] = {}
+
+    def __init_subclass__(cls, **kw: Any) -> None:
+        super().__init_subclass__(**kw)
+        if cls.role:
+            Jah.registry[cls.role] = cls
+
+    def __init__(self, jah_id: str, spec: dict[str, Any], host: Host) -> None:
+        self.id = jah_id
+        self.spec = spec
+        self.host = host
+        self.schemas = {k: schema_of(bytes.fromhex(v)) for k, v in spec.get("schemas", {}).items()}
+        self.inputs = {p: InPort(n) for p, n in spec.get("inputs", {}).items()}
+        self.outputs = {p: OutPort(n) for p, n in spec.get("outputs", {}).items()}
+        self.wired = trio.Event()
+        self.state = "wiring"
+        self._busy = 0.0
+        self._samples: collections.deque[tuple[float, float]] = collections.deque()
+        self.check_wired()
+
+    def schema(self, name: str = "out") -> pa.Schema:
+        return self.schemas[name]
+
+    def check_wired(self) -> None:
+        if all(p.attached >= p.streams for p in self.inputs.values()) and all(
+                len(p.senders) >= p.streams for p in self.outputs.values()):
+            self.wired.set()
+
+    @contextlib.contextmanager
+    def busy(self) -> Iterator[None]:
+        """Count the enclosed time as work, for the busy fraction that drives scaling."""
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self._busy += time.perf_counter() - start
+
+    async def serve(self) -> None:
+        """Wait for the wiring, run, then end every output (end_of_stream flows through)."""
+        await self.wired.wait()
+        self.state = "running"
+        await self.run()
+        for port in self.outputs.values():
+            await port.end()
+        self.state = "finished"
+
+    async def run(self) -> None:
+        raise NotImplementedError
+
+    async def emit(self, port: str, env: Any) -> None:
+        if port in self.outputs:
+            await self.outputs[port].send(env)
+
+    def busy_fraction(self) -> float:
+        now = time.perf_counter()
+        self._samples.append((now, self._busy))
+        while len(self._samples) > 2 and now - self._samples[1][0] >= BUSY_WINDOW:
+            self._samples.popleft()
+        t0, b0 = self._samples[0]
+        return min(1.0, (self._busy - b0) / (now - t0)) if now > t0 else 0.0
+
+    def statistics(self) -> JahStats:
+        blocked = sum(getattr(s, "blocked", 0.0) for p in self.outputs.values() for s in p.senders)
+        return JahStats(
+            role=self.role,
+            rows_in=sum(p.stats.rows for p in self.inputs.values()),
+            rows_out=sum(p.stats.rows for p in self.outputs.values()),
+            busy=round(self.busy_fraction(), 3),
+            backlog=sum(p.backlog() for p in self.inputs.values()),
+            blocked=round(blocked, 3),
+            state=self.state,
+        )
+
+
+Factory = Callable[[str, dict[str, Any], Host], Jah]

@@ -1,0 +1,160 @@
+"""Runs Jahs in one process (a worker, or the congregation itself for log Jahs).
+
+Handles `jahReq` (create/stop a Jah) and `streamReq` (expect an incoming datastream, or connect
+an outgoing one), and accepts datastream connections on its own Unix socket.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from typing import Any, Callable
+
+import structlog
+import trio
+
+from hallelujah.errors import HallelujahError, NotFound
+from hallelujah.frames import Connection, connect, schema_of
+from jah.base import Jah
+from jah.streams import CREDITS, InPort, LocalSender, SocketSender, receive_stream
+
+log = structlog.get_logger("hallelujah.runtime")
+Reporter = Callable[[str, str, str], None]
+
+
+class Runtime:
+    def __init__(self, name: str, address: str, reporter: Reporter,
+                 context: dict[str, Any] | None = None) -> None:
+        self.name = name
+        self.address = address
+        self.context = context or {}
+        self._reporter = reporter
+        self.jahs: dict[str, Jah] = {}
+        self._scopes: dict[str, trio.CancelScope] = {}
+        self._done: dict[str, trio.Event] = {}
+        self._stream_scopes: dict[str, list[trio.CancelScope]] = {}
+        self._expected: dict[str, tuple[Jah, InPort, bytes]] = {}
+        self._nursery: trio.Nursery | None = None
+
+    def report(self, jah: str, event: str, detail: str = "") -> None:
+        self._reporter(jah, event, detail)
+
+    async def serve(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+        """Listen for datastreams and host Jahs until cancelled."""
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            listeners = [trio.SocketListener(await _unix_listener(self.address))]
+            await nursery.start(trio.serve_listeners, self._on_incoming, listeners)
+            task_status.started()
+
+    async def _on_incoming(self, stream: trio.SocketStream) -> None:
+        conn = Connection(stream, "datastream")
+        try:
+            kind, fields, _ = await conn.receive()
+            expected = self._expected.pop(fields.get("stream", ""), None) if kind == "streamOpen" else None
+            if expected is None:
+                log.warning("unknown_datastream", kind=kind, stream=fields.get("stream"))
+                return
+            jah, port, schema = expected
+            port.attached += 1
+            jah.check_wired()
+            with self._owned_by(jah.id):
+                await receive_stream(conn, port, schema_of(schema), CREDITS)
+        except (EOFError, HallelujahError) as exc:
+            log.info("datastream_closed", reason=str(exc))
+        finally:
+            await conn.aclose()
+
+    async def on_jah_req(self, fields: dict[str, Any]) -> dict[str, Any]:
+        jah_id = fields["jah"]
+        if fields.get("stop"):
+            # Wait for the Jah to be gone: a replacement must not start before its last write.
+            for stream_scope in self._stream_scopes.pop(jah_id, []):
+                stream_scope.cancel()
+            scope = self._scopes.pop(jah_id, None)
+            if scope is not None:
+                scope.cancel()
+                await self._done[jah_id].wait()
+            self.jahs.pop(jah_id, None)
+            self._done.pop(jah_id, None)
+            return {"ok": None}
+        spec = json.loads(fields["spec"])
+        cls = Jah.registry.get(spec["role"])
+        if cls is None:
+            raise NotFound(f"no Jah kind {spec['role']!r}")
+        jah = cls(jah_id, spec, self)
+        self.jahs[jah_id] = jah
+        scope = trio.CancelScope()
+        self._scopes[jah_id] = scope
+        self._done[jah_id] = trio.Event()
+        assert self._nursery is not None
+        self._nursery.start_soon(self._run_jah, jah, scope)
+        return {"ok": None}
+
+    async def _run_jah(self, jah: Jah, scope: trio.CancelScope) -> None:
+        try:
+            with scope:
+                await self._serve_jah(jah)
+        finally:
+            self._done[jah.id].set()
+
+    async def _serve_jah(self, jah: Jah) -> None:
+        try:
+            await jah.serve()
+        except HallelujahError as exc:
+            jah.state = "failed"
+            self.report(jah.id, "failed", str(exc))
+            return
+        except Exception as exc:  # a bug in a Jah: log it with its traceback, keep the process
+            jah.state = "failed"
+            log.exception("jah_crashed", jah=jah.id)
+            self.report(jah.id, "failed", f"{type(exc).__name__}: {exc}")
+            return
+        self.report(jah.id, "finished")
+
+    async def on_stream_req(self, fields: dict[str, Any]) -> dict[str, Any]:
+        jah = self.jahs.get(fields["jah"])
+        if jah is None:
+            raise NotFound(f"no Jah {fields['jah']!r} in {self.name}")
+        if not fields["act"]:
+            port = jah.inputs[fields["port"]]
+            self._expected[fields["stream"]] = (jah, port, fields["schema"])
+            return {"ok": None}
+        out = jah.outputs[fields["port"]]
+        if fields["address"] == "local":
+            receiver, port, _ = self._expected.pop(fields["stream"])
+            port.attached += 1
+            receiver.check_wired()
+            out.senders.append(LocalSender(port))
+        else:
+            conn = await connect(fields["address"])
+            await conn.send("streamOpen", {"stream": fields["stream"], "schema": fields["schema"]})
+            kind, cfm, _ = await conn.receive()
+            sender = SocketSender(conn, cfm.get("credits", 0) if kind == "dataCfm" else 0)
+            assert self._nursery is not None
+            self._nursery.start_soon(self._serve_credits, jah.id, sender)
+            out.senders.append(sender)
+        jah.check_wired()
+        return {"ok": None}
+
+    async def _serve_credits(self, jah: str, sender: SocketSender) -> None:
+        with self._owned_by(jah):
+            try:
+                await sender.serve_credits()
+            finally:
+                await sender.conn.aclose()
+
+    def _owned_by(self, jah: str) -> trio.CancelScope:
+        """A cancel scope for a datastream task, cancelled when its Jah is stopped."""
+        scope = trio.CancelScope()
+        self._stream_scopes.setdefault(jah, []).append(scope)
+        return scope
+
+    def statistics(self) -> dict[str, dict[str, Any]]:
+        return {jid: asdict(j.statistics()) for jid, j in self.jahs.items()}
+
+
+async def _unix_listener(path: str) -> trio.socket.SocketType:
+    sock = trio.socket.socket(trio.socket.AF_UNIX, trio.socket.SOCK_STREAM)
+    await sock.bind(path)
+    sock.listen(64)
+    return sock

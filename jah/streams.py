@@ -1,0 +1,168 @@
+"""Datastream ends: in-process channels and credit-flow-controlled sockets.
+
+A receiver grants credits, a sender never has more batches in flight than granted, so a slow
+receiver blocks its sender and memory stays bounded by the credit window (DESIGN "data plane").
+Credits are returned coalesced, half a window at a time (LIMITS.md fact 3).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import pyarrow as pa
+import trio
+
+from hallelujah.errors import Unavailable
+from hallelujah.frames import Connection, open_batch
+from jah.envelope import END_OF_STREAM, NONE, Envelope, end_of_stream
+
+CREDITS = 4          # batches in flight per datastream
+
+
+@dataclass
+class PortStats:
+    rows: int = 0
+    batches: int = 0
+    blocked: float = 0.0    # seconds a sender waited for credits / a full receiver
+
+
+class InPort:
+    """The receiving end of one or more datastreams into a Jah's input; ends when all of them end."""
+
+    def __init__(self, streams: int, capacity: int = 1) -> None:
+        self.streams = streams
+        self.send_channel, self.receive_channel = trio.open_memory_channel[Envelope](capacity)
+        self.attached = 0
+        self.stats = PortStats()
+
+    def backlog(self) -> int:
+        return self.receive_channel.statistics().current_buffer_used
+
+    def __aiter__(self):
+        return self._iterate()
+
+    async def _iterate(self):
+        ended = 0
+        async for env in self.receive_channel:
+            if env.marker == END_OF_STREAM:
+                ended += 1
+                if ended >= self.streams:
+                    return
+                continue
+            self.stats.rows += env.rows
+            self.stats.batches += 1
+            yield env
+
+
+class Sender:
+    """One datastream's sending end."""
+
+    async def send(self, env: Envelope) -> None:
+        raise NotImplementedError
+
+    async def aclose(self) -> None:
+        pass
+
+
+class LocalSender(Sender):
+    """Same process: a bounded trio channel is the credit window."""
+
+    def __init__(self, port: InPort) -> None:
+        self.channel = port.send_channel.clone()
+
+    async def send(self, env: Envelope) -> None:
+        await self.channel.send(env)
+
+    async def aclose(self) -> None:
+        await self.channel.aclose()
+
+
+class SocketSender(Sender):
+    """Another process: dataReq frames with the raw IPC body after each, paced by dataCfm credits."""
+
+    def __init__(self, conn: Connection, credits: int) -> None:
+        self.conn = conn
+        self.credits = credits
+        self.seq = 0
+        self._granted = trio.Event()
+        self.blocked = 0.0
+
+    async def serve_credits(self) -> None:
+        """Read the receiver's credit grants until it closes (run in the owning nursery)."""
+        try:
+            while True:
+                kind, fields, _ = await self.conn.receive()
+                if kind == "dataCfm":
+                    self.credits += fields["credits"]
+                    self._granted.set()
+        except (EOFError, Unavailable):
+            self.credits = math.inf  # type: ignore[assignment]
+            self._granted.set()
+
+    async def send(self, env: Envelope) -> None:
+        while self.credits <= 0:
+            self._granted = trio.Event()
+            start = trio.current_time()
+            await self._granted.wait()
+            self.blocked += trio.current_time() - start
+        if self.credits == math.inf:
+            raise Unavailable(f"datastream receiver {self.conn.peer} went away")
+        self.credits -= 1
+        body = env.ipc() if env.batch is not None else None
+        await self.conn.send("dataReq", {
+            "seq": self.seq, "origin": env.origin, "source": env.source, "marker": env.marker,
+            "markerValue": env.value, "bodyLength": len(body) if body is not None else 0,
+            "rows": env.rows}, body)
+        self.seq += 1
+
+    async def aclose(self) -> None:
+        await self.conn.aclose()
+
+
+async def receive_stream(conn: Connection, port: InPort, schema: pa.Schema,
+                         credits: int = CREDITS) -> None:
+    """Feed one incoming socket datastream into `port`, granting credits as batches are taken."""
+    await conn.send("dataCfm", {"credits": credits})
+    pending = 0
+    try:
+        while True:
+            try:
+                kind, fields, body = await conn.receive()
+            except EOFError:
+                raise Unavailable(f"datastream from {conn.peer} ended without end_of_stream") from None
+            if kind != "dataReq":
+                raise Unavailable(f"unexpected {kind} on a datastream")
+            batch = open_batch(body, schema) if body is not None else None
+            env = Envelope(batch, fields["origin"], fields["source"], fields["marker"],
+                           fields["markerValue"], body)
+            await port.send_channel.send(env)
+            if env.marker == END_OF_STREAM:
+                return
+            pending += 1
+            if pending * 2 >= credits:
+                await conn.send("dataCfm", {"credits": pending})
+                pending = 0
+    finally:
+        await conn.aclose()
+
+
+@dataclass
+class OutPort:
+    """A Jah's output: fans each envelope out to every datastream attached to it."""
+
+    streams: int
+    senders: list[Sender] = field(default_factory=list)
+    stats: PortStats = field(default_factory=PortStats)
+
+    async def send(self, env: Envelope) -> None:
+        if env.marker == NONE:
+            self.stats.rows += env.rows
+            self.stats.batches += 1
+        for sender in self.senders:
+            await sender.send(env)
+
+    async def end(self) -> None:
+        for sender in self.senders:
+            await sender.send(end_of_stream())
+        for sender in self.senders:
+            await sender.aclose()
