@@ -41,6 +41,7 @@ class Zygote:
         os.close(pid_w)
         self._cmd = os.fdopen(cmd_w, "w", buffering=1)
         self._pids = os.fdopen(pid_r, "r")
+        self._one_at_a_time = trio.CapacityLimiter(1)   # one request line, one pid line
 
     def _serve(self, cmd_r: int, pid_w: int) -> None:
         signal.signal(signal.SIGCHLD, signal.SIG_IGN)     # workers are reaped automatically
@@ -71,7 +72,7 @@ class Zygote:
         def ask() -> int:
             self._cmd.write(f"{index}\n")
             return int(self._pids.readline())
-        return await trio.to_thread.run_sync(ask)
+        return await trio.to_thread.run_sync(ask, limiter=self._one_at_a_time)
 
     def close(self) -> None:
         try:

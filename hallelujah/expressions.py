@@ -17,7 +17,8 @@ import ast
 import itertools
 import re
 import warnings
-from typing import Any, Callable, Union
+from collections.abc import Callable
+from typing import Any, TypeAlias
 
 import numpy as np
 import pyarrow as pa
@@ -65,9 +66,9 @@ _HASHABLE = (pa.types.is_integer, pa.types.is_boolean, pa.types.is_timestamp, pa
 _UNITS = ("s", "ms", "us", "ns")
 _LINE = re.compile(r"[^\r\n]*(?:\r\n|\r|\n)?")
 
-Value = Union[pa.Array, pa.ChunkedArray, pa.Scalar]
-Memo = dict[int, pa.DataType]
-Data = Union[pa.RecordBatch, pa.Table]
+Value: TypeAlias = "pa.Array | pa.ChunkedArray | pa.Scalar"
+Memo: TypeAlias = "dict[int, pa.DataType]"
+Data: TypeAlias = "pa.RecordBatch | pa.Table"
 
 
 class EvaluationError(HallelujahError):
@@ -423,7 +424,8 @@ class _Converter:
                 return _Literal(pos, {"true": True, "false": False, "null": None}[node.id])
             return _Field(pos, self.name(node, [node.id]))
         if isinstance(node, ast.Attribute):
-            parts, base = [], node
+            parts: list[str] = []
+            base: ast.expr = node
             while isinstance(base, ast.Attribute):
                 parts.append(base.attr)
                 base = base.value
@@ -433,6 +435,7 @@ class _Converter:
         if isinstance(node, ast.UnaryOp) and type(node.op) in _UNARY:
             op, arg = _UNARY[type(node.op)], node.operand
             if op != "not" and isinstance(arg, ast.Constant) and type(arg.value) in (int, float):
+                assert isinstance(arg.value, (int, float))
                 return self.constant(node, -arg.value if op == "-" else arg.value)  # -1.5 is one literal
             return _Operator(pos, op, self.convert(arg, depth))
         if isinstance(node, ast.BinOp) and type(node.op) in _ARITH:
@@ -441,7 +444,7 @@ class _Converter:
         if isinstance(node, ast.BoolOp):
             op = "and" if isinstance(node.op, ast.And) else "or"
             tree = self.convert(node.values[0], depth)
-            for prev, value in zip(node.values, node.values[1:]):
+            for prev, value in itertools.pairwise(node.values):
                 tree = _Operator(self.between(prev, value), op, tree, self.convert(value, depth))
             return tree
         if isinstance(node, ast.Compare):
@@ -457,7 +460,7 @@ class _Converter:
     def constant(self, node: ast.AST, value: object) -> _Literal:
         if type(value) not in (int, float, str, bool, type(None)):
             raise self.refuse(node, f"{type(value).__name__} literals are not allowed")
-        if type(value) is int and not -(2**63) <= value < 2**63:  # type: ignore[operator]
+        if isinstance(value, int) and not -(2**63) <= value < 2**63:  # bool is in range
             raise self.refuse(node, "integer literal is out of the int64 range")
         return _Literal(self.pos(node), value)
 
@@ -469,7 +472,7 @@ class _Converter:
     def compare(self, node: ast.Compare, depth: int) -> _Node:
         """a < b < c means (a < b) and (b < c), as in Python, with each operand parsed once."""
         operands = [node.left, *node.comparators]
-        places = [self.between(a, b) for a, b in zip(operands, operands[1:])]
+        places = [self.between(a, b) for a, b in itertools.pairwise(operands)]
         for op, pos in zip(node.ops, places):
             if type(op) not in _COMPARE:
                 hint = " (use is_null(x))" if isinstance(op, (ast.Is, ast.IsNot)) else ""

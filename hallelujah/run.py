@@ -38,6 +38,12 @@ def run_file(path: Path, output_dir: str | None = None, fmt: str = "jsonl",
     return run_document(document, Path(path).resolve().parent, output_dir, fmt, workers, stdout)
 
 
+def uses_kernels(document: dict[str, Any]) -> bool:
+    """Whether a document needs the Numba kernels (partitioned kinds, or the hash function)."""
+    kinds = {a.get("kind") for a in document.get("analytics", [])}
+    return bool(kinds & {"join", "aggregate"}) or "hash(" in json.dumps(document)
+
+
 def run_document(document: dict[str, Any], base_dir: Path | None = None, output_dir: str | None = None,
                  fmt: str = "jsonl", workers: int | None = None,
                  stdout: BinaryIO | None = None) -> RunResult:
@@ -51,7 +57,7 @@ def run_document(document: dict[str, Any], base_dir: Path | None = None, output_
     if pushed:
         raise TradecraftError("analytics", f'run needs bounded sources, but stream "{pushed[0]}" '
                               f'has no "source" (submit it to a congregation and publish instead)')
-    zygote = make_zygote()
+    zygote = make_zygote(warm_kernels=uses_kernels(tc.document))
     data_dir = tempfile.mkdtemp(prefix="hallelujah-run-")
     try:
         return trio.run(_run, tc.document, Path(data_dir), zygote, workers or os.cpu_count() or 1,

@@ -8,11 +8,13 @@ from dataclasses import dataclass
 from typing import Any, Callable, ClassVar, Iterator, Protocol
 
 import pyarrow as pa
+import structlog
 import trio
 
 from hallelujah.frames import schema_of
 from jah.streams import InPort, OutPort
 
+log = structlog.get_logger("hallelujah.jah")
 BUSY_WINDOW = 2.0   # seconds over which busy fraction is measured
 
 
@@ -85,10 +87,14 @@ class Jah:
         """Wait for the wiring, run, then end every output (end_of_stream flows through)."""
         await self.wired.wait()
         self.state = "running"
+        start = time.perf_counter()
         await self.run()
         for port in self.outputs.values():
             await port.end()
         self.state = "finished"
+        blocked = sum(getattr(s, "blocked", 0.0) for p in self.outputs.values() for s in p.senders)
+        log.info("jah_finished", jah=self.id, seconds=round(time.perf_counter() - start, 4),
+                 busy=round(self._busy, 4), blocked_on_credits=round(blocked, 4))
 
     async def run(self) -> None:
         raise NotImplementedError

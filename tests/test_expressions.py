@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-from functools import lru_cache
-from typing import Any, Callable
+from collections.abc import Callable
+from functools import cache
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -361,12 +362,12 @@ def _leaves(kind: str) -> st.SearchStrategy[Gen]:
     return st.sampled_from([field("b"), lit("true", True), lit("false", False), lit("null", None)])
 
 
-@lru_cache(maxsize=None)
+@cache
 def exprs(kind: str, depth: int) -> st.SearchStrategy[Gen]:
     """Random expressions of one kind with their reference; composites are parenthesized."""
     if depth == 0:
         return _leaves(kind)
-    sub: Callable[[str], st.SearchStrategy[Gen]] = lambda k: exprs(k, depth - 1)  # noqa: E731
+    sub: Callable[[str], st.SearchStrategy[Gen]] = lambda k: exprs(k, depth - 1)
     num = st.one_of(sub("int"), sub("float"))
 
     def binop(ops: list[str], left: st.SearchStrategy[Gen], right: st.SearchStrategy[Gen]) -> st.SearchStrategy[Gen]:
@@ -380,8 +381,8 @@ def exprs(kind: str, depth: int) -> st.SearchStrategy[Gen]:
             return text, how(f, *refs)
         return st.tuples(*args).map(build)
 
-    choose = lambda c, a, b: None if c is None else a if c else b  # noqa: E731
-    first = lambda *vs: next((v for v in vs if v is not None), None)  # noqa: E731
+    choose = lambda c, a, b: None if c is None else a if c else b
+    first = lambda *vs: next((v for v in vs if v is not None), None)
     same = [fn("if_else", choose, sub("bool"), sub(kind), sub(kind), how=eager),
             fn("coalesce", first, sub(kind), sub(kind), how=eager)]
     if kind == "int":
@@ -407,7 +408,7 @@ def exprs(kind: str, depth: int) -> st.SearchStrategy[Gen]:
                    fn("cast", str, sub("int"), extra=", 'string'")]
     else:
         ops = ["==", "!=", "<", "<=", ">", ">="]
-        cmp = lambda left, right, ops=ops: st.tuples(st.sampled_from(ops), left, right).map(  # noqa: E731
+        cmp = lambda left, right, ops=ops: st.tuples(st.sampled_from(ops), left, right).map(
             lambda t: (f"({t[1][0]} {t[0]} {t[2][0]})", strict(lambda a, b, op=t[0]: _compare(op, a, b), t[1][1], t[2][1])))
         chained = st.tuples(st.sampled_from(ops), st.sampled_from(ops), num, num, num).map(lambda t: (
             f"({t[2][0]} {t[0]} {t[3][0]} {t[1]} {t[4][0]})",

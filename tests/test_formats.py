@@ -10,6 +10,7 @@ import io
 import json
 import math
 import sqlite3
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -357,6 +358,16 @@ def test_sqlite_source_reads_rows_in_batches_and_conforms(sqlite_file):
         for t, c, a, land, s, m in con.execute('SELECT * FROM "tile list"')]
     con.close()
     assert pa.Table.from_batches(batches).to_pylist() == reference
+
+
+def test_sqlite_batches_can_be_pulled_from_another_thread(sqlite_file):
+    batches = read_batches({"path": sqlite_file, "table": "tile list"}, batch_rows=4)
+    first = [next(batches)]
+    rest: list[pa.RecordBatch] = []
+    thread = threading.Thread(target=lambda: rest.extend(batches))  # as trio.to_thread may do
+    thread.start()
+    thread.join()
+    assert [b.num_rows for b in first + rest] == [4, 4, 2]
 
 
 def test_sqlite_column_of_mixed_values_reads_as_text(tmp_path):
