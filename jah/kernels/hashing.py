@@ -19,7 +19,7 @@ Definition (all arithmetic on unsigned 64-bit integers, modulo 2**64)::
         for j = 1 .. k:  h = mix64(h ^ (v_j + j * GOLDEN))
         return h
 
-So one integer column hashes as ``mix64(v + GOLDEN)``, exactly splitmix64's output for state ``v``.
+So one integer column hashes as ``mix64(v + GOLDEN)``: the first output of splitmix64 seeded with ``v``.
 The per-column value ``v_j`` of the row is:
 
 * **null** (any type): ``NULL_VALUE = 0x6A09E667F3BCC909``. A one-column null hashes to
@@ -56,6 +56,7 @@ import numpy as np
 import pyarrow as pa
 from llvmlite import ir
 from numba import njit, types
+from numba.core import cgutils
 from numba.extending import intrinsic
 
 __all__ = ["hash_columns", "partitions_of", "NULL_VALUE", "NULL_HASH"]
@@ -75,7 +76,6 @@ NULL_HASH = np.uint64(0x63CFC62A2B097592)  # mix64(NULL_VALUE + GOLDEN), pinned 
 
 _U0 = np.uint64(0)
 _U1 = np.uint64(1)
-_S8 = np.uint64(8)
 _S27 = np.uint64(27)
 _S30 = np.uint64(30)
 _S31 = np.uint64(31)
@@ -84,9 +84,11 @@ _S37 = np.uint64(37)
 _S56 = np.uint64(56)
 
 
+# Building blocks shared by the kernels of jah.kernels (they live here, beside their first user).
+
 @intrinsic
 def load_u64(typingctx, arr, idx):  # type: ignore[no-untyped-def]
-    """Unaligned little-endian 8-byte load ``arr[idx:idx+8]`` from a uint8 array (no bounds check)."""
+    """Unaligned little-endian 8-byte load of ``arr[idx:idx+8]``, a uint8 array (no bounds check)."""
     if not (isinstance(arr, types.Array) and arr.dtype == types.uint8 and isinstance(idx, types.Integer)):
         return None
 
@@ -97,6 +99,51 @@ def load_u64(typingctx, arr, idx):  # type: ignore[no-untyped-def]
         return builder.load(ptr, align=1)
 
     return types.uint64(arr, idx), codegen
+
+
+@intrinsic
+def choose(typingctx, cond, a, b):  # type: ignore[no-untyped-def]
+    """``a if cond else b`` for integers, as an LLVM ``select`` marked unpredictable.
+
+    Compiles to a conditional move, never a branch: LLVM otherwise turns selects whose operands
+    come from memory into branches, and a branch mispredicted per row serializes the cache
+    misses that a loop over random keys could overlap.
+    """
+    if not (isinstance(a, types.Integer) and a == b):
+        return None
+
+    def codegen(context, builder, sig, args):  # type: ignore[no-untyped-def]
+        c = context.cast(builder, args[0], sig.args[0], types.boolean)
+        inst = builder.select(c, args[1], args[2])
+        inst.set_metadata("unpredictable", builder.module.add_metadata([]))
+        return inst
+
+    return a(types.boolean, a, b), codegen
+
+
+@intrinsic
+def prefetch(typingctx, arr, idx):  # type: ignore[no-untyped-def]
+    """Hint the CPU to fetch ``arr[idx]`` into cache; no effect on results, never faults.
+
+    A loop over random keys issues its cache misses a few rows ahead, instead of waiting for
+    each: 2x faster hash-table probes.
+    """
+    if not (isinstance(arr, types.Array) and isinstance(idx, types.Integer)):
+        return None
+
+    def codegen(context, builder, sig, args):  # type: ignore[no-untyped-def]
+        ary = context.make_array(sig.args[0])(context, builder, args[0])
+        i = context.cast(builder, args[1], sig.args[1], types.intp)
+        i8p = ir.IntType(8).as_pointer()
+        ptr = builder.bitcast(builder.gep(ary.data, [i]), i8p)
+        i32 = ir.IntType(32)
+        fn = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(ir.VoidType(), [i8p, i32, i32, i32]), "llvm.prefetch")
+        read, keep, data = ir.Constant(i32, 0), ir.Constant(i32, 3), ir.Constant(i32, 1)
+        builder.call(fn, [ptr, read, keep, data])
+        return context.get_dummy_value()
+
+    return types.none(arr, idx), codegen
 
 
 # Helpers are inlined at Numba-IR level and take scalars only: an array passed to a helper costs
@@ -154,6 +201,12 @@ def _combine_bytes(out: np.ndarray, offsets: np.ndarray, data: np.ndarray, valid
                    bit_offset: int, salt: np.uint64, first: bool) -> None:
     has_nulls = validity.size != 0
     size = data.size
+    longest = 0
+    for i in range(out.size):
+        longest = max(longest, np.int64(offsets[i + 1]) - np.int64(offsets[i]))
+    # Words are absorbed without branching on each string's length (a misprediction per row on
+    # mixed lengths): two when some string is longer than 8 bytes, one when none is.
+    two = longest > 8
     for i in range(out.size):
         b = bit_offset + i
         if has_nulls and not bit_is_set(validity[b >> 3], b):
@@ -165,14 +218,15 @@ def _combine_bytes(out: np.ndarray, offsets: np.ndarray, data: np.ndarray, valid
             v = P5 + np.uint64(n)
             p = start
             if start + 16 <= size:
-                # Strings of up to 16 bytes without a branch on their length: both words are
-                # loaded, masked and absorbed, and a select keeps the rounds the length asks for.
-                # Random lengths would otherwise cost a branch misprediction per row.
+                # The first one or two words are loaded whole, masked to the string's length and
+                # absorbed; a select keeps the rounds the length asks for.
                 a = absorb(v, load_u64(data, p) & word_mask(n))
                 v = a if n > 0 else v
-                a = absorb(v, load_u64(data, p + 8) & word_mask(n - 8))
-                v = a if n > 8 else v
-                p += 16
+                p += 8
+                if two:
+                    a = absorb(v, load_u64(data, p) & word_mask(n - 8))
+                    v = a if n > 8 else v
+                    p += 8
             while p + 8 <= end:
                 v = absorb(v, load_u64(data, p))
                 p += 8
@@ -223,7 +277,7 @@ class ColumnViews(NamedTuple):
 
 
 def column_views(array: pa.Array) -> ColumnViews:
-    """Zero-copy views of ``array`` (a copy only for bool and ints narrower than 32 bits).
+    """Views of ``array``'s buffers (a copy only for bool, ints narrower than 32 bits, dictionaries).
 
     Raises TypeError naming the type when it is not one the partition hash defines.
     """
@@ -243,7 +297,8 @@ def column_views(array: pa.Array) -> ColumnViews:
         return ColumnViews("int", n, values, None, None, validity, off)
     if pa.types.is_integer(t) or pa.types.is_temporal(t):
         if pa.types.is_temporal(t) and not (
-            pa.types.is_timestamp(t) or pa.types.is_date(t) or pa.types.is_time(t) or pa.types.is_duration(t)
+            pa.types.is_timestamp(t) or pa.types.is_date(t) or pa.types.is_time(t)
+            or pa.types.is_duration(t)
         ):
             raise TypeError(f"cannot hash a column of type {t}")
         signed = not pa.types.is_unsigned_integer(t)
@@ -254,8 +309,9 @@ def column_views(array: pa.Array) -> ColumnViews:
         elif values.dtype not in (np.int32, np.int64):
             values = values.astype(np.int64)  # two kernel signatures instead of eight
         return ColumnViews("int", n, values, None, None, validity, off)
-    if pa.types.is_string(t) or pa.types.is_binary(t) or pa.types.is_large_string(t) or pa.types.is_large_binary(t):
-        odtype = np.int64 if (pa.types.is_large_string(t) or pa.types.is_large_binary(t)) else np.int32
+    large = pa.types.is_large_string(t) or pa.types.is_large_binary(t)
+    if large or pa.types.is_string(t) or pa.types.is_binary(t):
+        odtype = np.int64 if large else np.int32
         offsets = np.frombuffer(bufs[1], dtype=odtype, count=off + n + 1)[off:] if n else np.zeros(1, odtype)
         data = np.frombuffer(bufs[2], dtype=np.uint8) if bufs[2] is not None and n else _EMPTY_BYTES
         return ColumnViews("bytes", n, None, offsets, data, validity, off)
@@ -276,8 +332,10 @@ def _chunks(column: pa.Array | pa.ChunkedArray) -> list[pa.Array]:
 def hash_columns(columns: Sequence[pa.Array | pa.ChunkedArray]) -> np.ndarray:
     """The partition hash (module docstring) of each row of ``columns``: uint64, one per row.
 
-    Columns combine in the order given. Raises ValueError for no columns or unequal lengths,
-    TypeError for a type the hash does not define. Releases no GIL itself; the kernels do.
+    Columns combine in the order given; chunked and sliced columns are read in place (a copy
+    only for bool, ints narrower than 32 bits and dictionaries). Raises ValueError for no
+    columns or unequal lengths, TypeError naming a type the hash does not define. Blocking; the
+    loops release the GIL.
     """
     if len(columns) == 0:
         raise ValueError("hash_columns needs at least one column")

@@ -96,7 +96,8 @@ def take_partitions(
         keys = np.empty(parts.size, dtype=np.int64)
         bad = _groups_of(np.ascontiguousarray(parts), wanted, n, keys)
         if bad >= 0:
-            raise ValueError(f"row {bad} has partition {parts[bad]}, which wanted (of {wanted.size}) does not map")
+            raise ValueError(
+                f"row {bad} has partition {parts[bad]}, which wanted (of {wanted.size}) does not map")
     order, offsets = split_by_partition(keys, n + 1 if wanted is not None else n)
     counts = np.diff(offsets[: n + 1])
     present = np.flatnonzero(counts)

@@ -6,13 +6,19 @@ rebuilds its set on every call and returns one match only; this table is built o
 duplicate keys (every match is returned, in dataset order) and probes at a few ns per row
 (LIMITS.md fact 4).
 
-Layout: ``slots`` is a (capacity, 2) int64 array of (word, first build row) pairs, capacity a
-power of two at least twice the number of non-null build rows, linear probing from
-``hash & (capacity - 1)`` (the low bits: a JOIN's partitions share their top bits). The hash is
-the partition hash (``hashing.hash_columns``), so equal ints of any width meet. The word is the key
-itself when the key is one integer column (a slot match is then a key match, with one memory
-access per probe), else the hash, confirmed by comparing the key values (``_same_keys``). Each
-distinct key has one slot; its rows are chained through ``next_row`` in build-row order.
+Layout: a cuckoo table. ``slots`` is a (2 * buckets, 2) int64 array of (word, first build row)
+pairs, empty when the row is -1; a bucket is two slots (32 bytes, one cache line), and there are
+at least as many buckets as non-null build rows (load factor <= 1/2). A key lives in one of two
+buckets, chosen by its 64-bit hash: the low bits and the bits from 28 up (the low bits, because a
+JOIN's partitions share their top bits). The rare key that finds no place after ``_MAX_KICKS``
+moves goes to a small ``stash`` that every probe also scans (it stays empty with a good hash).
+So a probe looks at exactly 4 slots, without a branch, and prefetches the buckets of the rows a
+few ahead: the cache misses of many rows overlap, which is what makes it fast on random keys.
+
+The hash is the partition hash (``hashing``), so equal ints of any width meet. When the key is
+one integer column, the word is the key itself: a slot match is a key match. Otherwise the word is
+the hash and a hash match is confirmed by comparing the key values. Each distinct key has one
+slot; its rows are chained through ``next_row`` in build-row order.
 """
 from __future__ import annotations
 
@@ -23,23 +29,31 @@ import numpy as np
 import pyarrow as pa
 from numba import njit
 
-from jah.kernels.hashing import column_views, hash_columns, load_u64
+from jah.kernels.hashing import (
+    GOLDEN, bit_is_set, choose, column_views, hash_columns, load_u64, mix64, prefetch,
+)
 
 __all__ = ["HashIndex"]
 
+_NO_BITS = np.empty(0, dtype=np.uint8)
+_NONE = np.int64(-1)
+_MAX_KICKS = 500  # cuckoo moves before a key goes to the stash
+_AHEAD = 8  # rows whose buckets are prefetched ahead of the probe (4 to 16 measure alike)
+
 
 class _Keys(NamedTuple):
-    """Key columns normalized for the kernels: ints as int64 rows, byte strings as int64 offsets."""
+    """Key columns as the kernels read them."""
 
     kinds: tuple[str, ...]
-    hashes: np.ndarray  # int64 view of the partition hash
-    valid: np.ndarray  # uint8 per row (0 where any key is null); empty when none is
-    ints: np.ndarray  # (int key columns, rows) int64
-    offsets: np.ndarray  # (string key columns, rows + 1) int64 into data
+    n: int
+    verify: bool  # words are hashes, confirmed by the values below; else words are the int key
+    words: np.ndarray  # the key (int32 or int64) when not verify, else the int64 hash
+    validity: np.ndarray  # packed bitmap, 0 where any key is null, from bit_offset; empty: no nulls
+    bit_offset: int
+    ints: np.ndarray  # (int key columns, n) int64 (verify only)
+    offsets: np.ndarray  # (string key columns, n + 1) int64 into data (verify only)
     data: np.ndarray  # uint8
     has_null_column: bool  # a column of type null: no row can match
-    verify: bool  # slot words are hashes, to be confirmed by value (else they are the int key)
-    words: np.ndarray  # int64 per row: the key (one int column) or the hash
 
 
 def _kind(t: pa.DataType) -> str:
@@ -56,7 +70,8 @@ def _kind(t: pa.DataType) -> str:
         return f"duration[{t.unit}]"
     if pa.types.is_date(t):
         return str(t)
-    if pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_binary(t) or pa.types.is_large_binary(t):
+    if pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_binary(t) \
+            or pa.types.is_large_binary(t):
         return "bytes"
     if pa.types.is_null(t):
         return "null"
@@ -68,7 +83,16 @@ def _one_array(column: pa.Array | pa.ChunkedArray) -> pa.Array:
         if column.num_chunks == 1:
             return column.chunk(0)
         return pa.concat_arrays(column.chunks) if column.num_chunks else pa.array([], type=column.type)
+    if not isinstance(column, pa.Array):
+        raise TypeError(f"expected a pyarrow Array or ChunkedArray, got {type(column).__name__}")
     return column
+
+
+def _rows(columns: list[np.ndarray], empty: np.ndarray) -> np.ndarray:
+    """Equal-length 1-d arrays as the rows of a 2-d array (a view when there is one)."""
+    if len(columns) == 1:
+        return columns[0].reshape(1, -1)
+    return np.stack(columns) if columns else empty
 
 
 def _normalize(key_columns: Sequence[pa.Array | pa.ChunkedArray]) -> _Keys:
@@ -76,9 +100,15 @@ def _normalize(key_columns: Sequence[pa.Array | pa.ChunkedArray]) -> _Keys:
         raise ValueError("a join needs at least one key column")
     arrays = [_one_array(c) for c in key_columns]
     kinds = tuple(_kind(a.type) for a in arrays)
-    hashes = hash_columns(arrays).view(np.int64)  # also checks equal lengths and types
     n = len(arrays[0])
-    valid: np.ndarray | None = None
+    no_ints, no_offsets = np.empty((0, n), np.int64), np.empty((0, n + 1), np.int64)
+    if len(arrays) == 1 and kinds[0] not in ("bytes", "null"):
+        # One integer column: its values are the slot words, read in place (int32 or int64).
+        v = column_views(arrays[0])
+        return _Keys(kinds, n, False, v.values, v.validity, v.bit_offset, no_ints, no_offsets, _NO_BITS,
+                     False)
+    hashes = hash_columns(arrays).view(np.int64)  # also checks equal lengths and types
+    bitmaps = []
     ints: list[np.ndarray] = []
     offsets: list[np.ndarray] = []
     datas: list[np.ndarray] = []
@@ -86,10 +116,9 @@ def _normalize(key_columns: Sequence[pa.Array | pa.ChunkedArray]) -> _Keys:
     for a in arrays:
         v = column_views(a)
         if v.validity.size:
-            bits = np.unpackbits(v.validity, count=v.bit_offset + n, bitorder="little")[v.bit_offset:]
-            valid = bits if valid is None else valid & bits
+            bitmaps.append((v.validity, v.bit_offset))
         if v.kind == "int":
-            ints.append(v.values.astype(np.int64, copy=False))
+            ints.append(v.values)
         elif v.kind == "bytes":
             offs = v.offsets.astype(np.int64)
             if base:
@@ -97,19 +126,31 @@ def _normalize(key_columns: Sequence[pa.Array | pa.ChunkedArray]) -> _Keys:
             offsets.append(offs)
             datas.append(v.data)
             base += v.data.size
-    int_rows = ints[0].reshape(1, n) if len(ints) == 1 else np.stack(ints) if ints else np.empty((0, n), np.int64)
-    off_rows = offsets[0].reshape(1, n + 1) if len(offsets) == 1 else (
-        np.stack(offsets) if offsets else np.empty((0, n + 1), np.int64))
-    data = datas[0] if len(datas) == 1 else np.concatenate(datas) if datas else np.empty(0, np.uint8)
-    hashes = np.ascontiguousarray(hashes)
-    int_rows = np.ascontiguousarray(int_rows)
-    verify = not (len(kinds) == 1 and int_rows.shape[0] == 1)
+    validity, bit_offset = bitmaps[0] if len(bitmaps) == 1 else (_NO_BITS, 0)
+    if len(bitmaps) > 1:
+        valid = np.ones(n, dtype=np.uint8)
+        for bits, off in bitmaps:
+            valid &= np.unpackbits(bits, count=off + n, bitorder="little")[off:]
+        validity = np.packbits(valid, bitorder="little")
+    data = datas[0] if len(datas) == 1 else np.concatenate(datas) if datas else _NO_BITS
     return _Keys(
-        kinds, hashes,
-        np.empty(0, np.uint8) if valid is None else np.ascontiguousarray(valid),
-        int_rows, np.ascontiguousarray(off_rows), np.ascontiguousarray(data),
-        "null" in kinds, verify, hashes if verify else int_rows[0],
+        kinds, n, True, hashes, validity, bit_offset,
+        _rows([i.astype(np.int64, copy=False) for i in ints], no_ints),
+        _rows(offsets, no_offsets),
+        data, "null" in kinds,
     )
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _hash_of(word: np.int64, verify: bool) -> np.int64:
+    """The partition hash of a row: the word itself, or computed from a one-int-column key."""
+    return word if verify else np.int64(mix64(np.uint64(word) + GOLDEN))
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _second(h: np.int64, bmask: np.int64) -> np.int64:
+    """The second bucket: hash bits from 28 up, independent of the first bucket's low bits."""
+    return (h >> 28) & bmask
 
 
 @njit(cache=True, nogil=True)
@@ -137,99 +178,161 @@ def _same_keys(a_ints: np.ndarray, a_offs: np.ndarray, a_data: np.ndarray, i: in
 
 
 @njit(cache=True, nogil=True)
-def _build(hashes: np.ndarray, words: np.ndarray, valid: np.ndarray, verify: bool, ints: np.ndarray,
-           offs: np.ndarray, data: np.ndarray, slots: np.ndarray, next_row: np.ndarray) -> None:
-    mask = slots.shape[0] - 1
-    check_valid = valid.size != 0
+def _build(words: np.ndarray, verify: bool, validity: np.ndarray, bit_offset: int, ints: np.ndarray,
+           offs: np.ndarray, data: np.ndarray, slots: np.ndarray, next_row: np.ndarray,
+           stash: np.ndarray) -> int:
+    """Insert every live row; return how many distinct keys went to the stash (almost always 0)."""
+    bmask = slots.shape[0] // 2 - 1
+    check_valid = validity.size != 0
+    n_stash = 0
     # Rows go in last to first and each is put at the front of its key's chain, so that chains
     # read in build-row order.
-    for i in range(hashes.size - 1, -1, -1):
+    for i in range(words.size - 1, -1, -1):
         next_row[i] = -1
-        if check_valid and valid[i] == 0:
+        if check_valid and not bit_is_set(validity[(bit_offset + i) >> 3], bit_offset + i):
             continue
-        s = hashes[i] & mask
-        w = words[i]
-        while True:
-            r = slots[s, 1]
-            if r < 0:
-                slots[s, 0] = w
-                slots[s, 1] = i
+        w = np.int64(words[i])
+        h = _hash_of(w, verify)
+        b1, b2 = h & bmask, _second(h, bmask)
+        q = -1
+        for c in (2 * b1, 2 * b1 + 1, 2 * b2, 2 * b2 + 1):
+            r = slots[c, 1]
+            if r >= 0 and slots[c, 0] == w and (
+                    not verify or _same_keys(ints, offs, data, r, ints, offs, data, i)):
+                q = c
+        if q >= 0:
+            next_row[i] = slots[q, 1]
+            slots[q, 1] = i
+            continue
+        for c in range(n_stash):
+            r = stash[c, 1]
+            if stash[c, 0] == w and (not verify or _same_keys(ints, offs, data, r, ints, offs, data, i)):
+                q = c
+        if q >= 0:
+            next_row[i] = stash[q, 1]
+            stash[q, 1] = i
+            continue
+        # A new key: a free slot in either bucket, else cuckoo: take a slot of one bucket and
+        # move its entry to that entry's other bucket, and so on.
+        row = np.int64(i)
+        b = b1
+        for kick in range(_MAX_KICKS):
+            if slots[2 * b, 1] < 0:
+                q = 2 * b
+            elif slots[2 * b + 1, 1] < 0:
+                q = 2 * b + 1
+            elif kick == 0 and slots[2 * b2, 1] < 0:
+                q = 2 * b2
+            elif kick == 0 and slots[2 * b2 + 1, 1] < 0:
+                q = 2 * b2 + 1
+            if q >= 0:
+                slots[q, 0] = w
+                slots[q, 1] = row
                 break
-            if slots[s, 0] == w and (not verify or _same_keys(ints, offs, data, r, ints, offs, data, i)):
-                next_row[i] = r
-                slots[s, 1] = i
-                break
-            s = (s + 1) & mask
+            v = 2 * b + (kick & 1)
+            w, slots[v, 0] = slots[v, 0], w
+            row, slots[v, 1] = slots[v, 1], row
+            h = _hash_of(w, verify)
+            b = _second(h, bmask) if b == h & bmask else h & bmask
+        if q < 0:  # no room after _MAX_KICKS moves (keys sharing one hash, in practice)
+            stash[n_stash, 0] = w
+            stash[n_stash, 1] = row
+            n_stash += 1
+    return n_stash
 
 
 @njit(cache=True, nogil=True)
-def _find(hashes: np.ndarray, words: np.ndarray, valid: np.ndarray, verify: bool, ints: np.ndarray,
+def _find(words: np.ndarray, verify: bool, validity: np.ndarray, bit_offset: int, ints: np.ndarray,
           offs: np.ndarray, data: np.ndarray, b_ints: np.ndarray, b_offs: np.ndarray, b_data: np.ndarray,
-          slots: np.ndarray, res: np.ndarray, todo: np.ndarray) -> None:
-    """``res[j]``: the first build row whose key equals probe row ``j``'s, or -1."""
-    mask = slots.shape[0] - 1
-    check_valid = valid.size != 0
-    # Pass 1 settles, without a data-dependent branch, every row whose key sits in its home
-    # slot (or whose home slot is empty): the CPU then overlaps the cache misses of many rows,
-    # where a branch mispredicted per row would serialize them (3-5x slower on random keys).
-    m = 0
-    for j in range(hashes.size):
-        s = hashes[j] & mask
-        r = slots[s, 1]
-        occupied = r >= 0
-        equal = slots[s, 0] == words[j]
-        live = (valid[j] != 0) if check_valid else True
-        res[j] = r if (occupied & equal & live & (not verify)) else -1
-        todo[m] = j
-        m += occupied & live & (verify | (not equal))
-    # Pass 2: the rest (home slot taken by another key, or keys to compare by value). The
-    # comparison is `_same_keys` written out: a call passing six arrays costs more than it does.
-    for t in range(m):
-        j = todo[t]
-        s = hashes[j] & mask
-        w = words[j]
-        while True:
-            r = slots[s, 1]
-            if r < 0:
-                break
-            same = slots[s, 0] == w
-            if same and verify:
-                for c in range(ints.shape[0]):
-                    if b_ints[c, r] != ints[c, j]:
-                        same = False
-                        break
-                for c in range(offs.shape[0]):
-                    if not same:
-                        break
-                    a, a_end, b = b_offs[c, r], b_offs[c, r + 1], offs[c, j]
-                    if a_end - a != offs[c, j + 1] - b:
-                        same = False
-                        break
-                    while a + 8 <= a_end:
-                        if load_u64(b_data, a) != load_u64(data, b):
-                            same = False
-                            break
-                        a += 8
-                        b += 8
-                    while same and a < a_end:
-                        same = b_data[a] == data[b]
-                        a += 1
-                        b += 1
-            if same:
-                res[j] = r
-                break
-            s = (s + 1) & mask
+          slots: np.ndarray, stash: np.ndarray, res: np.ndarray, out_p: np.ndarray, compact: bool) -> int:
+    """``res[j]``: the first build row whose key equals probe row ``j``'s, or -1.
 
-
-@njit(cache=True, nogil=True)
-def _compact(res: np.ndarray, out_p: np.ndarray, out_b: np.ndarray) -> int:
-    """Inner join over a unique index: the rows with a match, without a branch per row."""
+    With ``compact`` (an inner join over a unique index) the matches are instead packed in
+    place: ``out_p[:k]`` the probe rows, ``res[:k]`` their build rows; returns ``k``.
+    """
+    bmask = slots.shape[0] // 2 - 1
+    flat = slots.reshape(-1)
+    check_valid = validity.size != 0
+    n = words.size
+    # res holds each row's hash until the row is settled (compacting only writes at k <= j).
+    for j in range(n):
+        res[j] = _hash_of(np.int64(words[j]), verify)
     k = 0
-    for j in range(res.size):
-        out_p[k] = j
-        out_b[k] = res[j]
-        k += res[j] >= 0
-    return k
+    pack = compact and not verify
+    # Pass 1: each key sits in one of 4 slots (2 buckets), checked without a branch: with the
+    # buckets of rows a few ahead prefetched, the cache misses of many rows overlap.
+    for j in range(n):
+        if j + _AHEAD < n:
+            ha = res[j + _AHEAD]
+            prefetch(flat, 4 * (ha & bmask))
+            prefetch(flat, 4 * _second(ha, bmask))
+        w = np.int64(words[j])
+        h = res[j]
+        q1, q2 = 2 * (h & bmask), 2 * _second(h, bmask)
+        found = _NONE
+        for q in (q1, q1 + 1, q2, q2 + 1):
+            r = slots[q, 1]
+            found = choose((slots[q, 0] == w) & (r >= 0), r, found)
+        for c in range(stash.shape[0]):
+            found = choose(stash[c, 0] == w, stash[c, 1], found)
+        if check_valid:
+            found = choose(bit_is_set(validity[(bit_offset + j) >> 3], bit_offset + j), found, _NONE)
+        if pack:
+            out_p[k] = j
+            res[k] = found  # k <= j: only entries already read are overwritten
+            k += found >= 0
+        else:
+            res[j] = found
+    if not verify:
+        return k if pack else n
+    # Pass 2: a hash match is a key match only if the values agree (distinct keys with one
+    # 64-bit hash: all their candidates are looked at).
+    for j in range(n):
+        r = res[j]
+        same = r >= 0
+        # `_same_keys(b_ints, b_offs, b_data, r, ints, offs, data, j)` written out: a call
+        # passing six arrays costs more than the comparison.
+        if same:
+            for c in range(ints.shape[0]):
+                if b_ints[c, r] != ints[c, j]:
+                    same = False
+                    break
+            for c in range(offs.shape[0]):
+                if not same:
+                    break
+                a, a_end, b = b_offs[c, r], b_offs[c, r + 1], offs[c, j]
+                if a_end - a != offs[c, j + 1] - b:
+                    same = False
+                    break
+                while a + 8 <= a_end:
+                    if load_u64(b_data, a) != load_u64(data, b):
+                        same = False
+                        break
+                    a += 8
+                    b += 8
+                while same and a < a_end:
+                    same = b_data[a] == data[b]
+                    a += 1
+                    b += 1
+        if r >= 0 and not same:
+            r = -1
+            w = np.int64(words[j])
+            q1, q2 = 2 * (w & bmask), 2 * _second(w, bmask)
+            for q in (q1, q1 + 1, q2, q2 + 1):
+                c = slots[q, 1]
+                if c >= 0 and slots[q, 0] == w and _same_keys(b_ints, b_offs, b_data, c, ints, offs, data, j):
+                    r = c
+            for q in range(stash.shape[0]):
+                c = stash[q, 1]
+                if stash[q, 0] == w and _same_keys(b_ints, b_offs, b_data, c, ints, offs, data, j):
+                    r = c
+        if compact:
+            out_p[k] = j
+            res[k] = r
+            k += r >= 0
+        else:
+            res[j] = r
+    return k if compact else n
 
 
 @njit(cache=True, nogil=True)
@@ -267,6 +370,29 @@ def _expand(res: np.ndarray, next_row: np.ndarray, left: bool, j0: int, out_p: n
     return res.size, k
 
 
+def _aligned_slots(n: int) -> np.ndarray:
+    """An (n, 2) int64 array of empty slots (row -1) starting on a 64-byte boundary, so that a
+    bucket (two slots, 32 bytes) never straddles two cache lines."""
+    buf = np.empty(2 * n + 8, dtype=np.int64)
+    start = (-buf.ctypes.data % 64) // 8
+    slots = buf[start:start + 2 * n].reshape(n, 2)
+    slots[:, 0] = 0
+    slots[:, 1] = -1
+    return slots
+
+
+def _grown(a: np.ndarray, k: int) -> np.ndarray:
+    """Twice the room, the first ``k`` entries kept."""
+    b = np.empty(2 * a.size, dtype=a.dtype)
+    b[:k] = a[:k]
+    return b
+
+
+def _head(a: np.ndarray, k: int) -> np.ndarray:
+    """``a[:k]``, copied when that frees most of ``a``."""
+    return a[:k].copy() if 2 * k < a.size else a[:k]
+
+
 class HashIndex:
     """An immutable hash table over a dataset's key columns, probed by stream batches.
 
@@ -274,12 +400,14 @@ class HashIndex:
     does not modify the index and its kernels release the GIL.
     """
 
-    __slots__ = ("_keys", "_slots", "_next_row", "_unique")
+    __slots__ = ("_keys", "_slots", "_stash", "_next_row", "_unique")
 
-    def __init__(self, keys: _Keys, slots: np.ndarray, next_row: np.ndarray, unique: bool) -> None:
+    def __init__(self, keys: _Keys, slots: np.ndarray, stash: np.ndarray, next_row: np.ndarray,
+                 unique: bool) -> None:
         """Internal: use ``HashIndex.build``."""
         self._keys = keys
         self._slots = slots
+        self._stash = stash
         self._next_row = next_row
         self._unique = unique
 
@@ -288,29 +416,38 @@ class HashIndex:
         """Index the rows of ``key_columns`` (one or more columns of equal length).
 
         Keys are ints of any width, bool, temporal types, strings or binary (TypeError otherwise).
-        The index keeps normalized copies of the keys (int64 values, int64 offsets), not the
-        caller's arrays; chunked columns are concatenated. At most 2**62 rows.
+        The index holds its keys in the form the kernels read: a single integer column as a view
+        of its Arrow buffer (kept alive), others as int64 copies; chunked columns are concatenated.
+        Memory: 32 to 64 bytes per non-null row for the table, 8 per row for the chains, plus
+        the keys. Blocking; the kernels release the GIL.
         """
         keys = _normalize(key_columns)
-        n = keys.hashes.size
-        live = 0 if keys.has_null_column else n if keys.valid.size == 0 else int(np.count_nonzero(keys.valid))
-        capacity = 16
-        while capacity < 2 * live:  # load factor <= 1/2: short probe runs
-            capacity *= 2
-        slots = np.empty((capacity, 2), dtype=np.int64)
-        slots[:, 1] = -1
+        n = keys.n
+        live = 0 if keys.has_null_column else n
+        if keys.validity.size and live:
+            bits = np.unpackbits(keys.validity, count=keys.bit_offset + n, bitorder="little")
+            live = int(np.count_nonzero(bits[keys.bit_offset:]))
+        buckets = 8
+        while 2 * buckets < 2 * live:  # 2 slots a bucket, load factor <= 1/2
+            buckets *= 2
+        slots = _aligned_slots(2 * buckets)
         next_row = np.full(n, -1, dtype=np.int64)
+        stash = np.empty((0, 2), dtype=np.int64)
         if live:
-            _build(keys.hashes, keys.words, keys.valid, keys.verify, keys.ints, keys.offsets, keys.data,
-                   slots, next_row)
-        return cls(keys, slots, next_row, not bool((next_row >= 0).any()))
+            room = np.empty((live, 2), dtype=np.int64)
+            used = _build(keys.words, keys.verify, keys.validity, keys.bit_offset, keys.ints,
+                          keys.offsets, keys.data, slots, next_row, room)
+            stash = room[:used].copy()
+        return cls(keys, slots, stash, next_row, not bool((next_row >= 0).any()))
 
     @property
     def num_rows(self) -> int:
         """Rows the index was built over, null keys included (``build_idx`` indexes them)."""
-        return int(self._keys.hashes.size)
+        return self._keys.n
 
-    def probe(self, key_columns: Sequence[pa.Array | pa.ChunkedArray], how: str = "inner") -> tuple[np.ndarray, np.ndarray]:
+    def probe(
+        self, key_columns: Sequence[pa.Array | pa.ChunkedArray], how: str = "inner"
+    ) -> tuple[np.ndarray, np.ndarray]:
         """All pairs ``(probe_idx, build_idx)`` (int64 arrays) whose keys are equal.
 
         Pairs come in probe-row order, and for one probe row in build-row order. With
@@ -323,36 +460,38 @@ class HashIndex:
             raise ValueError(f'how must be "inner" or "left", got {how!r}')
         keys = _normalize(key_columns)
         mine = self._keys.kinds
-        if len(keys.kinds) != len(mine) or any(a != b and "null" not in (a, b) for a, b in zip(keys.kinds, mine)):
+        if len(keys.kinds) != len(mine) or any(
+            a != b and "null" not in (a, b) for a, b in zip(keys.kinds, mine)
+        ):
             raise TypeError(f"probe keys of kinds {list(keys.kinds)} cannot match an index of {list(mine)}")
-        n = keys.hashes.size
+        n = keys.n
         left = how == "left"
+        res = np.empty(n, dtype=np.int64)
         if keys.has_null_column or self._keys.has_null_column:
-            res = np.full(n, -1, dtype=np.int64)
+            res[:] = -1
         else:
-            res = np.empty(n, dtype=np.int64)
+            compact = self._unique and not left
+            out_p = np.empty(n, dtype=np.int64) if compact else res
             b = self._keys
-            _find(keys.hashes, keys.words, keys.valid, keys.verify, keys.ints, keys.offsets, keys.data,
-                  b.ints, b.offsets, b.data, self._slots, res, np.empty(n, dtype=np.int64))
-        if self._unique:
+            k = _find(keys.words, keys.verify, keys.validity, keys.bit_offset, keys.ints, keys.offsets,
+                      keys.data, b.ints, b.offsets, b.data, self._slots, self._stash, res, out_p, compact)
+            if compact:
+                return _head(out_p, k), _head(res, k)
+        if self._unique or keys.has_null_column or self._keys.has_null_column:
             if left:
                 return np.arange(n, dtype=np.int64), res
-            out_p = np.empty(n, dtype=np.int64)
-            out_b = np.empty(n, dtype=np.int64)
-            k = _compact(res, out_p, out_b)
-        else:
-            out_p = np.empty(max(n, 16), dtype=np.int64)
-            out_b = np.empty(max(n, 16), dtype=np.int64)
-            j = k = 0
-            while True:
-                j, k = _expand(res, self._next_row, left, j, out_p, out_b, k)
-                if j == n:
-                    break
-                out_p = np.concatenate([out_p[:k], np.empty(out_p.size, np.int64)])  # grow 2x
-                out_b = np.concatenate([out_b[:k], np.empty(out_b.size, np.int64)])
-        if 2 * k < out_p.size:  # do not keep a mostly empty buffer alive behind the result
-            return out_p[:k].copy(), out_b[:k].copy()
-        return out_p[:k], out_b[:k]
+            matched = np.flatnonzero(res >= 0)
+            return matched.astype(np.int64), res[matched]
+        out_p = np.empty(max(n, 16), dtype=np.int64)
+        out_b = np.empty(max(n, 16), dtype=np.int64)
+        j = k = 0
+        while True:
+            j, k = _expand(res, self._next_row, left, j, out_p, out_b, k)
+            if j == n:
+                break
+            out_p, out_b = _grown(out_p, k), _grown(out_b, k)
+        return _head(out_p, k), _head(out_b, k)
 
     def __repr__(self) -> str:
-        return f"<HashIndex {self.num_rows} rows, keys {list(self._keys.kinds)}, {self._slots.shape[0]} slots>"
+        kinds, slots = list(self._keys.kinds), self._slots.shape[0]
+        return f"<HashIndex {self.num_rows} rows, keys {kinds}, {slots} slots, {len(self._stash)} stashed>"

@@ -34,12 +34,16 @@ def warm_up() -> None:
     split_by_partition(parts)
     split_by_partition(parts.astype(np.int64), 256)
     batch = pa.record_batch({"k": i64})
-    take_partitions(batch, parts)
-    take_partitions(batch, parts, np.arange(256) % 2)
-    for build, probe in ((i64, i32), (s32, s64)):
-        unique = HashIndex.build([build])
-        unique.probe([probe], "inner")
-        unique.probe([probe], "left")
+    for partitions in (parts, parts.astype(np.int64)):
+        take_partitions(batch, partitions)
+        take_partitions(batch, partitions, np.arange(256) % 2)
+    # One int key column reaches the kernels as int32 or int64 words; anything else as hashes.
+    for builds, probes in (((i32, i64), (i32, i64)), ((s32, s64), (s32, s64))):
+        for column in builds:
+            index = HashIndex.build([column])
+            for probe in probes:
+                index.probe([probe], "inner")
+                index.probe([probe], "left")
     dup = HashIndex.build([pa.array([1, 1, 2]), pa.array(["x", "x", "y"])])
     dup.probe([pa.array([1, 2], pa.int8()), pa.array(["x", "z"])], "inner")
     dup.probe([pa.array([1, 2], pa.int8()), pa.array(["x", "z"])], "left")

@@ -1,0 +1,196 @@
+"""DIRECTOR routes each row by its key's value, MANAGER by its event time against `until` boundaries.
+
+Every route is read back as its own retained log ("TRADECRAFT/ANALYTIC.ROUTE") and compared row for
+row with a pyarrow/numpy reference computed here, never with the system's own output.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+import trio
+
+
+def assert_rows_equal(got: pa.Table, expected: pa.Table, what: str) -> None:
+    """Same columns, same rows in the same order; a short message naming the first difference."""
+    if expected.num_rows == 0:
+        assert got.num_rows == 0, f"{what}: expected no rows, got {got.num_rows}"
+        return
+    assert got.column_names == expected.column_names, \
+        f"{what}: columns {got.column_names}, expected {expected.column_names}"
+    g, e = got.to_pylist(), expected.to_pylist()
+    first = next((i for i, (a, b) in enumerate(zip(g, e)) if a != b), None)
+    assert len(g) == len(e) and first is None, (
+        f"{what}: {len(g)} rows, expected {len(e)}; first difference at row {first}: "
+        f"got {g[first] if first is not None else None}, expected {e[first] if first is not None else None}")
+
+
+async def wait_state(db, tradecraft: str, state: str = "finished", timeout: float = 15) -> dict:
+    """The tradecraft's `list()` row once it reaches `state` (fails with the last state seen)."""
+    row: dict = {}
+    with trio.move_on_after(timeout):
+        while True:
+            row = {t["name"]: t for t in await db.list()}.get(tradecraft, {})
+            if row.get("state") == state:
+                return row
+            await trio.sleep(0.05)
+    raise AssertionError(f"{tradecraft} did not reach {state!r} in {timeout}s: {row}")
+
+
+async def retained_rows(db, tradecraft: str) -> dict[str, int]:
+    """Retained log name (as `describe` shows it, e.g. "router.east") -> rows it holds."""
+    info = await db.describe(tradecraft)
+    return {name: log["rows"] for a in info["tradecrafts"][0]["analytics"]
+            for name, log in a["retained"].items()}
+
+
+# ---- DIRECTOR ------------------------------------------------------------------------------
+
+def orders(n: int, seed: int = 7) -> pa.Table:
+    rng = np.random.default_rng(seed)
+    region = rng.integers(-2, 7, n)
+    null_region = rng.random(n) < 0.03
+    return pa.table({
+        "id": np.arange(n, dtype=np.int64),
+        "region": pa.array(region, pa.int64(), mask=null_region),
+        "amount": rng.uniform(0, 100, n).round(2),
+    })
+
+
+INT_ROUTES = {"1": "east", "2": "east", "-1": "east", "3": "west", "4": "north"}
+
+
+async def test_director_routes_int_key_values_to_their_routes_and_everything_else_to_default(
+        congregation, tmp_path):
+    table = orders(30_000)
+    pq.write_table(table, tmp_path / "orders.parquet")
+    db = congregation.db()
+    await db.submit({"tradecraft": "shop", "analytics": [
+        {"name": "orders", "kind": "stream", "source": {"path": str(tmp_path / "orders.parquet")}},
+        {"name": "router", "kind": "director", "input": "orders", "key": "region",
+         "routes": INT_ROUTES, "default": "other"}]})
+
+    region = table["region"].to_numpy(zero_copy_only=False)   # nulls become NaN: never a route value
+    masks = {route: np.zeros(table.num_rows, dtype=bool) for route in {*INT_ROUTES.values(), "other"}}
+    for value, route in INT_ROUTES.items():
+        masks[route] |= region == int(value)
+    masks["other"] = ~(masks["east"] | masks["west"] | masks["north"])
+    assert masks["other"].sum() > table["region"].null_count > 0   # nulls and unlisted values both occur
+
+    for route, mask in sorted(masks.items()):
+        got = await db.read(f"shop/router.{route}")
+        assert_rows_equal(got, table.filter(pa.array(mask)), f"shop/router.{route}")
+
+    await wait_state(db, "shop")
+    retained = await retained_rows(db, "shop")
+    assert {k: v for k, v in retained.items() if not k.endswith(".rejected")} == \
+        {f"router.{route}": int(mask.sum()) for route, mask in masks.items()}
+
+
+def visits(n: int, seed: int = 11) -> pa.Table:
+    rng = np.random.default_rng(seed)
+    countries = np.array(["fr", "de", "us", "FR", "jp", "", "br", "de-at"], dtype=object)
+    country = countries[rng.integers(0, len(countries), n)]
+    null_country = rng.random(n) < 0.02
+    return pa.table({
+        "id": np.arange(n, dtype=np.int64),
+        "country": pa.array(country.tolist(), pa.string(), mask=null_country),
+        "amount": rng.integers(0, 100, n),
+    })
+
+
+STRING_ROUTES = {"fr": "europe", "de": "europe", "us": "america", "": "blank"}
+
+
+async def test_director_routes_string_keys_exactly_and_a_route_feeds_the_next_analytic(
+        congregation, tmp_path):
+    table = visits(25_000)
+    pq.write_table(table, tmp_path / "visits.parquet")
+    db = congregation.db()
+    await db.submit({"tradecraft": "web", "analytics": [
+        {"name": "visits", "kind": "stream", "source": {"path": str(tmp_path / "visits.parquet")}},
+        {"name": "router", "kind": "director", "input": "visits", "key": "country",
+         "routes": STRING_ROUTES, "default": "rest", "output": True},
+        {"name": "eu_big", "kind": "transform", "input": "router.europe", "where": "amount >= 50"}]})
+
+    country = table["country"]
+    masks = {
+        "europe": pc.fill_null(pc.is_in(country, value_set=pa.array(["fr", "de"])), False),
+        "america": pc.fill_null(pc.equal(country, "us"), False),
+        "blank": pc.fill_null(pc.equal(country, ""), False),
+    }
+    masks["rest"] = pc.invert(pc.or_(pc.or_(masks["europe"], masks["america"]), masks["blank"]))
+    # case matters ("FR" is not "fr"), a longer value is not a prefix match ("de-at"), null is no value
+    rest = table.filter(masks["rest"])
+    assert {"FR", "de-at", None} <= set(rest["country"].to_pylist())
+
+    for route, mask in sorted(masks.items()):
+        got = await db.read(f"web/router.{route}")
+        assert_rows_equal(got, table.filter(mask), f"web/router.{route}")
+
+    europe = table.filter(masks["europe"])
+    got = await db.read("web/eu_big")
+    assert_rows_equal(got, europe.filter(pc.greater_equal(europe["amount"], 50)), "web/eu_big")
+    await wait_state(db, "web")
+
+
+# ---- MANAGER -------------------------------------------------------------------------------
+
+DAY = np.datetime64("2024-05-01T00:00:00", "ms")
+# until boundaries in the document, and the same instants computed here independently
+UNTILS = ["2024-05-01T01:00:00Z", "2024-05-01T02:30:00.500Z", "2024-05-01T05:00:00+02:00"]
+BOUNDS = [DAY + np.timedelta64(1, "h"),
+          DAY + np.timedelta64(2 * 3600_000 + 30 * 60_000 + 500, "ms"),
+          DAY + np.timedelta64(3, "h")]                      # 05:00+02:00 is 03:00 UTC
+
+
+def readings(n: int, seed: int = 5) -> pa.Table:
+    rng = np.random.default_rng(seed)
+    ts = DAY + rng.integers(-600_000, 4 * 3600_000, n).astype("timedelta64[ms]")
+    ts[:6] = [BOUNDS[0], BOUNDS[0] - np.timedelta64(1, "ms"), BOUNDS[1], BOUNDS[1] - np.timedelta64(1, "ms"),
+              BOUNDS[2], BOUNDS[2] - np.timedelta64(1, "ms")]   # on and just before each boundary
+    null_ts = rng.random(n) < 0.01
+    null_ts[:6] = False
+    return pa.table({
+        "id": np.arange(n, dtype=np.int64),
+        "ts": pa.array(ts, pa.timestamp("ms"), mask=null_ts),
+        "value": rng.normal(size=n),
+    })
+
+
+async def test_manager_routes_by_event_time_before_each_until_boundary_and_rejects_null_times(
+        congregation, tmp_path):
+    table = readings(30_000)
+    pq.write_table(table, tmp_path / "readings.parquet")
+    db = congregation.db()
+    await db.submit({"tradecraft": "sensors", "analytics": [
+        {"name": "readings", "kind": "stream", "time": "ts",
+         "source": {"path": str(tmp_path / "readings.parquet")}},
+        {"name": "clock", "kind": "manager", "input": "readings", "time": "ts", "routes": [
+            {"until": UNTILS[0], "to": "cold"},
+            {"until": UNTILS[1], "to": "warm"},
+            {"until": UNTILS[2], "to": "cold"},          # a route may take several time slices
+            {"to": "hot"}]}]})
+    assert pq.read_schema(tmp_path / "readings.parquet").field("ts").type == pa.timestamp("ms")
+
+    ts = table["ts"].to_numpy(zero_copy_only=False)       # nulls become NaT: compares False
+    null = table["ts"].is_null().to_numpy(zero_copy_only=False)
+    slot0 = ts < BOUNDS[0]
+    slot1 = (ts >= BOUNDS[0]) & (ts < BOUNDS[1])
+    slot2 = (ts >= BOUNDS[1]) & (ts < BOUNDS[2])
+    slot3 = (ts >= BOUNDS[2]) & ~null
+    masks = {"cold": slot0 | slot2, "warm": slot1, "hot": slot3}
+    assert (masks["cold"] | masks["warm"] | masks["hot"] | null).all()
+    assert not (masks["cold"] & masks["warm"]).any() and not (masks["warm"] & masks["hot"]).any()
+
+    for route, mask in sorted(masks.items()):
+        got = await db.read(f"sensors/clock.{route}")
+        assert_rows_equal(got, table.filter(pa.array(mask)), f"sensors/clock.{route}")
+
+    got = await db.read("sensors/clock.rejected")
+    assert got.column_names == ["id", "ts", "value", "reason"]
+    assert_rows_equal(got.select(["id", "ts", "value"]), table.filter(pa.array(null)), "sensors/clock.rejected")
+    reasons = set(got["reason"].to_pylist())
+    assert len(reasons) == 1 and "null" in reasons.pop()
+    await wait_state(db, "sensors")
