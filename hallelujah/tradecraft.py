@@ -38,7 +38,7 @@ _JOIN = ("stream", "on", "how")
 KEYS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {   # label: (the keys it takes, those it needs)
     "stream": (("schema", "source", "time", "lateness"), ()),
     "ingest": (("source", "every", "offset", "run_on_start", "schema"), ("source",)),
-    "transform": (("input", "derive", "where", "select", "udf"), ("input",)),
+    "transform": (("input", "derive", "where", "select", "udf", "udf_path"), ("input",)),
     "aggregate": (("input", "time", "window", "session", "hop", "group", "measures"), ("input", "time", "measures")),
     "join with a dataset": ((*_JOIN, "dataset", "fields"), (*_JOIN, "dataset", "fields")),
     "join with a stream": ((*_JOIN, "with", "time", "window"), (*_JOIN, "with", "time", "window")),
@@ -151,7 +151,8 @@ def parse_document(doc: dict | str | bytes, base_dir: str | Path | None = None) 
         _refuse_cycle(stuck, deps, refs, specs)
 
     schemas: dict[int, pa.Schema] = {}
-    undo = import_base(base)
+    undoes = [import_base(Path(p)) for p in
+              dict.fromkeys([str(base)] + [s["udf_path"] for s in specs if "udf_path" in s])]
     try:
         for i in order:
             spec = specs[i]
@@ -159,7 +160,8 @@ def parse_document(doc: dict | str | bytes, base_dir: str | Path | None = None) 
                       for key, ref in refs[i].items()}
             schemas[i] = DERIVE[spec["kind"]](spec, f"analytics[{i}]", inputs)
     finally:
-        undo()
+        for undo in undoes:
+            undo()
 
     read = {by_name[ref.partition(".")[0]] for r in refs for ref in r.values() if not ref.endswith(".rejected")}
     analytics = []
@@ -257,6 +259,13 @@ def _structure(spec: object, path: str, by_name: dict[str, int], base: Path) -> 
         raise TradecraftError(f"{path}.description", f"{show(spec['description'])} is not a string")
     if "source" in spec:
         _resolve_source(kind, spec, path, base)
+    if "udf" in spec:
+        # Where the UDF's module is found (the document's directory unless given): kept in the
+        # document, so the congregation and its workers import the same module.
+        udf_path = spec.setdefault("udf_path", str(base))
+        if not isinstance(udf_path, str):
+            raise TradecraftError(f"{path}.udf_path", f"{show(udf_path)} is not a directory")
+        spec["udf_path"] = os.path.abspath(base / os.path.expanduser(udf_path))
 
 
 def _resolve_source(kind: str, spec: dict, path: str, base_dir: Path) -> None:

@@ -94,7 +94,8 @@ class Jah:
         self.state = "finished"
         blocked = sum(getattr(s, "blocked", 0.0) for p in self.outputs.values() for s in p.senders)
         log.info("jah_finished", jah=self.id, seconds=round(time.perf_counter() - start, 4),
-                 busy=round(self._busy, 4), blocked_on_credits=round(blocked, 4))
+                 busy=round(self._busy, 4), blocked_on_credits=round(blocked, 4),
+                 arrow_allocated=pa.total_allocated_bytes(), pool=pa.default_memory_pool().backend_name)
 
     async def run(self) -> None:
         raise NotImplementedError

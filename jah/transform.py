@@ -6,6 +6,7 @@ UDF) fail goes to `ANALYTIC.rejected` with the error as its reason.
 from __future__ import annotations
 
 import importlib
+import sys
 from typing import Any
 
 import pyarrow as pa
@@ -17,7 +18,10 @@ from jah.base import Host, Jah
 from jah.rejecting import apply_rejecting, rejected_batch
 
 
-def load_udf(ref: str) -> Any:
+def load_udf(ref: str, path: str | None) -> Any:
+    """The UDF `module:function`, its module looked up first in `path` (the document's directory)."""
+    if path and path not in sys.path:
+        sys.path.insert(0, path)
     module, _, name = ref.partition(":")
     return getattr(importlib.import_module(module), name)
 
@@ -31,7 +35,7 @@ class Transform(Jah):
         self.derive = [(name, expressions.parse(text)) for name, text in a.get("derive", {}).items()]
         self.where = expressions.parse(a["where"]) if a.get("where") else None
         self.select = a.get("select")
-        self.udf = load_udf(a["udf"]) if a.get("udf") else None
+        self.udf = load_udf(a["udf"], a.get("udf_path")) if a.get("udf") else None
         self.out_schema = self.schema("out")
 
     def apply(self, batch: pa.RecordBatch) -> pa.RecordBatch:

@@ -26,6 +26,28 @@ def assert_rows_equal(got: pa.Table, expected: pa.Table, what: str) -> None:
         f"got {g[first] if first is not None else None}, expected {e[first] if first is not None else None}")
 
 
+async def read(db, ref: str, timeout: float = 20) -> pa.Table:
+    """`db.read(ref)`, failing (not hanging) when the output never ends or its tradecraft fails."""
+    tradecraft = ref.split("/")[0]
+    got: list[pa.Table] = []
+
+    async def watch() -> None:
+        while True:
+            row = {t["name"]: t for t in await db.list()}.get(tradecraft, {})
+            if row.get("state") == "failed":
+                raise AssertionError(f"{tradecraft} failed while reading {ref}: {row.get('error')}")
+            await trio.sleep(0.1)
+
+    async def reader(cancel: trio.CancelScope) -> None:
+        got.append(await db.read(ref))
+        cancel.cancel()
+
+    with trio.fail_after(timeout):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(watch)
+            nursery.start_soon(reader, nursery.cancel_scope)
+    return got[0]
+
 async def wait_state(db, tradecraft: str, state: str = "finished", timeout: float = 15) -> dict:
     """The tradecraft's `list()` row once it reaches `state` (fails with the last state seen)."""
     row: dict = {}
@@ -79,7 +101,7 @@ async def test_director_routes_int_key_values_to_their_routes_and_everything_els
     assert masks["other"].sum() > table["region"].null_count > 0   # nulls and unlisted values both occur
 
     for route, mask in sorted(masks.items()):
-        got = await db.read(f"shop/router.{route}")
+        got = await read(db, f"shop/router.{route}")
         assert_rows_equal(got, table.filter(pa.array(mask)), f"shop/router.{route}")
 
     await wait_state(db, "shop")
@@ -126,11 +148,11 @@ async def test_director_routes_string_keys_exactly_and_a_route_feeds_the_next_an
     assert {"FR", "de-at", None} <= set(rest["country"].to_pylist())
 
     for route, mask in sorted(masks.items()):
-        got = await db.read(f"web/router.{route}")
+        got = await read(db, f"web/router.{route}")
         assert_rows_equal(got, table.filter(mask), f"web/router.{route}")
 
     europe = table.filter(masks["europe"])
-    got = await db.read("web/eu_big")
+    got = await read(db, "web/eu_big")
     assert_rows_equal(got, europe.filter(pc.greater_equal(europe["amount"], 50)), "web/eu_big")
     await wait_state(db, "web")
 
@@ -185,10 +207,10 @@ async def test_manager_routes_by_event_time_before_each_until_boundary_and_rejec
     assert not (masks["cold"] & masks["warm"]).any() and not (masks["warm"] & masks["hot"]).any()
 
     for route, mask in sorted(masks.items()):
-        got = await db.read(f"sensors/clock.{route}")
+        got = await read(db, f"sensors/clock.{route}")
         assert_rows_equal(got, table.filter(pa.array(mask)), f"sensors/clock.{route}")
 
-    got = await db.read("sensors/clock.rejected")
+    got = await read(db, "sensors/clock.rejected")
     assert got.column_names == ["id", "ts", "value", "reason"]
     assert_rows_equal(got.select(["id", "ts", "value"]), table.filter(pa.array(null)), "sensors/clock.rejected")
     reasons = set(got["reason"].to_pylist())

@@ -31,6 +31,28 @@ def assert_rows_equal(got: pa.Table, expected: pa.Table, what: str) -> None:
         f"got {g[first] if first is not None else None}, expected {e[first] if first is not None else None}")
 
 
+async def read(db, ref: str, timeout: float = 20) -> pa.Table:
+    """`db.read(ref)`, failing (not hanging) when the output never ends or its tradecraft fails."""
+    tradecraft = ref.split("/")[0]
+    got: list[pa.Table] = []
+
+    async def watch() -> None:
+        while True:
+            row = {t["name"]: t for t in await db.list()}.get(tradecraft, {})
+            if row.get("state") == "failed":
+                raise AssertionError(f"{tradecraft} failed while reading {ref}: {row.get('error')}")
+            await trio.sleep(0.1)
+
+    async def reader(cancel: trio.CancelScope) -> None:
+        got.append(await db.read(ref))
+        cancel.cancel()
+
+    with trio.fail_after(timeout):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(watch)
+            nursery.start_soon(reader, nursery.cancel_scope)
+    return got[0]
+
 async def wait_state(db, tradecraft: str, state: str = "finished", timeout: float = 15) -> dict:
     row: dict = {}
     with trio.move_on_after(timeout):
@@ -119,9 +141,9 @@ async def test_rows_whose_expressions_fail_are_rejected_with_a_reason_and_all_ot
     good, failed, dropped = reference(table)
     assert 50 < failed.sum() < 2_000
 
-    got = await db.read("tc/clean")
+    got = await read(db, "tc/clean")
     assert_rows_equal(got, good, "tc/clean")
-    rejected = await db.read("tc/clean.rejected")
+    rejected = await read(db, "tc/clean.rejected")
     check_rejected(rejected, table, failed, "tc/clean.rejected")
     check_nothing_lost_or_repeated(got["id"].to_pylist(), rejected["id"].to_pylist(), table, dropped)
     await wait_state(db, "tc")
@@ -157,9 +179,9 @@ async def test_rejection_holds_at_batch_edges_of_a_published_stream(congregation
     table = pa.concat_tables(parts)
     good, failed, dropped = reference(table)
 
-    got = await db.read("tc/clean")
+    got = await read(db, "tc/clean")
     assert_rows_equal(got, good, "tc/clean")
-    rejected = await db.read("tc/clean.rejected")
+    rejected = await read(db, "tc/clean.rejected")
     check_rejected(rejected, table, failed, "tc/clean.rejected")
     check_nothing_lost_or_repeated(got["id"].to_pylist(), rejected["id"].to_pylist(), table, dropped)
     await wait_state(db, "tc")
@@ -196,9 +218,9 @@ async def test_udf_module_beside_the_document_runs_after_expressions_and_failing
 
     good, failed, dropped = reference(table)
     good = good.append_column("total", pa.array(good["n"].to_numpy() * 10 + good["q"].to_numpy()))
-    got = await db.read("tc/clean")
+    got = await read(db, "tc/clean")
     assert_rows_equal(got, good, "tc/clean")
-    rejected = await db.read("tc/clean.rejected")
+    rejected = await read(db, "tc/clean.rejected")
     check_rejected(rejected, table, failed, "tc/clean.rejected")
     check_nothing_lost_or_repeated(got["id"].to_pylist(), rejected["id"].to_pylist(), table, dropped)
     await wait_state(db, "tc")
@@ -234,9 +256,9 @@ async def test_rows_a_udf_raises_on_are_rejected_and_the_rest_reach_the_output(c
 
     negative = a < 0
     kept = table.filter(pa.array(~negative))
-    got = await db.read("tc/checked")
+    got = await read(db, "tc/checked")
     assert_rows_equal(got, kept.append_column("twice", pa.array(kept["a"].to_numpy() * 2)), "tc/checked")
-    rejected = await db.read("tc/checked.rejected")
+    rejected = await read(db, "tc/checked.rejected")
     assert_rows_equal(rejected.sort_by("id").select(["id", "a"]), table.filter(pa.array(negative)),
                       "tc/checked.rejected")
     assert all("negative a" in r for r in rejected["reason"].to_pylist())

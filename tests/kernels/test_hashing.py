@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from jah.kernels.hashing import NULL_HASH, hash_columns, partitions_of
 
-SETTINGS = settings(max_examples=150, deadline=None)
+SETTINGS = settings(max_examples=100, deadline=None)
 M = (1 << 64) - 1
 
 # The definition from the module docstring, written out independently of the kernels.

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from jah.kernels.partition import split_by_partition, take_partitions
 
-SETTINGS = settings(max_examples=150, deadline=None)
+SETTINGS = settings(max_examples=100, deadline=None)
 
 
 def reference_groups(partitions: list[int], n: int) -> list[list[int]]:
