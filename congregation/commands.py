@@ -14,7 +14,7 @@ import trio
 
 from congregation.hallelu import log_name, published
 from congregation.rpc import error_fields
-from hallelujah.errors import HallelujahError, NotFound, SchemaMismatch, TradecraftError
+from hallelujah.errors import HallelujahError, NotFound, SchemaMismatch, TradecraftError, collapsed
 from hallelujah.frames import Connection, open_batch, schema_bytes, schema_of
 from hallelujah.tradecraft import Tradecraft, parse_document, schema_to_json
 from jah.envelope import END_OF_STREAM
@@ -72,7 +72,16 @@ class Commands:
                 {"name": a.name, "idx": a.index, "kind": a.kind, "output": int(a.output)}
                 for a in tc.analytics])
             self.deployments[tc.name] = d  # type: ignore[attr-defined]
-            await d.start()
+            try:
+                await d.start()
+            except BaseException:
+                # Leave nothing behind: a refused submit changes nothing.
+                with trio.CancelScope(shield=True):
+                    self.deployments.pop(tc.name, None)  # type: ignore[attr-defined]
+                    await d.stop()
+                    await self.logs.delete(f"{tc.name}/")  # type: ignore[attr-defined]
+                    await self.catalog.delete_tradecraft(tc.name)  # type: ignore[attr-defined]
+                raise
             jahs, streams = d.catalog_rows()
             await self.catalog.set_deployment(tc.name, jahs, streams)  # type: ignore[attr-defined]
         retained = [name.split("/", 1)[1] for name in d.plan.logs]
@@ -147,46 +156,57 @@ class Commands:
         schema = schema_of(info["schema"])
         await conn.send("cmdCfm", {"id": rid, "result": json.dumps(
             {"schema": schema_to_json(schema)}), "schema": info["schema"]})
-        credits = [0]
-        granted = trio.Event()
-
-        async def read_credits() -> None:
-            nonlocal granted
-            while True:
-                kind, fields, _ = await conn.receive()
-                if kind == "dataCfm":
-                    credits[0] += fields["credits"]
-                    granted.set()
-
-        limit = args.get("limit")
-        sent = 0
         start = 0 if args.get("from_start") else info["next_seq"]
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(_until_closed, read_credits)
-            async for entry, body in self.logs.follow_raw(name, start):  # type: ignore[attr-defined]
-                if limit is not None and sent + entry.rows > limit:
-                    batch = open_batch(pa.py_buffer(body), schema).slice(0, limit - sent)
-                    body, rows = batch.serialize(), limit - sent
-                else:
-                    rows = entry.rows
-                while credits[0] <= 0:
-                    granted = trio.Event()
-                    await granted.wait()
-                credits[0] -= 1
-                await conn.send("dataReq", {"seq": entry.seq, "origin": -1, "source": "",
-                                            "marker": "none", "markerValue": 0,
-                                            "bodyLength": len(body), "rows": rows}, body)
-                sent += rows
-                if limit is not None and sent >= limit:
-                    break
-            await conn.send("dataReq", {"seq": 0, "origin": -1, "source": "", "marker": END_OF_STREAM,
-                                        "markerValue": 0, "bodyLength": 0, "rows": 0})
-            nursery.cancel_scope.cancel()
+        with collapsed():
+            async with trio.open_nursery() as nursery:
+                credits = Credits()
+                nursery.start_soon(_until_closed, credits.read, conn)
+                await self._send_log(conn, name, schema, start, args.get("limit"), credits)
+                nursery.cancel_scope.cancel()
+
+    async def _send_log(self, conn: Connection, name: str, schema: pa.Schema, start: int,
+                        limit: int | None, credits: "Credits") -> None:
+        """Send a log's batches (raw, as stored) from `start`, at most `limit` rows, then the end."""
+        sent = 0
+        async for entry, body in self.logs.follow_raw(name, start):  # type: ignore[attr-defined]
+            rows = entry.rows
+            if limit is not None and sent + rows > limit:
+                rows = limit - sent
+                body = open_batch(pa.py_buffer(body), schema).slice(0, rows).serialize()
+            await credits.take()
+            await conn.send("dataReq", {"seq": entry.seq, "origin": -1, "source": "", "marker": "none",
+                                        "markerValue": 0, "bodyLength": len(body), "rows": rows}, body)
+            sent += rows
+            if limit is not None and sent >= limit:
+                break
+        await conn.send("dataReq", {"seq": 0, "origin": -1, "source": "", "marker": END_OF_STREAM,
+                                    "markerValue": 0, "bodyLength": 0, "rows": 0})
 
 
-async def _until_closed(fn: Any) -> None:
+class Credits:
+    """The credits a stream client has granted: one batch each."""
+
+    def __init__(self) -> None:
+        self.available = 0
+        self._granted = trio.Event()
+
+    async def read(self, conn: Connection) -> None:
+        while True:
+            kind, fields, _ = await conn.receive()
+            if kind == "dataCfm":
+                self.available += fields["credits"]
+                self._granted.set()
+
+    async def take(self) -> None:
+        while self.available <= 0:
+            self._granted = trio.Event()
+            await self._granted.wait()
+        self.available -= 1
+
+
+async def _until_closed(fn: Any, *args: Any) -> None:
     try:
-        await fn()
+        await fn(*args)
     except (EOFError, HallelujahError):
         pass
 

@@ -9,6 +9,7 @@ import trio
 
 from congregation.hallelu import CONGREGATION, Plan, input_logs, plan_tradecraft
 from congregation.logs import Logs
+from hallelujah.errors import collapsed
 from hallelujah.frames import schema_bytes
 from hallelujah.tradecraft import Tradecraft
 
@@ -56,10 +57,11 @@ class Deployment:
             positions = [(await self.logs.progress(name)).get(source_id, 0)
                          for name in plan.reachable_logs(jah_id)]
             plan.jahs[jah_id].spec["resume_from"] = min(positions, default=0)
-        async with trio.open_nursery() as nursery:
-            for jah in plan.jahs.values():
-                nursery.start_soon(self.hosts[jah.host].request, "jahReq",
-                                   {"jah": jah.id, "spec": json.dumps(jah.spec), "stop": False})
+        with collapsed():
+            async with trio.open_nursery() as nursery:
+                for jah in plan.jahs.values():
+                    nursery.start_soon(self.hosts[jah.host].request, "jahReq",
+                                       {"jah": jah.id, "spec": json.dumps(jah.spec), "stop": False})
         for s in plan.streams:
             sender, receiver = plan.jahs[s.sender], plan.jahs[s.receiver]
             fields = {"stream": s.id, "schema": schema_bytes(s.schema), "credits": 0}

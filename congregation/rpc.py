@@ -16,7 +16,9 @@ Handler = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
 
 
 def error_fields(exc: HallelujahError) -> dict[str, Any]:
-    return {"kind": exc.kind, "message": exc.message, "path": getattr(exc, "path", "") or ""}
+    """A typed error for a confirm; a TradecraftError's path travels apart from its message."""
+    return {"kind": exc.kind, "message": getattr(exc, "detail", exc.message),
+            "path": getattr(exc, "path", "") or ""}
 
 
 def confirm_kind(request_kind: str) -> str:

@@ -13,7 +13,7 @@ from typing import Any
 import trio
 
 from hallelujah.client import Database, addresses_from
-from hallelujah.errors import HallelujahError
+from hallelujah.errors import HallelujahError, collapsed
 
 EXAMPLES = {
     "submit": "hallelujah submit tradecrafts/gps.json",
@@ -81,7 +81,8 @@ def main(argv: list[str] | None = None) -> None:
     from hallelujah.logs import configure_logging
     configure_logging("console")
     try:
-        code = dispatch(args)
+        with collapsed():
+            code = dispatch(args)
     except HallelujahError as exc:
         print(f"hallelujah: {exc}", file=sys.stderr)
         sys.exit(exc.exit_code)

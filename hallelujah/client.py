@@ -15,7 +15,7 @@ from typing import Any, AsyncIterator, Callable, Iterable, Sequence
 import pyarrow as pa
 import trio
 
-from hallelujah.errors import HallelujahError, Unavailable, from_wire
+from hallelujah.errors import HallelujahError, Unavailable, collapsed, from_wire
 from hallelujah.frames import Connection, connect, open_batch, schema_bytes, schema_of, serialize_batch
 
 DEFAULT_ADDRESS = "127.0.0.1:7077"
@@ -142,12 +142,13 @@ def _batches(data: pa.Table | pa.RecordBatch | Iterable[pa.RecordBatch]) -> Iter
 
 async def _send_batches(conn: Connection, batches: Iterable[pa.RecordBatch], credits: int,
                         progress: Callable[[int], None] | None) -> int:
+    """Send with at most `credits` batches unacknowledged; each ack means the batch is in the log."""
     acked = 0
     in_flight: list[int] = []
-    sizes_acked = trio.Event()
+    acknowledged = trio.Event()
 
     async def read_acks() -> None:
-        nonlocal acked, sizes_acked
+        nonlocal acked, acknowledged
         while True:
             kind, fields, _ = await conn.receive()
             if kind == "cmdCfm":
@@ -159,14 +160,14 @@ async def _send_batches(conn: Connection, batches: Iterable[pa.RecordBatch], cre
                 acked += in_flight.pop(0)
             if progress is not None:
                 progress(acked)
-            sizes_acked.set()
+            acknowledged.set()
 
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(read_acks)
+    async def send_all() -> None:
+        nonlocal acknowledged
         for seq, batch in enumerate(batches):
             while len(in_flight) >= credits:
-                sizes_acked = trio.Event()
-                await sizes_acked.wait()
+                acknowledged = trio.Event()
+                await acknowledged.wait()
             body = serialize_batch(batch)
             in_flight.append(batch.num_rows)
             await conn.send("dataReq", {"seq": seq, "origin": -1, "source": "", "marker": "none",
@@ -174,6 +175,11 @@ async def _send_batches(conn: Connection, batches: Iterable[pa.RecordBatch], cre
                                         "rows": batch.num_rows}, body)
         await conn.send("dataReq", {"seq": 0, "origin": -1, "source": "", "marker": "endOfStream",
                                     "markerValue": 0, "bodyLength": 0, "rows": 0})
+
+    with collapsed():
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(read_acks)
+            await send_all()
     return acked
 
 

@@ -5,6 +5,9 @@ code the CLI uses: 2 for the user's input, 1 for the system.
 """
 from __future__ import annotations
 
+import contextlib
+from typing import Iterator
+
 
 class HallelujahError(Exception):
     """Base of every error Hallelujah reports to a user."""
@@ -28,6 +31,7 @@ class TradecraftError(HallelujahError):
 
     def __init__(self, path: str, message: str) -> None:
         self.path = path
+        self.detail = message
         super().__init__(f"{path}: {message}" if path else message)
 
 
@@ -50,6 +54,13 @@ class SchemaMismatch(HallelujahError):
     kind = "SchemaMismatch"
 
 
+class InvalidInput(HallelujahError, ValueError):
+    """A command's argument is wrong (a file format that cannot be told, a bad option value)."""
+
+    exit_code = 2
+    kind = "InvalidInput"
+
+
 class NotFound(HallelujahError):
     """A tradecraft, analytic or stream named by the user does not exist."""
 
@@ -66,7 +77,8 @@ class Unavailable(HallelujahError):
 
 KINDS: dict[str, type[HallelujahError]] = {
     cls.kind: cls
-    for cls in (HallelujahError, TradecraftError, ExpressionError, SchemaMismatch, NotFound, Unavailable)
+    for cls in (HallelujahError, TradecraftError, ExpressionError, SchemaMismatch, InvalidInput,
+                NotFound, Unavailable)
 }
 
 
@@ -74,7 +86,26 @@ def from_wire(kind: str, message: str, path: str = "") -> HallelujahError:
     """Rebuild an error that a congregation sent in a confirm."""
     cls = KINDS.get(kind, HallelujahError)
     if cls is TradecraftError:
-        err = TradecraftError(path, message)
-        err.message = message if not path else err.message
-        return err
+        return TradecraftError(path, message)
     return cls(message)
+
+
+def first_error(group: BaseExceptionGroup) -> BaseException:
+    """The first leaf exception of a (possibly nested) exception group."""
+    exc: BaseException = group
+    while isinstance(exc, BaseExceptionGroup):
+        exc = exc.exceptions[0]
+    return exc
+
+
+@contextlib.contextmanager
+def collapsed() -> Iterator[None]:
+    """Let a HallelujahError raised inside a nursery out as itself, not in an ExceptionGroup,
+    when it is all that went wrong (a user's mistake stays one line, never a traceback)."""
+    try:
+        yield
+    except BaseExceptionGroup as group:
+        match, rest = group.split(HallelujahError)
+        if match is not None and rest is None:
+            raise first_error(match) from None
+        raise

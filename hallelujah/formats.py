@@ -23,7 +23,7 @@ import pyarrow.json as pa_json
 import pyarrow.parquet as pq
 import trio
 
-from hallelujah.errors import NotFound, SchemaMismatch
+from hallelujah.errors import InvalidInput, NotFound, SchemaMismatch
 from hallelujah.formats_write import WRITE_FORMATS, Writer, batch_to_jsonl, open_writer
 
 READ_FORMATS = ("parquet", "csv", "jsonl", "sqlite")
@@ -53,11 +53,11 @@ def format_of(path: str | Path, explicit: str | None = None) -> str:
     if explicit is not None:
         named = {"json": "jsonl", "ndjson": "jsonl"}.get(explicit.lower(), explicit.lower())
         if named not in READ_FORMATS:
-            raise ValueError(f'{path}: unknown format "{explicit}" (known: {", ".join(READ_FORMATS)})')
+            raise InvalidInput(f'{path}: unknown format "{explicit}" (known: {", ".join(READ_FORMATS)})')
         return named
     fmt = _EXTENSIONS.get(Path(path).suffix.lower())
     if fmt is None:
-        raise ValueError(
+        raise InvalidInput(
             f"{path}: cannot tell the format from the extension; name it "
             f"({', '.join(READ_FORMATS)})"
         )
@@ -67,7 +67,7 @@ def format_of(path: str | Path, explicit: str | None = None) -> str:
 def _path_of(source: dict[str, Any]) -> Path:
     """The existing file a source names; NotFound if it does not exist."""
     if "path" not in source:
-        raise ValueError("source has no path")
+        raise InvalidInput("source has no path")
     path = Path(source["path"])
     if not path.is_file():
         raise NotFound(f"source file {str(path)!r} does not exist")
@@ -239,7 +239,7 @@ def _header(path: Path) -> list[str]:
 
 def _table_of(source: dict[str, Any]) -> str:
     if not source.get("table"):
-        raise ValueError(f"source {source.get('path')}: a sqlite source needs a table")
+        raise InvalidInput(f"source {source.get('path')}: a sqlite source needs a table")
     return str(source["table"])
 
 
@@ -421,7 +421,7 @@ async def follow_batches(
     path = _path_of(source)
     fmt = format_of(path, source.get("format"))
     if fmt not in ("csv", "jsonl"):
-        raise ValueError(f"{path}: only csv and jsonl files can be followed, not {fmt}")
+        raise InvalidInput(f"{path}: only csv and jsonl files can be followed, not {fmt}")
     tail = _Tail(path, fmt, schema, start_offset)
     while True:
         batch = await trio.to_thread.run_sync(tail.read_next)

@@ -16,6 +16,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
+
+from hallelujah.errors import InvalidInput
 import pyarrow.parquet as pq
 
 WRITE_FORMATS = ("jsonl", "csv", "parquet")
@@ -89,7 +91,7 @@ def _json_text(name: str, column: pa.Array) -> tuple[pa.Array, str, str]:
         return _quoted(_iso_text(column), "Z")
     if pa.types.is_date(kind) or pa.types.is_time(kind):
         return _quoted(pc.cast(column, pa.string()))
-    raise ValueError(f'field "{name}": type {kind} cannot be written as JSON lines')
+    raise InvalidInput(f'field "{name}": type {kind} cannot be written as JSON lines')
 
 
 def _quoted(text: pa.Array, suffix: str = "") -> tuple[pa.Array, str, str]:
@@ -269,5 +271,5 @@ def open_writer(target: str | Path | BinaryIO, fmt: str, schema: pa.Schema) -> W
     from hallelujah.formats import conform
 
     if fmt not in _WRITERS:
-        raise ValueError(f'cannot write format "{fmt}" (can write: {", ".join(WRITE_FORMATS)})')
+        raise InvalidInput(f'cannot write format "{fmt}" (can write: {", ".join(WRITE_FORMATS)})')
     return _WRITERS[fmt](target, schema, conform)

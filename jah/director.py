@@ -19,7 +19,7 @@ class Director(Jah):
         a = spec["analytic"]
         self.key = a["key"]
         self.routes = sorted(set(a["routes"].values()) | {a["default"]})
-        key_type = self.schema("out").field(self.key).type
+        key_type = self.schema("in").field(self.key).type
         values = list(a["routes"])
         self.values = pa.array([_typed(v, key_type) for v in values], key_type)
         self.value_route = np.array([self.routes.index(a["routes"][v]) for v in values] +

@@ -30,7 +30,7 @@ class Manager(Jah):
         super().__init__(jah_id, spec, host)
         a = spec["analytic"]
         self.time = a["time"]
-        field_type = self.schema("out").field(self.time).type
+        field_type = self.schema("in").field(self.time).type
         self.routes = list(dict.fromkeys(r["to"] for r in a["routes"]))
         bounds = [r for r in a["routes"] if "until" in r]
         self.bounds = np.array([boundary(r["until"], field_type) for r in bounds], dtype=np.int64)
