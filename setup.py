@@ -5,8 +5,9 @@ setup(
     version="0.1.0",
     description="A self-scaling stream-processing database for Unix hosts",
     python_requires=">=3.11",
-    packages=find_packages(include=["hallelujah*", "congregation*", "jah*", "sheets*", "bench*"]),
-    package_data={"hallelujah": ["*.capnp", "*.json"], "": ["tradecrafts/*"]},
+    packages=find_packages(include=["hallelujah*", "congregation*", "jah*", "sheets*", "bench*",
+                                    "tradecrafts*"]),
+    package_data={"hallelujah": ["*.capnp", "*.json"], "tradecrafts": ["*.json", "*.parquet"]},
     include_package_data=True,
     install_requires=[
         "trio>=0.25",

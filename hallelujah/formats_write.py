@@ -16,9 +16,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
+import pyarrow.parquet as pq
 
 from hallelujah.errors import InvalidInput
-import pyarrow.parquet as pq
 
 WRITE_FORMATS = ("jsonl", "csv", "parquet")
 ROW_GROUP_ROWS = 1 << 20
