@@ -35,16 +35,19 @@ class Deployment:
         self.state = "starting"
 
     def make_plan(self, hosts: dict[int, Host]) -> Plan:
-        """Place every Jah (least-loaded worker first); no side effect but the hosts' load."""
-        workers = [h for i, h in hosts.items() if i != CONGREGATION]
+        """Place instance k of every chain on the k-th least-loaded worker: a chain's Jahs share
+        a process and pass batches through memory channels, with no serialization or socket hop
+        (LIMITS.md fact 2), while parallel instances spread over the cores."""
+        workers = sorted((h for i, h in hosts.items() if i != CONGREGATION),
+                         key=lambda h: (h.placed, h.index))
 
-        def place() -> int:
-            host = min(workers, key=lambda h: (h.placed, h.index))
+        def place(instance: int) -> int:
+            host = workers[instance % len(workers)]
             host.placed += 1
             return host.index
 
         self.hosts = hosts
-        self.plan = plan_tradecraft(self.tc, place)
+        self.plan = plan_tradecraft(self.tc, place, parallelism=len(workers))
         return self.plan
 
     async def start(self) -> None:

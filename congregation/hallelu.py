@@ -10,12 +10,14 @@ from typing import Any, Callable
 
 import pyarrow as pa
 
+from hallelujah import formats
 from hallelujah.errors import TradecraftError
 from hallelujah.frames import schema_bytes
 from hallelujah.tradecraft import Analytic, Tradecraft
 
 CONGREGATION = -1          # the host index of the congregation's own runtime
 ROLE_OF_KIND = {"transform": "transform", "director": "director", "manager": "manager"}
+STATELESS = ("transform", "director", "manager")     # kinds that run as parallel instances
 
 
 @dataclass
@@ -51,10 +53,12 @@ def published(a: Analytic) -> bool:
 class Hallelu:
     """One analytic's controller."""
 
-    def __init__(self, tc: Tradecraft, analytic: Analytic) -> None:
+    def __init__(self, tc: Tradecraft, analytic: Analytic, instances: int = 1) -> None:
         self.tc = tc
         self.a = analytic
-        self.jah_id = f"{tc.name}/{analytic.name}/{self.role}"
+        self.instances = instances
+        base = f"{tc.name}/{analytic.name}/{self.role}"
+        self.jah_ids = [base] if instances == 1 else [f"{base}#{k}" for k in range(instances)]
 
     @property
     def role(self) -> str:
@@ -91,19 +95,23 @@ class Hallelu:
                     kept.append((log_name(self.tc.name, ref), port))
         return kept
 
-    def plan(self, place: Callable[[], int]) -> JahPlan:
-        host = CONGREGATION if self.role == "logsource" else place()
+    def plan(self, place: Callable[[int], int]) -> list[JahPlan]:
+        """One Jah per instance; instance k of a chain lives with instance k of its producer."""
         schemas = {port: schema_bytes(s).hex() for port, s in self.ports().items()}
         if self.a.inputs:
             schemas["in"] = schema_bytes(self.tc.stream_schema(self.a.inputs[0])).hex()
-        spec: dict[str, Any] = {"role": self.role, "analytic": self.a.spec, "schemas": schemas,
-                                "source_id": log_name(self.tc.name, self.a.name)}
-        if self.role == "logsource":
-            spec["log"] = log_name(self.tc.name, self.a.name)
-        if self.role == "source":
-            spec["source"] = self.a.spec["source"]
-        return JahPlan(self.jah_id, self.role, self.a.name, host, spec,
-                       outputs={port: 0 for port in self.ports()})
+        plans = []
+        for k, jah_id in enumerate(self.jah_ids):
+            host = CONGREGATION if self.role == "logsource" else place(k)
+            spec: dict[str, Any] = {"role": self.role, "analytic": self.a.spec, "schemas": schemas,
+                                    "source_id": log_name(self.tc.name, self.a.name)}
+            if self.role == "logsource":
+                spec["log"] = log_name(self.tc.name, self.a.name)
+            if self.role == "source":
+                spec.update(source=self.a.spec["source"], part=k, parts=self.instances)
+            plans.append(JahPlan(jah_id, self.role, self.a.name, host, spec,
+                                 outputs={port: 0 for port in self.ports()}))
+        return plans
 
 
 @dataclass
@@ -128,26 +136,43 @@ class Plan:
         return found
 
 
-def plan_tradecraft(tc: Tradecraft, place: Callable[[], int]) -> Plan:
+def instances_of(tc: Tradecraft, parallelism: int) -> dict[str, int]:
+    """How many parallel instances each analytic runs: a bounded parquet source splits by row
+    group up to `parallelism`, and a stateless step runs as many as the analytic it reads."""
+    counts: dict[str, int] = {}
+    for a in tc.topological():
+        if a.kind == "stream" and a.spec.get("source"):
+            counts[a.name] = max(1, min(parallelism, formats.splittable(a.spec["source"])))
+        elif a.kind in STATELESS and len(a.inputs) == 1:
+            counts[a.name] = counts[a.inputs[0].partition(".")[0]]
+        else:
+            counts[a.name] = 1
+    return counts
+
+
+def plan_tradecraft(tc: Tradecraft, place: Callable[[int], int], parallelism: int = 1) -> Plan:
     """Every Jah and datastream of a tradecraft, with a SINK per retained log."""
-    hallelus = {a.name: Hallelu(tc, a) for a in tc.topological()}
-    jahs = {h.jah_id: h.plan(place) for h in hallelus.values()}
-    streams: list[StreamPlan] = []
-
-    def connect(sender: Hallelu, port: str, receiver: str, receiver_port: str, schema: pa.Schema) -> None:
-        streams.append(StreamPlan(f"{sender.jah_id}:{port}->{receiver}:{receiver_port}",
-                                  sender.jah_id, port, receiver, receiver_port, schema))
-        jahs[sender.jah_id].outputs[port] += 1
-        jahs[receiver].inputs[receiver_port] = jahs[receiver].inputs.get(receiver_port, 0) + 1
-
+    counts = instances_of(tc, parallelism)
+    hallelus = {a.name: Hallelu(tc, a, counts[a.name]) for a in tc.topological()}
     read = {ref for a in tc.analytics for ref in a.inputs}
     for name in [n for n, h in hallelus.items() if h.role == "logsource"
                  and not any(r.partition(".")[0] == n for r in read)]:
-        del jahs[hallelus.pop(name).jah_id]       # a pushed stream nobody reads: its log is all
+        del hallelus[name]                        # a pushed stream nobody reads: its log is all
+    jahs = {j.id: j for h in hallelus.values() for j in h.plan(place)}
+    streams: list[StreamPlan] = []
+
+    def connect(sender: str, port: str, receiver: str, schema: pa.Schema) -> None:
+        streams.append(StreamPlan(f"{sender}:{port}->{receiver}:in", sender, port, receiver, "in", schema))
+        jahs[sender].outputs[port] += 1
+        jahs[receiver].inputs["in"] = jahs[receiver].inputs.get("in", 0) + 1
+
     for h in hallelus.values():
         for ref in h.a.inputs:
             producer = hallelus[ref.partition(".")[0]]
-            connect(producer, producer.port_of(ref), h.jah_id, "in", tc.stream_schema(ref))
+            for k, jah_id in enumerate(h.jah_ids):
+                senders = [producer.jah_ids[k]] if producer.instances == h.instances else producer.jah_ids
+                for sender in senders:
+                    connect(sender, producer.port_of(ref), jah_id, tc.stream_schema(ref))
     logs: dict[str, tuple[str, pa.Schema]] = {}
     for h in hallelus.values():
         for log, port in h.retained(read):
@@ -156,12 +181,13 @@ def plan_tradecraft(tc: Tradecraft, place: Callable[[], int]) -> Plan:
             jahs[sink_id] = JahPlan(sink_id, "sink", h.a.name, CONGREGATION,
                                     {"role": "sink", "log": log,
                                      "schemas": {"in": schema_bytes(schema).hex()}})
-            connect(h, port, sink_id, "in", schema)
+            for sender in h.jah_ids:       # the instances merge back in source order
+                connect(sender, port, sink_id, schema)
             logs[log] = (sink_id, schema)
     for plan in jahs.values():
         plan.spec["inputs"], plan.spec["outputs"] = plan.inputs, plan.outputs
-    sources = {h.jah_id: log_name(tc.name, h.a.name) for h in hallelus.values()
-               if h.role in ("source", "logsource")}
+    sources = {jah_id: log_name(tc.name, h.a.name) for h in hallelus.values()
+               if h.role in ("source", "logsource") for jah_id in h.jah_ids}
     return Plan(jahs, streams, logs, sources)
 
 

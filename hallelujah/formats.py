@@ -495,3 +495,37 @@ __all__ = [
     "BATCH_ROWS", "READ_FORMATS", "WRITE_FORMATS", "Writer", "batch_to_jsonl", "conform",
     "follow_batches", "format_of", "open_writer", "read_batches", "source_schema",
 ]
+
+
+POSITIONS_PER_ROW_GROUP = 1 << 20   # batch positions a parquet row group may use
+
+
+def splittable(source: dict[str, Any]) -> int:
+    """How many parts a source can be read in at once: its row groups for parquet, else 1."""
+    path = _path_of(source)
+    if format_of(path, source.get("format")) != "parquet" or source.get("rate") or source.get("follow"):
+        return 1
+    with pq.ParquetFile(path) as file:
+        return file.num_row_groups
+
+
+def read_positioned(source: dict[str, Any], schema: pa.Schema | None, part: int = 0, parts: int = 1,
+                    batch_rows: int = BATCH_ROWS) -> Iterator[tuple[int, pa.RecordBatch]]:
+    """(position, batch) for part `part` of `parts` of a file, positions increasing in file order.
+
+    A position names a batch whatever the number of parts (parquet: row group and batch within
+    it), so a reader restarted with another split resumes at the same place and parts can be merged
+    back in file order. Only parquet splits; other formats are read as one part.
+    """
+    path = _path_of(source)
+    if format_of(path, source.get("format")) != "parquet":
+        if parts != 1:
+            raise InvalidInput(f"{path}: only parquet sources can be read in parts")
+        for i, batch in enumerate(read_batches(source, schema, batch_rows), start=1):
+            yield i, batch
+        return
+    with pq.ParquetFile(path, pre_buffer=False) as file:
+        for group in range(part, file.num_row_groups, parts):
+            batches = file.read_row_group(group, use_threads=False).to_batches(batch_rows)
+            for i, batch in enumerate(_sliced(path, iter(batches), schema, batch_rows)):
+                yield group * POSITIONS_PER_ROW_GROUP + i + 1, batch

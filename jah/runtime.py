@@ -55,10 +55,10 @@ class Runtime:
                 log.warning("unknown_datastream", kind=kind, stream=fields.get("stream"))
                 return
             jah, port, schema = expected
-            port.attached += 1
+            lane = port.attach()
             jah.check_wired()
             with self._owned_by(jah.id):
-                await receive_stream(conn, port, schema_of(schema), CREDITS)
+                await receive_stream(conn, lane, schema_of(schema), CREDITS)
         except (EOFError, HallelujahError) as exc:
             log.info("datastream_closed", reason=str(exc))
         finally:
@@ -122,9 +122,8 @@ class Runtime:
         out = jah.outputs[fields["port"]]
         if fields["address"] == "local":
             receiver, port, _ = self._expected.pop(fields["stream"])
-            port.attached += 1
-            receiver.check_wired()
             out.senders.append(LocalSender(port))
+            receiver.check_wired()
         else:
             conn = await connect(fields["address"])
             await conn.send("streamOpen", {"stream": fields["stream"], "schema": fields["schema"]})

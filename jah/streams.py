@@ -27,28 +27,54 @@ class PortStats:
 
 
 class InPort:
-    """The receiving end of one or more datastreams into a Jah's input; ends when all of them end."""
+    """The receiving end of one or more datastreams into a Jah's input; ends when all of them end.
+
+    Several datastreams into one port come from parallel instances of one analytic (the parts of
+    a split source and what derives from them): the port merges them back into source-position
+    order, holding at most one batch per stream, so an output is the same whatever the split.
+    """
 
     def __init__(self, streams: int, capacity: int = 1) -> None:
         self.streams = streams
-        self.send_channel, self.receive_channel = trio.open_memory_channel[Envelope](capacity)
+        self.capacity = capacity
         self.attached = 0
+        self._lanes: list[trio.MemoryReceiveChannel[Envelope]] = []
         self.stats = PortStats()
 
+    def attach(self) -> trio.MemorySendChannel[Envelope]:
+        """A channel for one more datastream into this port."""
+        send, receive = trio.open_memory_channel[Envelope](self.capacity)
+        self._lanes.append(receive)
+        self.attached += 1
+        return send
+
     def backlog(self) -> int:
-        return self.receive_channel.statistics().current_buffer_used
+        return sum(lane.statistics().current_buffer_used for lane in self._lanes)
 
     def __aiter__(self):
         return self._iterate()
 
     async def _iterate(self):
-        ended = 0
-        async for env in self.receive_channel:
-            if env.marker == END_OF_STREAM:
-                ended += 1
-                if ended >= self.streams:
-                    return
+        lanes = list(self._lanes)
+        heads: list[Envelope | None] = [None] * len(lanes)
+        live = set(range(len(lanes)))
+        while live:
+            for i in sorted(live):
+                while heads[i] is None and i in live:
+                    env = await lanes[i].receive()
+                    if env.marker == END_OF_STREAM:
+                        live.discard(i)
+                    elif env.marker != NONE:
+                        yield env           # markers pass at once, in their stream's order
+                    else:
+                        heads[i] = env
+            ready = [i for i in live if heads[i] is not None]
+            if not ready:
                 continue
+            i = min(ready, key=lambda k: heads[k].origin)  # type: ignore[union-attr]
+            env = heads[i]
+            heads[i] = None
+            assert env is not None
             self.stats.rows += env.rows
             self.stats.batches += 1
             yield env
@@ -68,7 +94,7 @@ class LocalSender(Sender):
     """Same process: a bounded trio channel is the credit window."""
 
     def __init__(self, port: InPort) -> None:
-        self.channel = port.send_channel.clone()
+        self.channel = port.attach()
 
     async def send(self, env: Envelope) -> None:
         await self.channel.send(env)
@@ -119,9 +145,10 @@ class SocketSender(Sender):
         await self.conn.aclose()
 
 
-async def receive_stream(conn: Connection, port: InPort, schema: pa.Schema,
+async def receive_stream(conn: Connection, lane: trio.MemorySendChannel[Envelope], schema: pa.Schema,
                          credits: int = CREDITS) -> None:
-    """Feed one incoming socket datastream into `port`, granting credits as batches are taken."""
+    """Feed one incoming socket datastream into its lane of a port, granting credits as batches
+    are taken."""
     await conn.send("dataCfm", {"credits": credits})
     pending = 0
     try:
@@ -135,7 +162,7 @@ async def receive_stream(conn: Connection, port: InPort, schema: pa.Schema,
             batch = open_batch(body, schema) if body is not None else None
             env = Envelope(batch, fields["origin"], fields["source"], fields["marker"],
                            fields["markerValue"], body)
-            await port.send_channel.send(env)
+            await lane.send(env)
             if env.marker == END_OF_STREAM:
                 return
             pending += 1
