@@ -21,6 +21,7 @@ protocol = capnp.load(str(resources.files("hallelujah") / "protocol.capnp"))
 
 MAX_FRAME = 64 << 20     # a control frame (documents, descriptions) never needs more
 MAX_BODY = 1 << 31       # one Arrow batch body
+SOCKET_BUFFER = 4 << 20
 _LEN = struct.Struct("<I")
 _TRAVERSAL = 1 << 40
 
@@ -63,6 +64,11 @@ class Connection:
     def __init__(self, stream: trio.SocketStream, peer: str = "") -> None:
         self.stream = stream
         self.sock = stream.socket
+        for option in (trio.socket.SO_SNDBUF, trio.socket.SO_RCVBUF):
+            try:  # a 64 k-row batch in a few system calls, not dozens (capped by the kernel)
+                self.sock.setsockopt(trio.socket.SOL_SOCKET, option, SOCKET_BUFFER)
+            except OSError:
+                pass
         self.peer = peer
         self._send_lock = trio.Lock()
         self._buf = bytearray(256 * 1024)

@@ -84,8 +84,8 @@ async def _run(document: dict[str, Any], data_dir: Path, zygote: Any, workers: i
                                   f"give --output-dir")
         async with trio.open_nursery() as writers:
             for ref in outputs:
-                writers.start_soon(_write_output, db, submitted["tradecraft"], ref, output_dir, fmt,
-                                   stdout, result)
+                writers.start_soon(_write_output, congregation.logs, f"{submitted['tradecraft']}/{ref}",
+                                   ref, output_dir, fmt, stdout, result)
         for ref in submitted["rejected"]:
             info = (await db.describe(submitted["tradecraft"]))["tradecrafts"][0]
             for a in info["analytics"]:
@@ -100,8 +100,11 @@ async def _run(document: dict[str, Any], data_dir: Path, zygote: Any, workers: i
     return result
 
 
-async def _write_output(db: Database, tradecraft: str, ref: str, output_dir: str | None, fmt: str,
+async def _write_output(logs: Any, log: str, ref: str, output_dir: str | None, fmt: str,
                         stdout: BinaryIO, result: RunResult) -> None:
+    """Write one retained output as it grows, straight from its log (this process is the
+    congregation: no socket between the log and the file)."""
+    from hallelujah.frames import schema_of
     if output_dir is not None:
         Path(output_dir).mkdir(parents=True, exist_ok=True)
         path = Path(output_dir) / f"{ref}.{fmt}"
@@ -109,17 +112,16 @@ async def _write_output(db: Database, tradecraft: str, ref: str, output_dir: str
         result.files[ref] = str(path)
     else:
         target = stdout
+    schema = schema_of((await logs.info(log))["schema"])
+    writer = formats.open_writer(target, fmt, schema)
     rows = 0
     try:
-        async with db.stream(f"{tradecraft}/{ref}", from_start=True) as batches:
-            writer = None
-            async for batch in batches:
-                if writer is None:
-                    writer = formats.open_writer(target, fmt, batch.schema)
-                writer.write(batch)
-                rows += batch.num_rows
-            if writer is not None:
-                writer.close()
+        async for _, batch in logs.follow(log, 0, schema):
+            # Encoding (parquet, JSON lines) releases the GIL: off the loop, it overlaps with
+            # the congregation's own work in this process.
+            await trio.to_thread.run_sync(writer.write, batch)
+            rows += batch.num_rows
+        await trio.to_thread.run_sync(writer.close)
     finally:
         if output_dir is not None:
             target.close()
