@@ -39,6 +39,7 @@ def prepare_process(warm_kernels: bool = True) -> None:
     use none of them.
     """
     import jah.director  # noqa: F401
+    import jah.ingest  # noqa: F401
     import jah.logsource  # noqa: F401
     import jah.manager  # noqa: F401
     import jah.sink  # noqa: F401
@@ -173,6 +174,10 @@ class Congregation(Commands):
             tradecraft = jah.split("/", 1)[0]
             d = self.deployments.get(tradecraft)
             if d is None or d.state != "running":
+                continue
+            if event == "version":
+                await self.catalog.record_event(tradecraft, "dataset_version",
+                                                {"analytic": jah.split("/")[1], **_json(detail)})
                 continue
             await self.catalog.set_jah_state(jah, event, detail)
             if event == "failed":

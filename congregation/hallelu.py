@@ -16,7 +16,8 @@ from hallelujah.frames import schema_bytes
 from hallelujah.tradecraft import Analytic, Tradecraft
 
 CONGREGATION = -1          # the host index of the congregation's own runtime
-ROLE_OF_KIND = {"transform": "transform", "director": "director", "manager": "manager"}
+ROLE_OF_KIND = {"transform": "transform", "director": "director", "manager": "manager",
+                "ingest": "ingest"}
 STATELESS = ("transform", "director", "manager")     # kinds that run as parallel instances
 
 
@@ -187,7 +188,7 @@ def plan_tradecraft(tc: Tradecraft, place: Callable[[int], int], parallelism: in
     for plan in jahs.values():
         plan.spec["inputs"], plan.spec["outputs"] = plan.inputs, plan.outputs
     sources = {jah_id: log_name(tc.name, h.a.name) for h in hallelus.values()
-               if h.role in ("source", "logsource") for jah_id in h.jah_ids}
+               if h.role in ("source", "logsource", "ingest") for jah_id in h.jah_ids}
     return Plan(jahs, streams, logs, sources)
 
 

@@ -121,7 +121,11 @@ class Database:
         try:
             _, schema_data = await self._request(conn, "stream", {
                 "analytic": analytic, "from_start": from_start, "limit": limit})
-            yield _receive_batches(conn, schema_of(schema_data))
+            batches = _receive_batches(conn, schema_of(schema_data))
+            try:
+                yield batches
+            finally:
+                await batches.aclose()     # also when the caller stops early
         finally:
             await conn.aclose()
 
