@@ -221,6 +221,9 @@ async def run_daemon(args: argparse.Namespace, zygote: Zygote) -> None:
     with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
         async with trio.open_nursery() as nursery:
             address = await nursery.start(congregation.serve, args.listen)
+            if args.metrics:
+                from congregation.metrics import serve_metrics
+                await nursery.start(serve_metrics, congregation, args.metrics)
             print(f"congregation {args.name} ready at {address} "
                   f"(workers: {args.workers}, data: {args.data_dir})", flush=True)
             async for _ in signals:

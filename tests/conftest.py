@@ -20,9 +20,10 @@ READY = re.compile(r"ready at (\S+)")
 class Daemon:
     """A `congregation` process: start, kill, restart on the same data dir."""
 
-    def __init__(self, data_dir: Path, workers: int = 2) -> None:
+    def __init__(self, data_dir: Path, workers: int = 2, extra: list[str] | None = None) -> None:
         self.data_dir = data_dir
         self.workers = workers
+        self.extra = extra or []
         self.proc: subprocess.Popen[str] | None = None
         self.address = ""
 
@@ -30,7 +31,7 @@ class Daemon:
         env = {**os.environ, "HALLELUJAH_LOG_LEVEL": os.environ.get("HALLELUJAH_LOG_LEVEL", "warning")}
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "congregation", "--data-dir", str(self.data_dir),
-             "--listen", "127.0.0.1:0", "--workers", str(self.workers)],
+             "--listen", "127.0.0.1:0", "--workers", str(self.workers), *self.extra],
             stdout=subprocess.PIPE, stderr=sys.stderr, text=True, env=env, start_new_session=True)
         deadline = time.monotonic() + 60
         assert self.proc.stdout is not None

@@ -1,0 +1,73 @@
+"""Prometheus metrics on `--metrics HOST:PORT`, read from the live Jah statistics at each scrape.
+
+A custom collector (no background updates) served by a small trio HTTP responder: the
+prometheus_client exposition format without its threaded server.
+"""
+from __future__ import annotations
+
+from typing import Any, Iterator
+
+import trio
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+LABELS = ["tradecraft", "analytic", "role"]
+
+
+class JahCollector:
+    """Rows, busy fraction, backlog and credit waits of every Jah, labelled by analytic and role."""
+
+    def __init__(self, congregation: Any) -> None:
+        self.congregation = congregation
+
+    def collect(self) -> Iterator[Any]:
+        rows_in = CounterMetricFamily("hallelujah_rows_in", "Rows taken in by Jahs", labels=LABELS)
+        rows_out = CounterMetricFamily("hallelujah_rows_out", "Rows sent on by Jahs", labels=LABELS)
+        busy = GaugeMetricFamily("hallelujah_busy_fraction", "Time working / wall time", labels=LABELS)
+        backlog = GaugeMetricFamily("hallelujah_backlog_batches", "Batches waiting at inputs", labels=LABELS)
+        blocked = CounterMetricFamily("hallelujah_blocked_on_credits_seconds",
+                                      "Time senders waited for credits", labels=LABELS)
+        totals: dict[tuple[str, str, str], dict[str, float]] = {}
+        for host in list(self.congregation.hosts.values()):
+            stats = host.runtime.statistics() if hasattr(host, "runtime") else host.stats
+            for jah_id, s in stats.items():
+                tradecraft, analytic = (jah_id.split("/") + ["", ""])[:2]
+                key = (tradecraft, analytic.split(".")[0], s.get("role", ""))
+                t = totals.setdefault(key, {"rows_in": 0, "rows_out": 0, "busy": 0, "backlog": 0, "blocked": 0})
+                for k in t:
+                    t[k] += s.get(k, 0) or 0
+        for key, t in totals.items():
+            labels = list(key)
+            rows_in.add_metric(labels, t["rows_in"])
+            rows_out.add_metric(labels, t["rows_out"])
+            busy.add_metric(labels, t["busy"])
+            backlog.add_metric(labels, t["backlog"])
+            blocked.add_metric(labels, t["blocked"])
+        workers = GaugeMetricFamily("hallelujah_workers", "Worker processes alive")
+        workers.add_metric([], sum(1 for i in self.congregation.hosts if i >= 0))
+        yield from (rows_in, rows_out, busy, backlog, blocked, workers)
+
+
+async def serve_metrics(congregation: Any, listen: str, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+    """Answer every HTTP request on `listen` with the metrics, until cancelled."""
+    registry = CollectorRegistry()
+    registry.register(JahCollector(congregation))   # type: ignore[arg-type]
+    host, _, port = listen.rpartition(":")
+    listeners = await trio.open_tcp_listeners(int(port), host=host or "127.0.0.1")
+
+    async def answer(stream: trio.SocketStream) -> None:
+        with trio.move_on_after(5):
+            request = b""
+            while b"\r\n\r\n" not in request and len(request) < 16384:
+                chunk = await stream.receive_some(4096)
+                if not chunk:
+                    return
+                request += chunk
+            body = generate_latest(registry)
+            await stream.send_all(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\n"
+                                  b"Content-Length: " + str(len(body)).encode() +
+                                  b"\r\nConnection: close\r\n\r\n" + body)
+        await stream.aclose()
+
+    task_status.started(listeners[0].socket.getsockname())
+    await trio.serve_listeners(answer, listeners)

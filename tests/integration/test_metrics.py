@@ -1,0 +1,41 @@
+"""Prometheus metrics: rows per analytic and role, read from the running Jahs."""
+from __future__ import annotations
+
+import socket
+import urllib.request
+
+import numpy as np
+import pyarrow as pa
+import trio
+
+from tests.conftest import Daemon
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+async def test_metrics_count_the_rows_each_analytic_has_taken(tmp_path):
+    port = free_port()
+    daemon = Daemon(tmp_path / "data", extra=["--metrics", f"127.0.0.1:{port}"]).start()
+    try:
+        db = daemon.db()
+        await db.submit({"tradecraft": "m", "analytics": [
+            {"name": "s", "kind": "stream", "schema": {"x": "int64"}},
+            {"name": "t", "kind": "transform", "input": "s", "where": "x % 2 == 0"}]})
+        await db.publish("m/s", pa.table({"x": np.arange(10_000)}))
+        await db.read("m/t", limit=5_000)
+        with trio.fail_after(10):
+            while True:
+                text = await trio.to_thread.run_sync(
+                    lambda: urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics").read().decode())
+                line = [ln for ln in text.splitlines()
+                        if ln.startswith('hallelujah_rows_in_total{analytic="t",role="transform",tradecraft="m"}')]
+                if line and float(line[0].split()[-1]) == 10_000:
+                    break
+                await trio.sleep(0.2)
+        assert "hallelujah_workers 2.0" in text
+    finally:
+        daemon.stop()
