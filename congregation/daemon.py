@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import os
 import signal
+import socket
 import sys
 import tempfile
 from pathlib import Path
@@ -238,7 +239,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--listen", default="127.0.0.1:7077", help="HOST:PORT to accept clients on")
     ap.add_argument("--peer", action="append", default=[], help="another congregation (cluster)")
     ap.add_argument("--workers", type=int, default=os.cpu_count() or 1)
-    ap.add_argument("--name", default="congregation")
+    ap.add_argument("--name", default=socket.gethostname())
     ap.add_argument("--metrics", default=None, help="HOST:PORT for Prometheus metrics")
     ap.add_argument("--log-format", choices=["json", "console"], default="json")
     args = ap.parse_args(argv)

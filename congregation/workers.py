@@ -7,6 +7,7 @@ crashed one is replaced just as fast.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import sys
 import time
@@ -84,6 +85,7 @@ class Zygote:
             os.waitpid(self.pid, 0)
         except ChildProcessError:
             pass
+        shutil.rmtree(self.run_dir, ignore_errors=True)
 
 
 async def serve_worker(index: int, daemon_address: str, run_dir: str) -> None:

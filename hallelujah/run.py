@@ -65,7 +65,6 @@ def run_document(document: dict[str, Any], base_dir: Path | None = None, output_
     finally:
         zygote.close()
         shutil.rmtree(data_dir, ignore_errors=True)
-        shutil.rmtree(zygote.run_dir, ignore_errors=True)
 
 
 async def _run(document: dict[str, Any], data_dir: Path, zygote: Any, workers: int,
