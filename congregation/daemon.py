@@ -62,6 +62,7 @@ class Congregation(Commands):
         self.hosts: dict[int, Any] = {}
         self.deployments: dict[str, Deployment] = {}
         self._worker_ready: dict[int, trio.Event] = {}
+        self._spawned_at: dict[int, float] = {}
         self._events_send, self._events_receive = trio.open_memory_channel[tuple[str, str, str]](10_000)
         self._stopping = False
         self._lock = trio.Lock()          # one deployment change at a time
@@ -101,6 +102,7 @@ class Congregation(Commands):
 
     async def _start_worker(self, index: int) -> None:
         ready = self._worker_ready[index] = trio.Event()
+        self._spawned_at[index] = trio.current_time()
         pid = await self.zygote.spawn(index)
         with trio.move_on_after(WORKER_START_TIMEOUT) as timeout:
             await ready.wait()
@@ -131,7 +133,8 @@ class Congregation(Commands):
         }))
         host.peer.notices["stats"] = lambda f: setattr(host, "stats", _json(f["jahs"]))
         self.hosts[index] = host
-        log.info("worker_ready", worker=index, pid=host.pid)
+        start_ms = round((trio.current_time() - self._spawned_at.get(index, trio.current_time())) * 1000, 1)
+        log.info("worker_ready", worker=index, pid=host.pid, start_ms=start_ms)
         self._worker_ready[index].set()
         await host.peer.serve()
         if not self._stopping:
