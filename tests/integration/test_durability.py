@@ -29,6 +29,21 @@ def reference(table: pa.Table) -> pa.Table:
     return kept.append_column("cents", pc.cast(pc.multiply(kept["amount"], 100), pa.int64(), safe=False))
 
 
+def filed(tmp_path, name: str, rows: int, rate: int) -> tuple[pa.Table, dict]:
+    """A parquet file of payments and a document that replays it at `rate` rows/s."""
+    table = payments(0, rows)
+    pq.write_table(table, tmp_path / "payments.parquet", row_group_size=10_000)
+    return table, {"tradecraft": name, "analytics": [
+        {"name": "payments", "kind": "stream",
+         "source": {"path": str(tmp_path / "payments.parquet"), "rate": rate}},
+        PUSHED["analytics"][1]]}
+
+
+def assert_exact(got: pa.Table, expected: pa.Table) -> None:
+    assert got["id"].to_pylist() == expected["id"].to_pylist()
+    assert got["cents"].to_pylist() == expected["cents"].to_pylist()
+
+
 async def wait_for_rows(db, ref: str, rows: int, timeout: float = 30) -> None:
     with trio.fail_after(timeout):
         while True:
@@ -56,43 +71,22 @@ async def test_sigkilled_congregation_restarts_without_losing_or_repeating_ackno
         part = payments(i * 20_000, 20_000)
         await db.publish("pay/payments", part, end=(i == 8))
         published.append(part)
-    got = await db.read("pay/large")
-    expected = reference(pa.concat_tables(published))
-    assert got.num_rows == expected.num_rows
-    assert got["id"].to_pylist() == expected["id"].to_pylist()
-    assert got["cents"].to_pylist() == expected["cents"].to_pylist()
+    assert_exact(await db.read("pay/large"), reference(pa.concat_tables(published)))
 
 
 async def test_sigkill_during_a_file_stream_resumes_where_the_output_stopped(daemon_factory, tmp_path):
-    n = 400_000
-    table = payments(0, n)
-    pq.write_table(table, tmp_path / "payments.parquet", row_group_size=10_000)
-    doc = {"tradecraft": "filed", "analytics": [
-        {"name": "payments", "kind": "stream", "source": {"path": str(tmp_path / "payments.parquet"),
-                                                          "rate": 200_000}},
-        {"name": "large", "kind": "transform", "input": "payments",
-         "derive": {"cents": "cast(amount * 100, 'int64')"}, "where": "amount > 10"}]}
+    table, doc = filed(tmp_path, "filed", 400_000, rate=200_000)
     daemon = daemon_factory()
     db = daemon.db()
     await db.submit(doc)
     await wait_for_rows(db, "filed/large", 50_000)
     daemon.kill()
     daemon = daemon_factory(data_dir=daemon.data_dir)
-    got = await daemon.db().read("filed/large")
-    expected = reference(table)
-    assert got["id"].to_pylist() == expected["id"].to_pylist()
-    assert got["cents"].to_pylist() == expected["cents"].to_pylist()
+    assert_exact(await daemon.db().read("filed/large"), reference(table))
 
 
 async def test_a_killed_worker_is_replaced_and_the_output_is_still_exact(congregation, tmp_path):
-    n = 300_000
-    table = payments(0, n)
-    pq.write_table(table, tmp_path / "payments.parquet", row_group_size=10_000)
-    doc = {"tradecraft": "w", "analytics": [
-        {"name": "payments", "kind": "stream", "source": {"path": str(tmp_path / "payments.parquet"),
-                                                          "rate": 150_000}},
-        {"name": "large", "kind": "transform", "input": "payments",
-         "derive": {"cents": "cast(amount * 100, 'int64')"}, "where": "amount > 10"}]}
+    table, doc = filed(tmp_path, "w", 300_000, rate=150_000)
     db = congregation.db()
     await db.submit(doc)
     await wait_for_rows(db, "w/large", 30_000)
@@ -102,10 +96,7 @@ async def test_a_killed_worker_is_replaced_and_the_output_is_still_exact(congreg
                      if j["role"] == "transform")
     victim = workers[transform["worker"]]
     os.kill(victim, signal.SIGKILL)
-    got = await db.read("w/large")
-    expected = reference(table)
-    assert got["id"].to_pylist() == expected["id"].to_pylist()
-    assert got["cents"].to_pylist() == expected["cents"].to_pylist()
+    assert_exact(await db.read("w/large"), reference(table))
     info = await db.describe("w")
     assert victim not in {w["pid"] for w in info["workers"]}
     assert any(e["kind"] == "restart" for e in info["tradecrafts"][0]["events"])
