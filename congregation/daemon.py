@@ -41,6 +41,7 @@ def prepare_process(warm_kernels: bool = True) -> None:
     """
     import jah.director  # noqa: F401
     import jah.ingest  # noqa: F401
+    import jah.join  # noqa: F401
     import jah.logsource  # noqa: F401
     import jah.manager  # noqa: F401
     import jah.sink  # noqa: F401
@@ -199,6 +200,8 @@ class Congregation(Commands):
         d.state = "failed"
         await d.stop()
         await self.catalog.set_state(d.tc.name, "failed", error)
+        for name in d.plan.logs if d.plan else ():
+            await self.logs.end(name)     # readers get what there is, then the end, not a hang
 
 
 def _json(text: str) -> Any:

@@ -17,8 +17,9 @@ from hallelujah.tradecraft import Analytic, Tradecraft
 
 CONGREGATION = -1          # the host index of the congregation's own runtime
 ROLE_OF_KIND = {"transform": "transform", "director": "director", "manager": "manager",
-                "ingest": "ingest"}
+                "ingest": "ingest", "join": "join"}
 STATELESS = ("transform", "director", "manager")     # kinds that run as parallel instances
+INPUT_PORTS = ("in", "dataset")                       # the ports of an analytic's inputs, in order
 
 
 @dataclass
@@ -66,7 +67,7 @@ class Hallelu:
         if self.a.kind == "stream":
             return "logsource" if published(self.a) else "source"
         role = ROLE_OF_KIND.get(self.a.kind)
-        if role is None:
+        if role is None or (self.a.kind == "join" and "dataset" not in self.a.spec):
             raise TradecraftError(f"{self.a.path}.kind",
                                   f'kind "{self.a.kind}" is not supported by this congregation yet')
         return role
@@ -99,8 +100,8 @@ class Hallelu:
     def plan(self, place: Callable[[int], int]) -> list[JahPlan]:
         """One Jah per instance; instance k of a chain lives with instance k of its producer."""
         schemas = {port: schema_bytes(s).hex() for port, s in self.ports().items()}
-        if self.a.inputs:
-            schemas["in"] = schema_bytes(self.tc.stream_schema(self.a.inputs[0])).hex()
+        for port, ref in zip(INPUT_PORTS, self.a.inputs):
+            schemas[port] = schema_bytes(self.tc.stream_schema(ref)).hex()
         plans = []
         for k, jah_id in enumerate(self.jah_ids):
             host = CONGREGATION if self.role == "logsource" else place(k)
@@ -144,8 +145,8 @@ def instances_of(tc: Tradecraft, parallelism: int) -> dict[str, int]:
     for a in tc.topological():
         if a.kind == "stream" and a.spec.get("source"):
             counts[a.name] = max(1, min(parallelism, formats.splittable(a.spec["source"])))
-        elif a.kind in STATELESS and len(a.inputs) == 1:
-            counts[a.name] = counts[a.inputs[0].partition(".")[0]]
+        elif (a.kind in STATELESS and len(a.inputs) == 1) or (a.kind == "join" and "dataset" in a.spec):
+            counts[a.name] = counts[a.inputs[0].partition(".")[0]]   # a dataset goes to every one
         else:
             counts[a.name] = 1
     return counts
@@ -162,18 +163,18 @@ def plan_tradecraft(tc: Tradecraft, place: Callable[[int], int], parallelism: in
     jahs = {j.id: j for h in hallelus.values() for j in h.plan(place)}
     streams: list[StreamPlan] = []
 
-    def connect(sender: str, port: str, receiver: str, schema: pa.Schema) -> None:
-        streams.append(StreamPlan(f"{sender}:{port}->{receiver}:in", sender, port, receiver, "in", schema))
+    def connect(sender: str, port: str, receiver: str, schema: pa.Schema, into: str = "in") -> None:
+        streams.append(StreamPlan(f"{sender}:{port}->{receiver}:{into}", sender, port, receiver, into, schema))
         jahs[sender].outputs[port] += 1
-        jahs[receiver].inputs["in"] = jahs[receiver].inputs.get("in", 0) + 1
+        jahs[receiver].inputs[into] = jahs[receiver].inputs.get(into, 0) + 1
 
     for h in hallelus.values():
-        for ref in h.a.inputs:
+        for into, ref in zip(INPUT_PORTS, h.a.inputs):
             producer = hallelus[ref.partition(".")[0]]
             for k, jah_id in enumerate(h.jah_ids):
                 senders = [producer.jah_ids[k]] if producer.instances == h.instances else producer.jah_ids
                 for sender in senders:
-                    connect(sender, producer.port_of(ref), jah_id, tc.stream_schema(ref))
+                    connect(sender, producer.port_of(ref), jah_id, tc.stream_schema(ref), into)
     logs: dict[str, tuple[str, pa.Schema]] = {}
     for h in hallelus.values():
         for log, port in h.retained(read):

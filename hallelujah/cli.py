@@ -139,3 +139,7 @@ def _read_document(path: Path) -> Any:
         return json.loads(path.read_text())
     except json.JSONDecodeError as exc:
         raise TradecraftError("", f"{path}: not JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+
+
+if __name__ == "__main__":
+    main()

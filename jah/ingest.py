@@ -16,7 +16,7 @@ import trio
 from hallelujah import formats
 from hallelujah.durations import parse_duration
 from jah.base import Jah
-from jah.envelope import Envelope
+from jah.envelope import HANDOVER, Envelope
 
 VERSION_SPAN = 1 << 20          # positions per version
 WATCH_EVERY = 1.0               # seconds between checks of the file's modification time
@@ -67,6 +67,7 @@ class Ingest(Jah):
             rows += batch.num_rows
             if position > skip_to:
                 await self.emit("out", Envelope(batch, position, self.spec["source_id"]))
+        await self.emit("out", Envelope(None, position, self.spec["source_id"], HANDOVER, version))
         self.host.report(self.id, "version", f'{{"version": {version}, "rows": {rows}, '
                                              f'"reason": "{reason}", "at": {time.time():.3f}}}')
 

@@ -23,7 +23,8 @@ def apply_rejecting(fn: BatchFn, batch: pa.RecordBatch,
         return [fn(batch)], []
     except errors as exc:
         if batch.num_rows <= 1:
-            return [], [(batch, str(exc) or type(exc).__name__)]
+            reason = str(exc) if isinstance(exc, HallelujahError) else f"{type(exc).__name__}: {exc}"
+            return [], [(batch, reason)]
     half = batch.num_rows // 2
     good_a, bad_a = apply_rejecting(fn, batch.slice(0, half), errors)
     good_b, bad_b = apply_rejecting(fn, batch.slice(half), errors)

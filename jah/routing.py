@@ -5,7 +5,7 @@ import numpy as np
 import pyarrow as pa
 
 from jah.base import Jah
-from jah.envelope import Envelope
+from jah.envelope import NONE, Envelope
 from jah.rejecting import rejected_batch
 
 
@@ -16,6 +16,10 @@ async def emit_routes(jah: Jah, env: Envelope, route_index: np.ndarray, routes: 
     Every route gets a batch for every origin, empty or not, so each retained route's position
     moves on together with its source.
     """
+    if env.marker != NONE:
+        for route in routes:
+            await jah.emit(route, env)
+        return
     batch = env.batch
     assert batch is not None
     for i, route in enumerate(routes):

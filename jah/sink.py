@@ -10,6 +10,7 @@ import time
 import structlog
 
 from jah.base import Jah
+from jah.envelope import NONE
 
 log = structlog.get_logger("hallelujah.sink")
 
@@ -24,6 +25,8 @@ class Sink(Jah):
         first = last = 0.0
         rows = 0
         async for env in self.inputs["in"]:
+            if env.marker != NONE:
+                continue                  # markers steer processing; a log keeps rows
             if env.source and env.origin <= progress.get(env.source, 0):
                 continue
             with self.busy():

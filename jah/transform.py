@@ -13,8 +13,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from hallelujah import expressions
+from hallelujah.errors import HallelujahError
 from hallelujah.formats import conform
 from jah.base import Host, Jah
+from jah.envelope import NONE
 from jah.rejecting import apply_rejecting, rejected_batch
 
 
@@ -63,8 +65,13 @@ class Transform(Jah):
     async def run(self) -> None:
         rejected_schema = self.schema("rejected")
         async for env in self.inputs["in"]:
+            if env.marker != NONE:
+                await self.emit("out", env)
+                continue
             with self.busy():
-                good, bad = apply_rejecting(self.apply, env.batch)
+                # A UDF is user code: whatever it raises for a row rejects that row.
+                good, bad = apply_rejecting(self.apply, env.batch,
+                                            (Exception,) if self.udf else (HallelujahError, pa.ArrowException))
             # One batch per origin and port: a SINK takes a source position once.
             out = pa.concat_batches(good) if good else _empty(self.out_schema)
             await self.emit("out", env.derive(out))

@@ -48,6 +48,17 @@ def assert_rows_equal(got: pa.Table, expected: pa.Table, what: str) -> None:
         f"got {g[first] if first is not None else None}, expected {e[first] if first is not None else None}")
 
 
+async def wait_state(db, tradecraft: str, state: str = "finished", timeout: float = 15) -> dict:
+    row: dict = {}
+    with trio.move_on_after(timeout):
+        while True:
+            row = {t["name"]: t for t in await db.list()}.get(tradecraft, {})
+            if row.get("state") == state:
+                return row
+            await trio.sleep(0.05)
+    raise AssertionError(f"{tradecraft} did not reach {state!r} in {timeout}s: {row}")
+
+
 def retained(info: dict, analytic: str) -> dict:
     """The `retained` logs of one analytic in a `describe` answer."""
     return next(a["retained"] for a in info["tradecrafts"][0]["analytics"] if a["name"] == analytic)
@@ -83,6 +94,7 @@ async def test_published_stream_flows_through_a_transform_and_reads_back_streams
             first = pa.Table.from_batches([b async for b in batches])
         assert_rows_equal(first, expected.slice(0, 5), "tc/y limit 5")
 
+    await wait_state(db, "tc")                               # its only input has ended
     info = await db.describe("tc")
     assert retained(info, "x")["x"]["rows"] == everything.num_rows
     assert retained(info, "y")["y"]["rows"] == expected.num_rows

@@ -48,6 +48,7 @@ async def read(db, ref: str, timeout: float = 20) -> pa.Table:
             nursery.start_soon(reader, nursery.cancel_scope)
     return got[0]
 
+
 async def wait_state(db, tradecraft: str, state: str = "finished", timeout: float = 15) -> dict:
     """The tradecraft's `list()` row once it reaches `state` (fails with the last state seen)."""
     row: dict = {}
@@ -70,20 +71,23 @@ async def retained_rows(db, tradecraft: str) -> dict[str, int]:
 # ---- DIRECTOR ------------------------------------------------------------------------------
 
 def orders(n: int, seed: int = 7) -> pa.Table:
+    """id, region (int64 with nulls), country (string with nulls, odd cases), amount."""
     rng = np.random.default_rng(seed)
-    region = rng.integers(-2, 7, n)
-    null_region = rng.random(n) < 0.03
+    countries = np.array(["fr", "de", "us", "FR", "jp", "", "br", "de-at"], dtype=object)
     return pa.table({
         "id": np.arange(n, dtype=np.int64),
-        "region": pa.array(region, pa.int64(), mask=null_region),
-        "amount": rng.uniform(0, 100, n).round(2),
+        "region": pa.array(rng.integers(-2, 7, n), pa.int64(), mask=rng.random(n) < 0.03),
+        "country": pa.array(countries[rng.integers(0, len(countries), n)].tolist(), pa.string(),
+                            mask=rng.random(n) < 0.02),
+        "amount": rng.integers(0, 100, n),
     })
 
 
 INT_ROUTES = {"1": "east", "2": "east", "-1": "east", "3": "west", "4": "north"}
+STRING_ROUTES = {"fr": "europe", "de": "europe", "us": "america", "": "blank"}
 
 
-async def test_director_routes_int_key_values_to_their_routes_and_everything_else_to_default(
+async def test_director_routes_int_and_string_key_values_to_their_routes_and_the_rest_to_default(
         congregation, tmp_path):
     table = orders(30_000)
     pq.write_table(table, tmp_path / "orders.parquet")
@@ -91,70 +95,45 @@ async def test_director_routes_int_key_values_to_their_routes_and_everything_els
     await db.submit({"tradecraft": "shop", "analytics": [
         {"name": "orders", "kind": "stream", "source": {"path": str(tmp_path / "orders.parquet")}},
         {"name": "router", "kind": "director", "input": "orders", "key": "region",
-         "routes": INT_ROUTES, "default": "other"}]})
+         "routes": INT_ROUTES, "default": "other"},
+        {"name": "by_country", "kind": "director", "input": "orders", "key": "country",
+         "routes": STRING_ROUTES, "default": "rest", "output": True},
+        {"name": "eu_big", "kind": "transform", "input": "by_country.europe", "where": "amount >= 50"}]})
 
     region = table["region"].to_numpy(zero_copy_only=False)   # nulls become NaN: never a route value
-    masks = {route: np.zeros(table.num_rows, dtype=bool) for route in {*INT_ROUTES.values(), "other"}}
+    by_region = {route: np.zeros(table.num_rows, dtype=bool) for route in {*INT_ROUTES.values(), "other"}}
     for value, route in INT_ROUTES.items():
-        masks[route] |= region == int(value)
-    masks["other"] = ~(masks["east"] | masks["west"] | masks["north"])
-    assert masks["other"].sum() > table["region"].null_count > 0   # nulls and unlisted values both occur
-
-    for route, mask in sorted(masks.items()):
-        got = await read(db, f"shop/router.{route}")
-        assert_rows_equal(got, table.filter(pa.array(mask)), f"shop/router.{route}")
-
-    await wait_state(db, "shop")
-    retained = await retained_rows(db, "shop")
-    assert {k: v for k, v in retained.items() if not k.endswith(".rejected")} == \
-        {f"router.{route}": int(mask.sum()) for route, mask in masks.items()}
-
-
-def visits(n: int, seed: int = 11) -> pa.Table:
-    rng = np.random.default_rng(seed)
-    countries = np.array(["fr", "de", "us", "FR", "jp", "", "br", "de-at"], dtype=object)
-    country = countries[rng.integers(0, len(countries), n)]
-    null_country = rng.random(n) < 0.02
-    return pa.table({
-        "id": np.arange(n, dtype=np.int64),
-        "country": pa.array(country.tolist(), pa.string(), mask=null_country),
-        "amount": rng.integers(0, 100, n),
-    })
-
-
-STRING_ROUTES = {"fr": "europe", "de": "europe", "us": "america", "": "blank"}
-
-
-async def test_director_routes_string_keys_exactly_and_a_route_feeds_the_next_analytic(
-        congregation, tmp_path):
-    table = visits(25_000)
-    pq.write_table(table, tmp_path / "visits.parquet")
-    db = congregation.db()
-    await db.submit({"tradecraft": "web", "analytics": [
-        {"name": "visits", "kind": "stream", "source": {"path": str(tmp_path / "visits.parquet")}},
-        {"name": "router", "kind": "director", "input": "visits", "key": "country",
-         "routes": STRING_ROUTES, "default": "rest", "output": True},
-        {"name": "eu_big", "kind": "transform", "input": "router.europe", "where": "amount >= 50"}]})
+        by_region[route] |= region == int(value)
+    by_region["other"] = ~(by_region["east"] | by_region["west"] | by_region["north"])
+    assert by_region["other"].sum() > table["region"].null_count > 0   # nulls and unlisted values occur
 
     country = table["country"]
-    masks = {
+    by_country = {
         "europe": pc.fill_null(pc.is_in(country, value_set=pa.array(["fr", "de"])), False),
         "america": pc.fill_null(pc.equal(country, "us"), False),
         "blank": pc.fill_null(pc.equal(country, ""), False),
     }
-    masks["rest"] = pc.invert(pc.or_(pc.or_(masks["europe"], masks["america"]), masks["blank"]))
-    # case matters ("FR" is not "fr"), a longer value is not a prefix match ("de-at"), null is no value
-    rest = table.filter(masks["rest"])
-    assert {"FR", "de-at", None} <= set(rest["country"].to_pylist())
+    by_country["rest"] = pc.invert(pc.or_(pc.or_(by_country["europe"], by_country["america"]),
+                                          by_country["blank"]))
+    # case matters ("FR" is not "fr"), a longer value is no prefix match ("de-at"), null is no value
+    assert {"FR", "de-at", None} <= set(table.filter(by_country["rest"])["country"].to_pylist())
 
-    for route, mask in sorted(masks.items()):
-        got = await read(db, f"web/router.{route}")
-        assert_rows_equal(got, table.filter(mask), f"web/router.{route}")
+    for route, mask in sorted(by_region.items()):
+        got = await read(db, f"shop/router.{route}")
+        assert_rows_equal(got, table.filter(pa.array(mask)), f"shop/router.{route}")
+    for route, mask in sorted(by_country.items()):
+        got = await read(db, f"shop/by_country.{route}")
+        assert_rows_equal(got, table.filter(mask), f"shop/by_country.{route}")
+    europe = table.filter(by_country["europe"])
+    got = await read(db, "shop/eu_big")
+    assert_rows_equal(got, europe.filter(pc.greater_equal(europe["amount"], 50)), "shop/eu_big")
 
-    europe = table.filter(masks["europe"])
-    got = await read(db, "web/eu_big")
-    assert_rows_equal(got, europe.filter(pc.greater_equal(europe["amount"], 50)), "web/eu_big")
-    await wait_state(db, "web")
+    await wait_state(db, "shop")
+    retained = await retained_rows(db, "shop")
+    assert {k: v for k, v in retained.items() if not k.endswith(".rejected")} == {
+        **{f"router.{route}": int(mask.sum()) for route, mask in by_region.items()},
+        **{f"by_country.{route}": pc.sum(mask).as_py() for route, mask in by_country.items()},
+        "eu_big": pc.sum(pc.greater_equal(europe["amount"], 50)).as_py()}
 
 
 # ---- MANAGER -------------------------------------------------------------------------------

@@ -1,0 +1,3 @@
+from hallelujah.cli import main
+
+main()
