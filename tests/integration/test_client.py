@@ -14,6 +14,8 @@ import trio
 import hallelujah
 from hallelujah import NotFound, SchemaMismatch
 
+from tests.integration.helpers import assert_rows_equal, wait_state
+
 DOCUMENT = {"tradecraft": "tc", "analytics": [
     {"name": "x", "kind": "stream", "schema": {"id": "int64", "v": "float64", "tag": "string"}},
     {"name": "y", "kind": "transform", "input": "x",
@@ -32,31 +34,6 @@ def reference(table: pa.Table) -> pa.Table:
     kept = table.filter(pc.greater_equal(table["v"], 10))
     v = kept["v"].to_numpy()
     return pa.table({"id": kept["id"], "tag": kept["tag"], "w": v * 2 + 1, "big": v > 50})
-
-
-def assert_rows_equal(got: pa.Table, expected: pa.Table, what: str) -> None:
-    """Same columns, same rows in the same order; a short message naming the first difference."""
-    if expected.num_rows == 0:
-        assert got.num_rows == 0, f"{what}: expected no rows, got {got.num_rows}"
-        return
-    assert got.column_names == expected.column_names, \
-        f"{what}: columns {got.column_names}, expected {expected.column_names}"
-    g, e = got.to_pylist(), expected.to_pylist()
-    first = next((i for i, (a, b) in enumerate(zip(g, e)) if a != b), None)
-    assert len(g) == len(e) and first is None, (
-        f"{what}: {len(g)} rows, expected {len(e)}; first difference at row {first}: "
-        f"got {g[first] if first is not None else None}, expected {e[first] if first is not None else None}")
-
-
-async def wait_state(db, tradecraft: str, state: str = "finished", timeout: float = 15) -> dict:
-    row: dict = {}
-    with trio.move_on_after(timeout):
-        while True:
-            row = {t["name"]: t for t in await db.list()}.get(tradecraft, {})
-            if row.get("state") == state:
-                return row
-            await trio.sleep(0.05)
-    raise AssertionError(f"{tradecraft} did not reach {state!r} in {timeout}s: {row}")
 
 
 def retained(info: dict, analytic: str) -> dict:
