@@ -239,6 +239,19 @@ async def run_daemon(args: argparse.Namespace, zygote: Zygote) -> None:
                 break
 
 
+def _refused(args: argparse.Namespace) -> str:
+    """What this version cannot do safely yet, said before anything starts."""
+    host = args.listen.rpartition(":")[0].strip("[]")
+    if host not in ("127.0.0.1", "localhost", "::1") and not host.startswith("127."):
+        return (f"--listen {args.listen}: only loopback addresses for now; a non-loopback listen "
+                f"needs TLS and a client token, which this version does not have yet")
+    if args.peer:
+        return "--peer: clusters of congregations are not available in this version yet"
+    if args.workers < 1:
+        return f"--workers {args.workers}: at least 1"
+    return ""
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(prog="congregation", description="The Hallelujah daemon for one host.")
     ap.add_argument("--data-dir", required=True, help="where the catalog and logs live")
@@ -249,6 +262,10 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--metrics", default=None, help="HOST:PORT for Prometheus metrics")
     ap.add_argument("--log-format", choices=["json", "console"], default="json")
     args = ap.parse_args(argv)
+    refusal = _refused(args)
+    if refusal:
+        print(f"congregation: {refusal}", file=sys.stderr)
+        sys.exit(2)
     configure_logging(args.log_format)
     zygote = make_zygote()
     try:

@@ -53,8 +53,11 @@ class Daemon:
             self.close()
 
     def stop(self) -> int:
-        if self.proc is None or self.proc.poll() is not None:
-            return self.proc.returncode if self.proc else 0
+        if self.proc is None:
+            return 0
+        if self.proc.poll() is not None:
+            self.close()
+            return self.proc.returncode
         self.proc.send_signal(signal.SIGTERM)
         try:
             code = self.proc.wait(timeout=20)
