@@ -25,7 +25,10 @@ COMMANDS = ("submit", "list", "describe", "cancel", "publish", "stream")
 
 
 class Commands:
-    """Mixed into Congregation; relies on its catalog, logs, hosts and deployments."""
+    """One handler per command, over the congregation's catalog, logs and deployments."""
+
+    def __init__(self, congregation: Any) -> None:
+        self.c = congregation
 
     async def on_cmd_req(self, conn: Connection, fields: dict[str, Any]) -> None:
         command, rid = fields["command"], fields["id"]
@@ -46,7 +49,7 @@ class Commands:
         await conn.send("cmdCfm", {"id": rid, "result": json.dumps(result)})
 
     def _tradecraft(self, name: str) -> Tradecraft:
-        d = self.deployments.get(name)  # type: ignore[attr-defined]
+        d = self.c.deployments.get(name)
         if d is None:
             raise NotFound(f'no tradecraft "{name}" (see `hallelujah list`)')
         return d.tc
@@ -61,29 +64,25 @@ class Commands:
 
     async def cmd_submit(self, args: dict[str, Any]) -> dict[str, Any]:
         tc = parse_document(args["document"])
-        async with self._lock:  # type: ignore[attr-defined]
-            if tc.name in self.deployments or await self.catalog.tradecraft(tc.name):  # type: ignore[attr-defined]
+        async with self.c._lock:
+            if tc.name in self.c.deployments or await self.c.catalog.tradecraft(tc.name):
                 raise TradecraftError("tradecraft", f'a tradecraft named "{tc.name}" exists already '
                                       f'(cancel it first)')
-            from congregation.deployment import Deployment
-            d = Deployment(tc, self.logs)  # type: ignore[attr-defined]
-            d.make_plan(self.hosts)  # type: ignore[attr-defined]  # refuses unsupported kinds
-            await self.catalog.add_tradecraft(tc.name, tc.document, [  # type: ignore[attr-defined]
+            d = self.c.plan(tc)           # refuses what cannot run before anything is kept
+            await self.c.catalog.add_tradecraft(tc.name, tc.document, [
                 {"name": a.name, "idx": a.index, "kind": a.kind, "output": int(a.output)}
                 for a in tc.analytics])
-            self.deployments[tc.name] = d  # type: ignore[attr-defined]
             try:
-                await d.start()
+                await self.c.launch(d)
             except BaseException:
                 # Leave nothing behind: a refused submit changes nothing.
                 with trio.CancelScope(shield=True):
-                    self.deployments.pop(tc.name, None)  # type: ignore[attr-defined]
+                    self.c.deployments.pop(tc.name, None)
                     await d.stop()
-                    await self.logs.delete(f"{tc.name}/")  # type: ignore[attr-defined]
-                    await self.catalog.delete_tradecraft(tc.name)  # type: ignore[attr-defined]
+                    await self.c.logs.delete(f"{tc.name}/")
+                    await self.c.catalog.delete_tradecraft(tc.name)
                 raise
-            jahs, streams = d.catalog_rows()
-            await self.catalog.set_deployment(tc.name, jahs, streams)  # type: ignore[attr-defined]
+        assert d.plan is not None
         retained = [name.split("/", 1)[1] for name in d.plan.logs]
         return {"tradecraft": tc.name, "analytics": [a.name for a in tc.analytics],
                 "outputs": [a.name for a in tc.outputs()],
@@ -91,25 +90,25 @@ class Commands:
                 "rejected": [r for r in retained if r.endswith(".rejected")]}
 
     async def cmd_list(self, args: dict[str, Any]) -> dict[str, Any]:
-        rows = await self.catalog.tradecrafts()  # type: ignore[attr-defined]
+        rows = await self.c.catalog.tradecrafts()
         return {"tradecrafts": [{"name": r["name"], "state": r["state"], "error": r["error"],
                                  "submitted_at": r["submitted_at"]} for r in rows]}
 
     async def cmd_describe(self, args: dict[str, Any]) -> dict[str, Any]:
         from congregation.describe import describe
-        return await describe(self, args.get("tradecraft") or "")
+        return await describe(self.c, args.get("tradecraft") or "")
 
     async def cmd_cancel(self, args: dict[str, Any]) -> dict[str, Any]:
         name = args["tradecraft"]
-        async with self._lock:  # type: ignore[attr-defined]
-            d = self.deployments.pop(name, None)  # type: ignore[attr-defined]
-            if d is None and not await self.catalog.tradecraft(name):  # type: ignore[attr-defined]
+        async with self.c._lock:
+            d = self.c.deployments.pop(name, None)
+            if d is None and not await self.c.catalog.tradecraft(name):
                 raise NotFound(f'no tradecraft "{name}" (see `hallelujah list`)')
             if d is not None:
                 d.state = "cancelled"
                 await d.stop()
-            await self.logs.delete(f"{name}/")  # type: ignore[attr-defined]
-            await self.catalog.delete_tradecraft(name)  # type: ignore[attr-defined]
+            await self.c.logs.delete(f"{name}/")
+            await self.c.catalog.delete_tradecraft(name)
         return {"cancelled": name}
 
     async def cmd_publish(self, conn: Connection, rid: int, args: dict[str, Any]) -> None:
@@ -134,22 +133,22 @@ class Commands:
             if body is None:
                 continue
             batch = open_batch(body, a.schema)   # validates the body before it is kept
-            await self.logs.append(name, body, batch.num_rows, sync=True)  # type: ignore[attr-defined]
+            await self.c.logs.append(name, body, batch.num_rows, sync=True)
             rows += batch.num_rows
             batches += 1
             await conn.send("dataCfm", {"credits": 1})
         if args.get("end"):
-            await self.logs.end(name)  # type: ignore[attr-defined]
-            d = self.deployments.get(tc.name)  # type: ignore[attr-defined]
+            await self.c.logs.end(name)
+            d = self.c.deployments.get(tc.name)
             if d is not None and await d.all_ended():
-                await self._finish(d)  # type: ignore[attr-defined]
+                await self.c._finish(d)
         await conn.send("cmdCfm", {"id": rid, "result": json.dumps({"rows": rows, "batches": batches})})
 
     async def cmd_stream(self, conn: Connection, rid: int, args: dict[str, Any]) -> None:
         """Send the retained output from the start (or from now), following it until it ends."""
         tc, ref = self._split_ref(args["analytic"])
         name = log_name(tc.name, ref)
-        info = await self.logs.info(name)  # type: ignore[attr-defined]
+        info = await self.c.logs.info(name)
         if info is None:
             raise NotFound(f'"{args["analytic"]}" is read by other analytics and not retained; '
                            f'mark it "output": true to stream it')
@@ -168,7 +167,7 @@ class Commands:
                         limit: int | None, credits: "Credits") -> None:
         """Send a log's batches (raw, as stored) from `start`, at most `limit` rows, then the end."""
         sent = 0
-        async for entry, body in self.logs.follow_raw(name, start):  # type: ignore[attr-defined]
+        async for entry, body in self.c.logs.follow_raw(name, start):
             rows = entry.rows
             if limit is not None and sent + rows > limit:
                 rows = limit - sent

@@ -52,7 +52,7 @@ def prepare_process(warm_kernels: bool = True) -> None:
         warm_up()
 
 
-class Congregation(Commands):
+class Congregation:
     """One host's daemon. Build its Zygote first (before trio), then `await serve(...)`."""
 
     def __init__(self, data_dir: Path, zygote: Zygote, workers: int, name: str = "congregation") -> None:
@@ -67,6 +67,7 @@ class Congregation(Commands):
         self._events_send, self._events_receive = trio.open_memory_channel[tuple[str, str, str]](10_000)
         self._stopping = False
         self._lock = trio.Lock()          # one deployment change at a time
+        self.commands = Commands(self)
 
     async def serve(self, listen: str | None, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
@@ -117,7 +118,7 @@ class Congregation(Commands):
             if kind == "hello":
                 await self._serve_worker(conn, fields)
             elif kind == "cmdReq":
-                await self.on_cmd_req(conn, fields)
+                await self.commands.on_cmd_req(conn, fields)
             else:
                 log.warning("unexpected_first_frame", kind=kind)
         except (EOFError, Unavailable) as exc:
@@ -155,13 +156,22 @@ class Congregation(Commands):
                                                 {"reason": f"worker {index} (pid {pid}) lost"})
                 await self._deploy(d.tc)
 
-    async def _deploy(self, tc: Any) -> Deployment:
+    def plan(self, tc: Any) -> Deployment:
+        """A deployment of `tc` with its Jahs placed (raises for what cannot run)."""
         d = Deployment(tc, self.logs)
         d.make_plan(self.hosts)
-        self.deployments[tc.name] = d
+        return d
+
+    async def launch(self, d: Deployment) -> None:
+        """Start a planned deployment and record its Jahs and datastreams."""
+        self.deployments[d.tc.name] = d
         await d.start()
         jahs, streams = d.catalog_rows()
-        await self.catalog.set_deployment(tc.name, jahs, streams)
+        await self.catalog.set_deployment(d.tc.name, jahs, streams)
+
+    async def _deploy(self, tc: Any) -> Deployment:
+        d = self.plan(tc)
+        await self.launch(d)
         return d
 
     async def _resume(self) -> None:
