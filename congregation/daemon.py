@@ -190,6 +190,9 @@ class Congregation:
             d = self.deployments.get(tradecraft)
             if d is None or d.state != "running":
                 continue
+            if event == "lost":
+                log.info("jah_lost_peer", jah=jah, reason=detail)
+                continue
             if event == "version":
                 await self.catalog.record_event(tradecraft, "dataset_version",
                                                 {"analytic": jah.split("/")[1], **_json(detail)})

@@ -12,7 +12,7 @@ from typing import Any, Callable
 import structlog
 import trio
 
-from hallelujah.errors import HallelujahError, NotFound
+from hallelujah.errors import HallelujahError, NotFound, Unavailable
 from hallelujah.frames import Connection, connect, schema_of
 from jah.base import Jah
 from jah.streams import CREDITS, InPort, LocalSender, SocketSender, receive_stream
@@ -100,6 +100,12 @@ class Runtime:
     async def _serve_jah(self, jah: Jah) -> None:
         try:
             await jah.serve()
+        except Unavailable as exc:
+            # A datastream's other end went away with its process: the congregation replaces
+            # that worker and redeploys, so this is not the tradecraft's failure.
+            jah.state = "lost"
+            self.report(jah.id, "lost", str(exc))
+            return
         except HallelujahError as exc:
             jah.state = "failed"
             self.report(jah.id, "failed", str(exc))
