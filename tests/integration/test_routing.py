@@ -9,7 +9,6 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
-import trio
 
 from tests.integration.helpers import assert_rows_equal, read, retained_rows, wait_state
 

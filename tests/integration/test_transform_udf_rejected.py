@@ -13,7 +13,6 @@ import textwrap
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
-import trio
 
 from tests.integration.helpers import assert_rows_equal, read, wait_state
 
