@@ -37,5 +37,6 @@ def _mod(a: Any, m: int) -> Any:
 WORKLOADS: dict[str, tuple[Callable[[Path], dict[str, Any]], Callable[[Path], dict[str, Any]]]] = {
     "enrich": (enrich_document, enrich_result),
 }
+OUTPUTS = {"enrich": "enriched"}     # the retained output whose rate is the steady state
 NOT_YET = {"clicks": "needs the event-time aggregate (issue 4)",
            "reqresp": "needs the continuous (stream-stream) join (issue 4)"}

@@ -30,7 +30,8 @@ async def describe(congregation: Any, only: str = "") -> dict[str, Any]:
                 if log == f"{name}/{a.name}" or log.startswith(f"{name}/{a.name}."):
                     info = await congregation.logs.info(log)
                     logs[log.split("/", 1)[1]] = {"rows": info["rows"], "batches": info["next_seq"],
-                                                  "ended": bool(info["ended"])}
+                                                  "ended": bool(info["ended"]),
+                                                  "first_at": info["first_at"], "last_at": info["last_at"]}
             analytics.append({
                 "name": a.name, "kind": a.kind, "output": a.output, "retained": logs,
                 "schema": schema_to_json(a.schema),

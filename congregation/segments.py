@@ -13,6 +13,7 @@ import os
 import shutil
 import sqlite3
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -43,7 +44,8 @@ class LogStore:
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=NORMAL")   # durable against a killed process
         self.db["logs"].create({"name": str, "schema": bytes, "ended": int, "next_seq": int,
-                                "rows": int}, pk="name", if_not_exists=True)
+                                "rows": int, "first_at": float, "last_at": float},
+                               pk="name", if_not_exists=True)
         self.db["batches"].create({"log": str, "seq": int, "segment": int, "offset": int,
                                    "length": int, "rows": int}, pk=("log", "seq"),
                                   if_not_exists=True)
@@ -110,6 +112,7 @@ class LogStore:
         """
         with self._lock:
             seq = -1
+            now = time.time()
             with self._tx():
                 if rows and body is not None:
                     seg, f = self._segment_file(name)
@@ -123,8 +126,10 @@ class LogStore:
                     self.db.execute(
                         "INSERT INTO batches (log, seq, segment, offset, length, rows) "
                         "VALUES (?, ?, ?, ?, ?, ?)", [name, seq, seg, offset, len(body), rows])
-                    self.db.execute("UPDATE logs SET next_seq = ?, rows = rows + ? WHERE name = ?",
-                                    [seq + 1, rows, name])
+                    # first/last append times: a log's steady-state rate, first batch to last
+                    self.db.execute("UPDATE logs SET next_seq = ?, rows = rows + ?, "
+                                    "first_at = coalesce(first_at, ?), last_at = ? WHERE name = ?",
+                                    [seq + 1, rows, now, now, name])
                 if source:
                     self.db.execute("INSERT OR REPLACE INTO progress (log, source, origin) "
                                     "VALUES (?, ?, ?)", [name, source, origin])
