@@ -21,7 +21,7 @@ import psutil
 from bench.workloads import NOT_YET, OUTPUTS, WORKLOADS
 
 HERE = Path(__file__).resolve().parent
-SHARED = Path(os.environ.get("HBENCH_SHARED", HERE.parent.parent / "shared" / "bench"))
+SHARED = Path(os.environ.get("HBENCH_SHARED", HERE / "shared"))
 
 
 def ensure_data(data: Path, n: int) -> None:
@@ -53,6 +53,7 @@ def steady_state(document: dict, workers: int, output: str) -> tuple[float, int,
             assert proc.stdout is not None
             address = proc.stdout.readline().split(" ready at ")[1].split()[0]
             db = hallelujah.connect(address)
+            submitted = time.time()
             db.submit(document)
             peak = 0
             while True:
@@ -62,7 +63,9 @@ def steady_state(document: dict, workers: int, output: str) -> tuple[float, int,
                     break
                 time.sleep(0.05)
             log = next(a["retained"][output] for a in info["analytics"] if output in a["retained"])
-            return log["rows"] / (log["last_at"] - log["first_at"]), peak, log["rows"]
+            # one batch has no steady state: then from the submit to the output's end
+            span = log["last_at"] - (log["first_at"] if log["last_at"] > log["first_at"] else submitted)
+            return log["rows"] / span, peak, log["rows"]
         finally:
             proc.terminate()
             proc.wait(timeout=30)
@@ -92,6 +95,7 @@ def main() -> None:
     ap.add_argument("--data", default=os.environ.get("HBENCH_DATA", "/tmp/hbench-data"))
     ap.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--results", default=str(HERE), help="where results.json and RESULTS.md go")
     a = ap.parse_args()
     data = Path(a.data)
     ensure_data(data, a.n)
@@ -129,7 +133,8 @@ def main() -> None:
                              # the rows only: the full check is the whole-process run's
                              "match": rows == reference[workload]["rows"]})
             print(json.dumps(results[-1]))
-    (HERE / "results.json").write_text(json.dumps(results, indent=1))
+    out = Path(a.results)
+    (out / "results.json").write_text(json.dumps(results, indent=1))
     lines = ["# Benchmark results", "",
              f"Machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}; "
              f"N = {a.n:,}; best of {a.repeat}; `python -m bench` on {time.strftime('%Y-%m-%d')}.", "",
@@ -145,7 +150,7 @@ def main() -> None:
                      f"| {r['peak_rss_mb']} MB | {duck} | {r['ratio_to_duckdb']} "
                      f"| {'MATCH' if r['match'] else 'MISMATCH'} |")
     lines += ["", *[f"- `{w}`: not run yet — {why}." for w, why in NOT_YET.items()]]
-    (HERE / "RESULTS.md").write_text("\n".join(lines) + "\n")
+    (out / "RESULTS.md").write_text("\n".join(lines) + "\n")
     if not all(r["match"] for r in results):
         raise SystemExit("a workload did not match its reference")
 

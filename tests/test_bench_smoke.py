@@ -1,0 +1,17 @@
+"""The benchmark runner end to end on 20 k rows: data generated, every workload MATCHes."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+
+def test_bench_runner_matches_the_reference_on_20k_rows(tmp_path):
+    done = subprocess.run([sys.executable, "-m", "bench", "--n", "20000", "--data", str(tmp_path / "data"),
+                           "--workers", "2", "--repeat", "1", "--results", str(tmp_path)],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert {r["mode"] for r in results} == {"hallelujah run", "congregation, steady state"}
+    assert all(r["match"] for r in results)
+    assert "| enrich |" in (tmp_path / "RESULTS.md").read_text()
