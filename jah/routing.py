@@ -13,8 +13,9 @@ async def emit_routes(jah: Jah, env: Envelope, route_index: np.ndarray, routes: 
                       reject_mask: np.ndarray | None = None, reason: str = "") -> None:
     """Split `env.batch` by `route_index` (positions in `routes`), one filter per route.
 
-    Every route gets a batch for every origin, empty or not, so each retained route's position
-    moves on together with its source.
+    Every route (and `rejected`) gets a batch for every origin, empty or not, so each retained
+    route's position moves on with its source, and parallel instances merge without waiting on a
+    route that one of them never feeds.
     """
     if env.marker != NONE:
         for route in routes:
@@ -27,6 +28,7 @@ async def emit_routes(jah: Jah, env: Envelope, route_index: np.ndarray, routes: 
         if reject_mask is not None:
             mask &= ~reject_mask
         await jah.emit(route, env.derive(batch.filter(pa.array(mask))))
-    if reject_mask is not None and reject_mask.any():
-        rows = batch.filter(pa.array(reject_mask))
+    if "rejected" in jah.outputs:
+        mask = reject_mask if reject_mask is not None else np.zeros(batch.num_rows, dtype=bool)
+        rows = batch.filter(pa.array(mask))
         await jah.emit("rejected", env.derive(rejected_batch(rows, reason, jah.schema("rejected"))))

@@ -72,12 +72,13 @@ class Transform(Jah):
                 # A UDF is user code: whatever it raises for a row rejects that row.
                 good, bad = apply_rejecting(self.apply, env.batch,
                                             (Exception,) if self.udf else (HallelujahError, pa.ArrowException))
-            # One batch per origin and port: a SINK takes a source position once.
+            # One batch per origin on every port, empty or not: a SINK takes a source position
+            # once, and merging parallel instances needs every position from every instance.
             out = pa.concat_batches(good) if good else _empty(self.out_schema)
             await self.emit("out", env.derive(out))
-            if bad:
-                await self.emit("rejected", env.derive(pa.concat_batches(
-                    [rejected_batch(rows, reason, rejected_schema) for rows, reason in bad])))
+            await self.emit("rejected", env.derive(pa.concat_batches(
+                [rejected_batch(rows, reason, rejected_schema) for rows, reason in bad])
+                if bad else _empty(rejected_schema)))
 
 
 def _all_true(mask: pa.Array) -> bool:

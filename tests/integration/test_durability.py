@@ -100,3 +100,25 @@ async def test_a_killed_worker_is_replaced_and_the_output_is_still_exact(congreg
     info = await db.describe("w")
     assert victim not in {w["pid"] for w in info["workers"]}
     assert any(e["kind"] == "restart" for e in info["tradecrafts"][0]["events"])
+
+
+async def test_parallel_parts_with_rejections_in_one_part_only_still_finish_exactly(congregation, tmp_path):
+    # Every row of the even row groups fails its cast, none of the odd ones: one part of the
+    # split source rejects everything and the other nothing, and the ordered merges of `out`
+    # and `rejected` must not wait on each other.
+    n, group = 80_000, 4_000
+    bad_ids = [i for i in range(n) if (i // group) % 2 == 0]
+    good_ids = [i for i in range(n) if (i // group) % 2 == 1]
+    text = pa.array(["x" if (i // group) % 2 == 0 else str(i) for i in range(n)])
+    table = pa.table({"id": np.arange(n, dtype=np.int64), "text": text})
+    pq.write_table(table, tmp_path / "skewed.parquet", row_group_size=group)
+    db = congregation.db()
+    await db.submit({"tradecraft": "skew", "analytics": [
+        {"name": "rows", "kind": "stream", "source": {"path": str(tmp_path / "skewed.parquet")}},
+        {"name": "parsed", "kind": "transform", "input": "rows", "derive": {"v": "cast(text, 'int64')"}}]})
+    with trio.fail_after(60):
+        good = await db.read("skew/parsed")
+        bad = await db.read("skew/parsed.rejected")
+    assert good["id"].to_pylist() == good_ids
+    assert good["v"].to_pylist() == good_ids
+    assert bad["id"].to_pylist() == bad_ids
