@@ -29,22 +29,29 @@ def print_list(rows: list[dict[str, Any]], as_json: bool) -> None:
 
 
 def print_describe(info: dict[str, Any], as_json: bool) -> None:
+    """Per tradecraft: its Jahs with their live figures, then what it retains."""
     if as_json:
         print(json.dumps(info, indent=1))
         return
     console = Console()
     for tc in info["tradecrafts"]:
         console.print(f"[bold]{tc['name']}[/bold]  {tc['state']}  {tc['error'] or ''}")
-        table = Table("analytic", "kind", "jah", "role", "worker", "rows in", "rows out", "busy",
-                      "backlog", "state", "retained")
+        jahs = Table("worker", "rows in", "rows out", "busy", "backlog", "state")
+        jahs.add_column("jah", overflow="fold")
+        retained = Table("retained output", "rows", "ended")
         for a in tc["analytics"]:
-            retained = ", ".join(f"{k}: {v['rows']}" for k, v in a["retained"].items())
-            for j in a["jahs"] or [{}]:
-                table.add_row(a["name"], a["kind"], j.get("id", "").rsplit("/", 1)[-1],
-                              j.get("role", ""), str(j.get("worker", "")), str(j.get("rows_in", "")),
-                              str(j.get("rows_out", "")), str(j.get("busy", "")),
-                              str(j.get("backlog", "")), j.get("state", ""), retained)
-        console.print(table)
+            for j in a["jahs"]:
+                jahs.add_row("-" if j["worker"] < 0 else str(j["worker"]),
+                             f"{j.get('rows_in', 0):,}", f"{j.get('rows_out', 0):,}",
+                             f"{j.get('busy', 0):.2f}", str(j.get("backlog", 0)), j["state"],
+                             j["id"].split("/", 1)[1])
+            for name, log in a["retained"].items():
+                retained.add_row(name, f"{log['rows']:,}", "yes" if log["ended"] else "no")
+        console.print(jahs)
+        console.print(retained)
+        for e in tc["events"]:
+            console.print(f"  {time.strftime('%H:%M:%S', time.localtime(e['at']))} {e['kind']}: "
+                          + ", ".join(f"{k}={v}" for k, v in e.items() if k not in ("at", "kind")))
 
 
 class RowProgress:
