@@ -19,6 +19,7 @@ import trio
 
 from congregation.catalog import Catalog
 from congregation.commands import Commands
+from congregation.congestion import WATCHED_ROLES, CongestionWatch
 from congregation.deployment import Deployment
 from congregation.logs import Logs
 from congregation.rpc import Peer
@@ -31,6 +32,7 @@ from jah.runtime import Runtime
 
 log = structlog.get_logger("hallelujah.congregation")
 WORKER_START_TIMEOUT = 10.0
+CONGESTION_EVERY = 0.5        # seconds between looks at the Jahs' busy fraction and backlog
 
 
 def prepare_process(warm_kernels: bool = True) -> None:
@@ -88,6 +90,7 @@ class Congregation:
                     listeners += await trio.open_tcp_listeners(int(port), host=host or "127.0.0.1")
                 await nursery.start(trio.serve_listeners, self._on_connection, listeners)
                 nursery.start_soon(self._handle_events)
+                nursery.start_soon(self._watch_congestion)
                 async with trio.open_nursery() as starting:
                     for index in range(self.worker_count):
                         starting.start_soon(self._start_worker, index)
@@ -203,6 +206,25 @@ class Congregation:
                 await self._fail(d, f"{jah}: {detail}")
             elif event == "finished" and jah.endswith("/sink") and await d.all_ended():
                 await self._finish(d)
+
+    async def _watch_congestion(self) -> None:
+        """Record each congestion episode of a watched Jah (see congregation/congestion.py)."""
+        watch = CongestionWatch()
+        while True:
+            await trio.sleep(CONGESTION_EVERY)
+            stats = {jah: s for host in list(self.hosts.values())
+                     for jah, s in (host.runtime.statistics() if hasattr(host, "runtime")
+                                    else host.stats).items()}
+            for d in list(self.deployments.values()):
+                if d.state != "running" or d.plan is None:
+                    continue
+                for jah in d.plan.jahs.values():
+                    if jah.role in WATCHED_ROLES and jah.id in stats:
+                        record = watch.observe(jah.id, stats[jah.id], d.tc.congestion.busy,
+                                               d.tc.congestion.for_seconds, trio.current_time())
+                        if record is not None:
+                            log.info("congested", **record)
+                            await self.catalog.record_event(d.tc.name, "congested", record)
 
     async def _finish(self, d: Deployment) -> None:
         d.state = "finished"

@@ -68,3 +68,27 @@ async def test_a_field_on_both_sides_comes_out_prefixed_with_the_dataset_name(co
     assert got.column_names == ["id", "tile", "code", "tiles.code", "country"]
     lookup = {t: c for t, c in zip(data["tile"].to_pylist(), data["code"].to_pylist())}
     assert got["tiles.code"].to_pylist() == [lookup[t] for t in got["tile"].to_pylist()]
+
+
+async def test_a_join_over_its_congestion_threshold_is_recorded_as_congested(congregation, tmp_path):
+    stream, data = events(400_000), dataset()
+    pq.write_table(stream, tmp_path / "events.parquet", row_group_size=10_000)
+    pq.write_table(data, tmp_path / "tiles.parquet")
+    db = congregation.db()
+    await db.submit({"tradecraft": "c", "congestion": {"busy": 0.001, "for": "500ms"}, "analytics": [
+        {"name": "events", "kind": "stream",
+         "source": {"path": str(tmp_path / "events.parquet"), "rate": 200_000}},
+        {"name": "tiles", "kind": "ingest", "source": {"path": str(tmp_path / "tiles.parquet")}},
+        {"name": "located", "kind": "join", "stream": "events", "dataset": "tiles",
+         "on": {"tile": "tile"}, "fields": ["country"], "how": "left"}]})
+    got = await db.read("c/located")
+    assert got.num_rows == reference_rows(stream, data)
+    events_seen = (await db.describe("c"))["tradecrafts"][0]["events"]
+    congested = [e for e in events_seen if e["kind"] == "congested"]
+    assert len(congested) == 1                     # one episode, recorded once
+    assert congested[0]["jah"] == "c/located/join"
+    assert congested[0]["busy"] >= 0.001 and congested[0]["for_seconds"] == 0.5
+
+
+def reference_rows(stream: pa.Table, data: pa.Table) -> int:
+    return len(reference(stream, data, {"tile": "tile"}, "left"))

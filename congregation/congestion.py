@@ -1,0 +1,39 @@
+"""Congestion: a Jah whose busy fraction or input backlog stays above its tradecraft's threshold.
+
+Every Jah measures its busy fraction over a sliding window and its input backlog; its worker
+reports them twice a second. A JOIN above `congestion.busy` (or with a full input) for
+`congestion.for` is congested: the episode is recorded once, with the figures that caused it,
+and ends when the Jah drops back below. (The split that relieves it is issue 3's next step.)
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from jah.streams import CREDITS
+
+WATCHED_ROLES = ("join",)
+FULL_BACKLOG = CREDITS        # batches waiting at the inputs that count as a full input
+
+
+@dataclass
+class CongestionWatch:
+    """Per Jah: since when it has been over its threshold, and whether that was reported."""
+
+    since: dict[str, float] = field(default_factory=dict)
+    reported: set[str] = field(default_factory=set)
+
+    def observe(self, jah: str, stats: dict[str, Any], busy: float, for_seconds: float,
+                now: float) -> dict[str, Any] | None:
+        """The congestion record when `jah` has just stayed over its threshold long enough."""
+        over = stats.get("busy", 0.0) >= busy or stats.get("backlog", 0) >= FULL_BACKLOG
+        if not over:
+            self.since.pop(jah, None)
+            self.reported.discard(jah)
+            return None
+        start = self.since.setdefault(jah, now)
+        if now - start < for_seconds or jah in self.reported:
+            return None
+        self.reported.add(jah)
+        return {"jah": jah, "busy": stats.get("busy", 0.0), "backlog": stats.get("backlog", 0),
+                "threshold_busy": busy, "for_seconds": for_seconds}
