@@ -6,6 +6,7 @@ connections; SIGTERM or SIGINT stops it cleanly.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import signal
 import socket
@@ -136,7 +137,7 @@ class Congregation:
         host = WorkerHost(index, hello["pid"], hello["address"], Peer(conn, notices={
             "jahEvent": lambda f: self._events_send.send_nowait((f["jah"], f["event"], f["detail"])),
         }))
-        host.peer.notices["stats"] = lambda f: setattr(host, "stats", _json(f["jahs"]))
+        host.peer.notices["stats"] = lambda f: setattr(host, "stats", json.loads(f["jahs"]))
         self.hosts[index] = host
         start_ms = round((trio.current_time() - self._spawned_at.get(index, trio.current_time())) * 1000, 1)
         log.info("worker_ready", worker=index, pid=host.pid, start_ms=start_ms)
@@ -198,7 +199,7 @@ class Congregation:
                 continue
             if event == "version":
                 await self.catalog.record_event(tradecraft, "dataset_version",
-                                                {"analytic": jah.split("/")[1], **_json(detail)})
+                                                {"analytic": jah.split("/")[1], **json.loads(detail)})
                 continue
             await self.catalog.set_jah_state(jah, event, detail)
             if event == "failed":
@@ -237,11 +238,6 @@ class Congregation:
         await self.catalog.set_state(d.tc.name, "failed", error)
         for name in d.plan.logs if d.plan else ():
             await self.logs.end(name)     # readers get what there is, then the end, not a hang
-
-
-def _json(text: str) -> Any:
-    import json
-    return json.loads(text)
 
 
 async def _unix_listener(path: str) -> trio.socket.SocketType:

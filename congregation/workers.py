@@ -6,6 +6,7 @@ crashed one is replaced just as fast.
 """
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -107,7 +108,6 @@ async def serve_worker(index: int, daemon_address: str, run_dir: str) -> None:
                 await conn.send("jahEvent", {"jah": jah, "event": event, "detail": detail})
 
         async def send_stats() -> None:
-            import json
             while True:
                 await trio.sleep(STATS_EVERY)
                 await conn.send("stats", {"jahs": json.dumps(runtime.statistics())})

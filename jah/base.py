@@ -5,7 +5,7 @@ import collections
 import contextlib
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, ClassVar, Iterator, Protocol
+from typing import Any, ClassVar, Iterator, Protocol
 
 import pyarrow as pa
 import structlog
@@ -124,5 +124,3 @@ class Jah:
             state=self.state,
         )
 
-
-Factory = Callable[[str, dict[str, Any], Host], Jah]
