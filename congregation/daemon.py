@@ -6,6 +6,7 @@ connections; SIGTERM or SIGINT stops it cleanly.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import signal
@@ -36,11 +37,17 @@ WORKER_START_TIMEOUT = 10.0
 CONGESTION_EVERY = 0.5        # seconds between looks at the Jahs' busy fraction and backlog
 
 
-def prepare_process(warm_kernels: bool = True) -> None:
+def prepare_congregation() -> None:
+    """Import the Jah kinds the congregation itself runs (beside its logs)."""
+    import jah.logsource  # noqa: F401
+    import jah.sink  # noqa: F401
+
+
+def prepare_zygote(warm_kernels: bool = True) -> None:
     """Import every Jah kind and load the kernels, so forked workers start warm.
 
-    Loading the Numba kernels from their cache takes ~0.5 s; `run` skips it for documents that
-    use none of them.
+    Runs in the zygote, while the congregation starts up beside it: the ~0.5 s of Numba kernel
+    loading (skipped by `run` for documents that need no kernel) overlaps the congregation's own.
     """
     import jah.director  # noqa: F401
     import jah.ingest  # noqa: F401
@@ -248,10 +255,11 @@ async def _unix_listener(path: str) -> trio.socket.SocketType:
 
 
 def make_zygote(warm_kernels: bool = True) -> Zygote:
-    """Warm this process, then fork the zygote (call before any trio loop)."""
-    prepare_process(warm_kernels)
+    """Fork the zygote, which warms itself (call before any trio loop)."""
+    prepare_congregation()
     run_dir = tempfile.mkdtemp(prefix="hj-")
-    return Zygote(os.path.join(run_dir, "congregation.sock"), run_dir)
+    return Zygote(os.path.join(run_dir, "congregation.sock"), run_dir,
+                  functools.partial(prepare_zygote, warm_kernels))
 
 
 async def run_daemon(args: argparse.Namespace, zygote: Zygote) -> None:

@@ -19,6 +19,7 @@ import structlog
 import trio
 
 from congregation.rpc import Peer
+from hallelujah.errors import Unavailable
 from hallelujah.frames import connect
 from jah.runtime import Runtime
 
@@ -29,9 +30,10 @@ STATS_EVERY = 0.5
 class Zygote:
     """A pre-warmed process that forks workers. Create it before trio.run()."""
 
-    def __init__(self, daemon_address: str, run_dir: str) -> None:
+    def __init__(self, daemon_address: str, run_dir: str, prepare: Callable[[], None] = lambda: None) -> None:
         self.daemon_address = daemon_address
         self.run_dir = run_dir
+        self.prepare = prepare
         cmd_r, cmd_w = os.pipe()
         pid_r, pid_w = os.pipe()
         self.pid = os.fork()
@@ -49,6 +51,11 @@ class Zygote:
         signal.signal(signal.SIGCHLD, signal.SIG_IGN)     # workers are reaped automatically
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        try:
+            self.prepare()           # imports and kernels, once, for every worker it forks
+        except BaseException:        # noqa: BLE001 - say why, then let spawn() see the pipe close
+            log.exception("zygote_failed")
+            os._exit(1)
         commands = os.fdopen(cmd_r, "r")
         for line in commands:
             index = int(line)
@@ -72,8 +79,14 @@ class Zygote:
     async def spawn(self, index: int) -> int:
         """Fork worker `index`; returns its pid (it connects back to the congregation)."""
         def ask() -> int:
-            self._cmd.write(f"{index}\n")
-            return int(self._pids.readline())
+            try:
+                self._cmd.write(f"{index}\n")
+                line = self._pids.readline()
+            except BrokenPipeError:
+                line = ""
+            if not line:
+                raise Unavailable("the worker zygote has exited (see the log above)")
+            return int(line)
         return await trio.to_thread.run_sync(ask, limiter=self._one_at_a_time)
 
     def close(self) -> None:
