@@ -41,13 +41,13 @@ async def describe(congregation: Any, only: str = "") -> dict[str, Any]:
                           "error": j["error"]}
                          for j in jahs if j["analytic"] == a.name],
             })
-        events = await congregation.catalog.events(name)
+        events = [{"at": e["at"], "kind": e["kind"], **json.loads(e["detail"])}
+                  for e in await congregation.catalog.events(name)]
         out.append({"name": name, "state": row["state"], "error": row["error"],
                     "submitted_at": row["submitted_at"], "finished_at": row["finished_at"],
                     "analytics": analytics,
-                    "events": [{"at": e["at"], "kind": e["kind"], **json.loads(e["detail"])}
-                               for e in events],
-                    "scaling": []})
+                    "events": events,
+                    "scaling": [e for e in events if e["kind"] in ("split", "merge")]})
     return {"congregation": congregation.name, "workers": [
         {"worker": h.index, "pid": h.pid, "jahs": len(getattr(h, "stats", {}) or {})}
         for i, h in sorted(congregation.hosts.items()) if i >= 0], "tradecrafts": out}

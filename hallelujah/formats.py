@@ -510,22 +510,28 @@ def splittable(source: dict[str, Any]) -> int:
 
 
 def read_positioned(source: dict[str, Any], schema: pa.Schema | None, part: int = 0, parts: int = 1,
-                    batch_rows: int = BATCH_ROWS) -> Iterator[tuple[int, pa.RecordBatch]]:
+                    batch_rows: int = BATCH_ROWS, after: int = 0) -> Iterator[tuple[int, pa.RecordBatch]]:
     """(position, batch) for part `part` of `parts` of a file, positions increasing in file order.
 
     A position names a batch whatever the number of parts (parquet: row group and batch within
     it), so a reader restarted with another split resumes at the same place and parts can be merged
-    back in file order. Only parquet splits; other formats are read as one part.
+    back in file order. Only parquet splits; other formats are read as one part. Batches at or
+    before position `after` are not yielded; parquet row groups wholly before it are not read.
     """
     path = _path_of(source)
     if format_of(path, source.get("format")) != "parquet":
         if parts != 1:
             raise InvalidInput(f"{path}: only parquet sources can be read in parts")
         for i, batch in enumerate(read_batches(source, schema, batch_rows), start=1):
-            yield i, batch
+            if i > after:
+                yield i, batch
         return
     with pq.ParquetFile(path, pre_buffer=False) as file:
         for group in range(part, file.num_row_groups, parts):
+            if (group + 1) * POSITIONS_PER_ROW_GROUP <= after:
+                continue                  # every position of this group is committed already
             batches = file.read_row_group(group, use_threads=False).to_batches(batch_rows)
             for i, batch in enumerate(_sliced(path, iter(batches), schema, batch_rows)):
-                yield group * POSITIONS_PER_ROW_GROUP + i + 1, batch
+                position = group * POSITIONS_PER_ROW_GROUP + i + 1
+                if position > after:
+                    yield position, batch

@@ -5,13 +5,14 @@ import collections
 import contextlib
 import time
 from dataclasses import dataclass
-from typing import Any, ClassVar, Iterator, Protocol
+from typing import Any, AsyncIterator, ClassVar, Iterator, Protocol
 
 import pyarrow as pa
 import structlog
 import trio
 
 from hallelujah.frames import schema_of
+from jah.envelope import NONE, Envelope
 from jah.streams import InPort, OutPort
 
 log = structlog.get_logger("hallelujah.jah")
@@ -99,6 +100,16 @@ class Jah:
 
     async def run(self) -> None:
         raise NotImplementedError
+
+    async def batches(self, port: str = "in") -> AsyncIterator[Envelope]:
+        """The data envelopes arriving at `port`; in-band markers go straight on to every output,
+        in their place in the stream (what a stateless Jah does with them)."""
+        async for env in self.inputs[port]:
+            if env.marker != NONE:
+                for out in self.outputs:
+                    await self.emit(out, env)
+                continue
+            yield env
 
     async def emit(self, port: str, env: Any) -> None:
         if port in self.outputs:

@@ -8,7 +8,6 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from jah.base import Host, Jah
-from jah.envelope import NONE
 from jah.routing import emit_routes
 
 
@@ -28,10 +27,7 @@ class Director(Jah):
 
     async def run(self) -> None:
         for_missing = len(self.value_route) - 1
-        async for env in self.inputs["in"]:
-            if env.marker != NONE:
-                await emit_routes(self, env, None, self.routes)  # type: ignore[arg-type]
-                continue
+        async for env in self.batches():
             with self.busy():
                 pos = pc.index_in(env.batch.column(self.key), value_set=self.values)
                 pos = pos.fill_null(for_missing).to_numpy(zero_copy_only=False)

@@ -71,10 +71,7 @@ class Join(Jah):
 
     async def _join_stream(self) -> None:
         out_schema = self.schema("out")
-        async for env in self.inputs["in"]:
-            if env.marker != NONE:
-                await self.emit("out", env)
-                continue
+        async for env in self.batches():
             version = self.current            # one version for the whole batch
             assert version is not None
             with self.busy():

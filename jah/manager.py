@@ -8,7 +8,6 @@ import numpy as np
 import pyarrow as pa
 
 from jah.base import Host, Jah
-from jah.envelope import NONE
 from jah.routing import emit_routes
 
 _UNIT = {"s": 1, "ms": 1_000, "us": 1_000_000, "ns": 1_000_000_000}
@@ -38,10 +37,7 @@ class Manager(Jah):
         self.slot_route = np.array([self.routes.index(r["to"]) for r in a["routes"]], dtype=np.int64)
 
     async def run(self) -> None:
-        async for env in self.inputs["in"]:
-            if env.marker != NONE:
-                await emit_routes(self, env, None, self.routes)  # type: ignore[arg-type]
-                continue
+        async for env in self.batches():
             with self.busy():
                 column = env.batch.column(self.time)
                 null = column.is_null().to_numpy(zero_copy_only=False)

@@ -5,7 +5,7 @@ import numpy as np
 import pyarrow as pa
 
 from jah.base import Jah
-from jah.envelope import NONE, Envelope
+from jah.envelope import Envelope
 from jah.rejecting import rejected_batch
 
 
@@ -17,10 +17,6 @@ async def emit_routes(jah: Jah, env: Envelope, route_index: np.ndarray, routes: 
     route's position moves on with its source, and parallel instances merge without waiting on a
     route that one of them never feeds.
     """
-    if env.marker != NONE:
-        for route in routes:
-            await jah.emit(route, env)
-        return
     batch = env.batch
     assert batch is not None
     for i, route in enumerate(routes):

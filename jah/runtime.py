@@ -95,6 +95,7 @@ class Runtime:
             with scope:
                 await self._serve_jah(jah)
         finally:
+            self._stream_scopes.pop(jah.id, None)    # its streams have ended or been cancelled
             self._done[jah.id].set()
 
     async def _serve_jah(self, jah: Jah) -> None:

@@ -30,7 +30,7 @@ class Source(Jah):
             return
         rows = int(max(1, min(formats.BATCH_ROWS, rate / PACED_BATCHES_PER_S))) if rate else formats.BATCH_ROWS
         batches = formats.read_positioned(source, schema, self.spec.get("part", 0),
-                                          self.spec.get("parts", 1), rows)
+                                          self.spec.get("parts", 1), rows, after=resume)
         start = trio.current_time()
         sent_rows = 0
         while True:
@@ -39,8 +39,6 @@ class Source(Jah):
             if item is None:
                 return
             position, batch = item
-            if position <= resume:
-                continue
             if rate:
                 await trio.sleep_until(start + sent_rows / rate)
                 sent_rows += batch.num_rows

@@ -23,7 +23,6 @@ CREDITS = 4          # batches in flight per datastream
 class PortStats:
     rows: int = 0
     batches: int = 0
-    blocked: float = 0.0    # seconds a sender waited for credits / a full receiver
 
 
 class InPort:

@@ -16,7 +16,6 @@ from hallelujah import expressions
 from hallelujah.errors import HallelujahError
 from hallelujah.formats import conform
 from jah.base import Host, Jah
-from jah.envelope import NONE
 from jah.rejecting import apply_rejecting, rejected_batch
 
 
@@ -64,10 +63,7 @@ class Transform(Jah):
 
     async def run(self) -> None:
         rejected_schema = self.schema("rejected")
-        async for env in self.inputs["in"]:
-            if env.marker != NONE:
-                await self.emit("out", env)
-                continue
+        async for env in self.batches():
             with self.busy():
                 # A UDF is user code: whatever it raises for a row rejects that row.
                 good, bad = apply_rejecting(self.apply, env.batch,

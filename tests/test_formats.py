@@ -531,3 +531,18 @@ async def test_follow_batches_needs_an_existing_text_file(tmp_path):
 
 def test_formats_module_reexports_the_writers():
     assert formats.Writer is formats_write.Writer and formats.open_writer is formats_write.open_writer
+
+
+def test_read_positioned_merges_back_in_file_order_and_resumes_after_a_position(tmp_path):
+    import pyarrow.parquet as pq
+    from hallelujah.formats import read_positioned
+    table = pa.table({"x": list(range(1000))})
+    pq.write_table(table, tmp_path / "p.parquet", row_group_size=100)
+    source = {"path": str(tmp_path / "p.parquet")}
+    parts = [list(read_positioned(source, None, k, 3, batch_rows=40)) for k in range(3)]
+    merged = sorted((p for part in parts for p in part), key=lambda item: item[0])
+    assert [v for _, b in merged for v in b.column("x").to_pylist()] == list(range(1000))
+    cut = merged[len(merged) // 2][0]
+    resumed = sorted((p for k in range(3) for p in read_positioned(source, None, k, 3, 40, after=cut)),
+                     key=lambda item: item[0])
+    assert resumed == [p for p in merged if p[0] > cut]
