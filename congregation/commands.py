@@ -9,19 +9,23 @@ import json
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import structlog
 import trio
 
 from congregation.hallelu import log_name, published
 from congregation.rpc import error_fields
-from hallelujah.errors import HallelujahError, NotFound, SchemaMismatch, TradecraftError, collapsed
+from hallelujah.errors import (HallelujahError, InvalidInput, NotFound, SchemaMismatch, TradecraftError,
+                               collapsed)
 from hallelujah.frames import Connection, open_batch, schema_bytes, schema_of
 from hallelujah.tradecraft import Tradecraft, parse_document, schema_to_json
+from jah.director import typed_value
 from jah.envelope import END_OF_STREAM
 from jah.streams import CREDITS
+from jah.windows import finalize
 
 log = structlog.get_logger("hallelujah.commands")
-COMMANDS = ("submit", "list", "describe", "cancel", "publish", "stream")
+COMMANDS = ("submit", "list", "describe", "cancel", "publish", "stream", "query")
 
 
 class Commands:
@@ -110,6 +114,33 @@ class Commands:
             await self.c.logs.delete(f"{name}/")
             await self.c.catalog.delete_tradecraft(name)
         return {"cancelled": name}
+
+    async def cmd_query(self, args: dict[str, Any]) -> dict[str, Any]:
+        """Open windows of an aggregate: the partials its AGGREGATEs and MERGE hold, added up."""
+        tc, name = self._split_ref(args["analytic"])
+        a = tc.analytic(name)
+        if a.kind != "aggregate" or "." in name:
+            raise InvalidInput(f'"{args["analytic"]}" is a {a.kind}; query reads the open windows of an aggregate')
+        group = args.get("group") or {}
+        for key in group:
+            if key not in a.spec.get("group", []):
+                raise InvalidInput(f'--group {key}: "{key}" is not a group field of "{name}" '
+                                   f'(it groups by: {", ".join(a.spec.get("group", [])) or "nothing"})')
+        d = self.c.deployments[tc.name]
+        jahs = [j for j in d.plan.jahs.values() if j.analytic == name and j.role in ("aggregate", "merge")]
+        tables = []
+        for jah in jahs:
+            reply = await d.hosts[jah.host].request("queryReq", {"jah": jah.id})
+            tables.append(pa.ipc.open_stream(pa.py_buffer(reply["rows"])).read_all())
+        partial_schema = schema_of(bytes.fromhex(jahs[0].spec["schemas"]["out" if jahs[0].role == "aggregate" else "in"]))
+        rows = finalize(a.spec, a.schema, partial_schema, [t.select(partial_schema.names) for t in tables])
+        for key, value in group.items():
+            rows = rows.filter(pc.equal(rows.column(key), pa.scalar(typed_value(value, a.schema.field(key).type),
+                                                                   a.schema.field(key).type)))
+        sink = pa.BufferOutputStream()
+        with pa.ipc.new_stream(sink, rows.schema) as writer:
+            writer.write_table(rows)
+        return {"rows": sink.getvalue().to_pybytes().hex()}
 
     async def cmd_publish(self, conn: Connection, rid: int, args: dict[str, Any]) -> None:
         """Append each batch to the stream's input log (synced) before acknowledging it."""

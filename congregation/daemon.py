@@ -49,13 +49,17 @@ def prepare_zygote(warm_kernels: bool = True) -> None:
     Runs in the zygote, while the congregation starts up beside it: the ~0.5 s of Numba kernel
     loading (skipped by `run` for documents that need no kernel) overlaps the congregation's own.
     """
+    import jah.aggregate  # noqa: F401
     import jah.director  # noqa: F401
+    import jah.exchange  # noqa: F401
     import jah.ingest  # noqa: F401
     import jah.join  # noqa: F401
     import jah.logsource  # noqa: F401
     import jah.manager  # noqa: F401
+    import jah.merge  # noqa: F401
     import jah.sink  # noqa: F401
     import jah.source  # noqa: F401
+    import jah.stream_join  # noqa: F401
     import jah.transform  # noqa: F401
     if warm_kernels:
         from jah.kernels.warm import warm_up

@@ -7,8 +7,9 @@ from typing import Any, Protocol
 import structlog
 import trio
 
-from congregation.hallelu import CONGREGATION, Plan, input_logs, plan_tradecraft
+from congregation.hallelu import CONGREGATION, Plan, input_logs
 from congregation.logs import Logs
+from congregation.planning import plan_tradecraft
 from hallelujah.errors import collapsed
 from hallelujah.frames import schema_bytes
 from hallelujah.tradecraft import Tradecraft
@@ -57,7 +58,7 @@ class Deployment:
         for name, schema in {**input_logs(self.tc), **{n: s for n, (_, s) in plan.logs.items()}}.items():
             await self.logs.create(name, schema_bytes(schema))
         for jah_id, source_id in plan.sources.items():
-            positions = [(await self.logs.progress(name)).get(source_id, 0)
+            positions = [(await self.logs.resume_points(name)).get(source_id, 0)
                          for name in plan.reachable_logs(jah_id)]
             plan.jahs[jah_id].spec["resume_from"] = min(positions, default=0)
         with collapsed():

@@ -5,19 +5,19 @@ log, then creates the Jahs and wires the datastreams receiver-first (seed Fig 1,
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import pyarrow as pa
 
-from hallelujah import formats
 from hallelujah.errors import TradecraftError
 from hallelujah.frames import schema_bytes
 from hallelujah.tradecraft import Analytic, Tradecraft
 
 CONGREGATION = -1          # the host index of the congregation's own runtime
 ROLE_OF_KIND = {"transform": "transform", "director": "director", "manager": "manager",
-                "ingest": "ingest", "join": "join"}
+                "ingest": "ingest", "join": "join", "aggregate": "aggregate"}
 STATELESS = ("transform", "director", "manager")     # kinds that run as parallel instances
 INPUT_PORTS = ("in", "dataset")                       # the ports of an analytic's inputs, in order
 
@@ -53,14 +53,39 @@ def published(a: Analytic) -> bool:
 
 
 class Hallelu:
-    """One analytic's controller."""
+    """One analytic's controller: by default one Jah kind in `instances` parallel instances."""
 
     def __init__(self, tc: Tradecraft, analytic: Analytic, instances: int = 1) -> None:
         self.tc = tc
         self.a = analytic
         self.instances = instances
-        base = f"{tc.name}/{analytic.name}/{self.role}"
-        self.jah_ids = [base] if instances == 1 else [f"{base}#{k}" for k in range(instances)]
+        self.jah_ids = self.ids(self.role, instances)
+        self.fan = 1        # how many of its instances send a part of each source position
+
+    def fan_of(self, port: str) -> int:
+        """How many of the Jahs sending `port` send a part of every source position (a SINK
+        keeps the parts of a position together): 1 where each position comes from one instance."""
+        return self.fan
+
+    def ids(self, role: str, instances: int) -> list[str]:
+        base = f"{self.tc.name}/{self.a.name}/{role}"
+        return [base] if instances == 1 else [f"{base}#{k}" for k in range(instances)]
+
+    def producers(self, port: str) -> list[str]:
+        """The Jahs that send this analytic's output `port`."""
+        return self.jah_ids
+
+    def receivers(self, into: str) -> list[str]:
+        """The Jahs that take this analytic's input `into` ("in", "dataset", "with")."""
+        return self.jah_ids
+
+    def internal(self) -> list[StreamPlan]:
+        """Datastreams between this analytic's own Jahs."""
+        return []
+
+    def receiver_port(self, into: str) -> str:
+        """The port of `receivers(into)` that the input arrives on."""
+        return into
 
     @property
     def role(self) -> str:
@@ -82,6 +107,9 @@ class Hallelu:
             ports["rejected"] = self.a.rejected_schema
         return ports
 
+    def input_ports(self) -> tuple[str, ...]:
+        return INPUT_PORTS
+
     def port_of(self, ref: str) -> str:
         """The output port that a reference to this analytic ("x", "x.route", "x.rejected") reads."""
         _, _, part = ref.partition(".")
@@ -97,22 +125,31 @@ class Hallelu:
                     kept.append((log_name(self.tc.name, ref), port))
         return kept
 
+    def sink_spec(self, port: str) -> dict[str, Any]:
+        """What the SINK of an output port needs beyond its log (an aggregate's window field)."""
+        return {}
+
+    def jah(self, jah_id: str, role: str, host: int, schemas: dict[str, pa.Schema], outputs: list[str],
+            **extra: Any) -> JahPlan:
+        """The plan of one Jah of this analytic; `schemas` names the schema of each port."""
+        spec: dict[str, Any] = {"role": role, "analytic": self.a.spec,
+                                "schemas": {p: schema_bytes(s).hex() for p, s in schemas.items()},
+                                "source_id": log_name(self.tc.name, self.a.name), **extra}
+        return JahPlan(jah_id, role, self.a.name, host, spec, outputs={port: 0 for port in outputs})
+
     def plan(self, place: Callable[[int], int]) -> list[JahPlan]:
         """One Jah per instance; instance k of a chain lives with instance k of its producer."""
-        schemas = {port: schema_bytes(s).hex() for port, s in self.ports().items()}
-        for port, ref in zip(INPUT_PORTS, self.a.inputs):
-            schemas[port] = schema_bytes(self.tc.stream_schema(ref)).hex()
+        schemas = self.ports() | {port: self.tc.stream_schema(ref)
+                                  for port, ref in zip(self.input_ports(), self.a.inputs)}
         plans = []
         for k, jah_id in enumerate(self.jah_ids):
-            host = CONGREGATION if self.role == "logsource" else place(k)
-            spec: dict[str, Any] = {"role": self.role, "analytic": self.a.spec, "schemas": schemas,
-                                    "source_id": log_name(self.tc.name, self.a.name)}
+            extra: dict[str, Any] = {}
             if self.role == "logsource":
-                spec["log"] = log_name(self.tc.name, self.a.name)
+                extra["log"] = log_name(self.tc.name, self.a.name)
             if self.role == "source":
-                spec.update(source=self.a.spec["source"], part=k, parts=self.instances)
-            plans.append(JahPlan(jah_id, self.role, self.a.name, host, spec,
-                                 outputs={port: 0 for port in self.ports()}))
+                extra.update(source=self.a.spec["source"], part=k, parts=self.instances)
+            host = CONGREGATION if self.role == "logsource" else place(k)
+            plans.append(self.jah(jah_id, self.role, host, schemas, list(self.ports()), **extra))
         return plans
 
 
@@ -136,61 +173,6 @@ class Plan:
                     seen.add(s.receiver)
                     todo.append(s.receiver)
         return found
-
-
-def instances_of(tc: Tradecraft, parallelism: int) -> dict[str, int]:
-    """How many parallel instances each analytic runs: a bounded parquet source splits by row
-    group up to `parallelism`, and a stateless step runs as many as the analytic it reads."""
-    counts: dict[str, int] = {}
-    for a in tc.topological():
-        if a.kind == "stream" and a.spec.get("source"):
-            counts[a.name] = max(1, min(parallelism, formats.splittable(a.spec["source"])))
-        elif (a.kind in STATELESS and len(a.inputs) == 1) or (a.kind == "join" and "dataset" in a.spec):
-            counts[a.name] = counts[a.inputs[0].partition(".")[0]]   # a dataset goes to every one
-        else:
-            counts[a.name] = 1
-    return counts
-
-
-def plan_tradecraft(tc: Tradecraft, place: Callable[[int], int], parallelism: int = 1) -> Plan:
-    """Every Jah and datastream of a tradecraft, with a SINK per retained log."""
-    counts = instances_of(tc, parallelism)
-    hallelus = {a.name: Hallelu(tc, a, counts[a.name]) for a in tc.topological()}
-    read = {ref for a in tc.analytics for ref in a.inputs}
-    for name in [n for n, h in hallelus.items() if h.role == "logsource"
-                 and not any(r.partition(".")[0] == n for r in read)]:
-        del hallelus[name]                        # a pushed stream nobody reads: its log is all
-    jahs = {j.id: j for h in hallelus.values() for j in h.plan(place)}
-    streams: list[StreamPlan] = []
-
-    def connect(sender: str, port: str, receiver: str, schema: pa.Schema, into: str = "in") -> None:
-        streams.append(StreamPlan(f"{sender}:{port}->{receiver}:{into}", sender, port, receiver, into, schema))
-        jahs[sender].outputs[port] += 1
-        jahs[receiver].inputs[into] = jahs[receiver].inputs.get(into, 0) + 1
-
-    for h in hallelus.values():
-        for into, ref in zip(INPUT_PORTS, h.a.inputs):
-            producer = hallelus[ref.partition(".")[0]]
-            for k, jah_id in enumerate(h.jah_ids):
-                senders = [producer.jah_ids[k]] if producer.instances == h.instances else producer.jah_ids
-                for sender in senders:
-                    connect(sender, producer.port_of(ref), jah_id, tc.stream_schema(ref), into)
-    logs: dict[str, tuple[str, pa.Schema]] = {}
-    for h in hallelus.values():
-        for log, port in h.retained(read):
-            sink_id = f"{log}/sink"
-            schema = h.ports()[port]
-            jahs[sink_id] = JahPlan(sink_id, "sink", h.a.name, CONGREGATION,
-                                    {"role": "sink", "log": log,
-                                     "schemas": {"in": schema_bytes(schema).hex()}})
-            for sender in h.jah_ids:       # the instances merge back in source order
-                connect(sender, port, sink_id, schema)
-            logs[log] = (sink_id, schema)
-    for plan in jahs.values():
-        plan.spec["inputs"], plan.spec["outputs"] = plan.inputs, plan.outputs
-    sources = {jah_id: log_name(tc.name, h.a.name) for h in hallelus.values()
-               if h.role in ("source", "logsource", "ingest") for jah_id in h.jah_ids}
-    return Plan(jahs, streams, logs, sources)
 
 
 def input_logs(tc: Tradecraft) -> dict[str, pa.Schema]:

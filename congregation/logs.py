@@ -1,8 +1,9 @@
 """The async face of the logs of batches: appends through one thread, and followers woken on append."""
 from __future__ import annotations
 
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from typing import Any, AsyncIterator, Callable, TypeVar
+from typing import Any, TypeVar
 
 import pyarrow as pa
 import trio
@@ -40,9 +41,15 @@ class Logs:
     async def progress(self, name: str) -> dict[str, int]:
         return await self._run(self.store.progress, name)
 
+    async def resume_points(self, name: str) -> dict[str, int]:
+        return await self._run(self.store.resume_points, name)
+
+    async def last_body(self, name: str) -> bytes | None:
+        return await self._run(self.store.last_body, name)
+
     async def append(self, name: str, body: Any, rows: int, source: str = "", origin: int = -1,
-                     sync: bool = False) -> int:
-        seq = await self._run(self.store.append, name, body, rows, source, origin, sync)
+                     sync: bool = False, resume: int | None = None) -> int:
+        seq = await self._run(self.store.append, name, body, rows, source, origin, sync, resume)
         self._notify(name)
         return seq
 

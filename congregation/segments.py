@@ -14,9 +14,9 @@ import shutil
 import sqlite3
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 import sqlite_utils
 
@@ -49,7 +49,7 @@ class LogStore:
         self.db["batches"].create({"log": str, "seq": int, "segment": int, "offset": int,
                                    "length": int, "rows": int}, pk=("log", "seq"),
                                   if_not_exists=True)
-        self.db["progress"].create({"log": str, "source": str, "origin": int},
+        self.db["progress"].create({"log": str, "source": str, "origin": int, "resume": int},
                                    pk=("log", "source"), if_not_exists=True)
         self._files: dict[str, tuple[int, object]] = {}
         self._lock = threading.Lock()
@@ -87,6 +87,23 @@ class LogStore:
         return {r["source"]: r["origin"] for r in self.db.query(
             "SELECT source, origin FROM progress WHERE log = ?", [name])}
 
+    def resume_points(self, name: str) -> dict[str, int]:
+        """Per source, the position after which a replay rebuilds everything this log still
+        needs: its progress, or earlier where a stateful Jah (an aggregate's open windows) holds
+        rows from before it."""
+        return {r["source"]: r["resume"] if r["resume"] is not None else r["origin"] for r in self.db.query(
+            "SELECT source, origin, resume FROM progress WHERE log = ?", [name])}
+
+    def last_body(self, name: str) -> bytes | None:
+        """The body of the log's last batch, if it has one."""
+        rows = self.entries_before(name, 1)
+        return self.read(name, rows[0]) if rows else None
+
+    def entries_before(self, name: str, limit: int) -> list[Entry]:
+        return [Entry(*r) for r in self.db.execute(
+            "SELECT seq, segment, offset, length, rows FROM batches WHERE log = ? "
+            "ORDER BY seq DESC LIMIT ?", [name, limit])]
+
     def _segment_file(self, name: str) -> tuple[int, object]:
         seg, f = self._files.get(name, (-1, None))
         if f is not None and f.tell() < SEGMENT_BYTES:  # type: ignore[attr-defined]
@@ -104,11 +121,12 @@ class LogStore:
         return seg, f
 
     def append(self, name: str, body: bytes | memoryview | None, rows: int,
-               source: str = "", origin: int = -1, sync: bool = False) -> int:
+               source: str = "", origin: int = -1, sync: bool = False, resume: int | None = None) -> int:
         """Append one batch body (IPC message without schema); returns its seq.
 
         With `source`, the writer's progress for that source moves to `origin` in the same
-        transaction. A zero-row batch only moves the progress.
+        transaction (and its resume point to `resume`, where the writer holds older rows).
+        A zero-row batch only moves the progress.
         """
         with self._lock:
             seq = -1
@@ -131,8 +149,8 @@ class LogStore:
                                     "first_at = coalesce(first_at, ?), last_at = ? WHERE name = ?",
                                     [seq + 1, rows, now, now, name])
                 if source:
-                    self.db.execute("INSERT OR REPLACE INTO progress (log, source, origin) "
-                                    "VALUES (?, ?, ?)", [name, source, origin])
+                    self.db.execute("INSERT OR REPLACE INTO progress (log, source, origin, resume) "
+                                    "VALUES (?, ?, ?, ?)", [name, source, origin, resume])
             return seq
 
     def end(self, name: str) -> None:

@@ -111,7 +111,7 @@ async def serve_worker(index: int, daemon_address: str, run_dir: str) -> None:
         events_send.send_nowait((jah, event, detail))
 
     runtime = Runtime(f"worker-{index}", os.path.join(run_dir, f"w{index}-{os.getpid()}.sock"), report)
-    peer = Peer(conn, {"jahReq": runtime.on_jah_req, "streamReq": runtime.on_stream_req})
+    peer = Peer(conn, runtime.handlers())
     async with trio.open_nursery() as nursery:
         await nursery.start(runtime.serve)
         await conn.send("hello", {"worker": index, "pid": os.getpid(), "address": runtime.address})
@@ -164,6 +164,5 @@ class LocalHost:
         return self.runtime.address
 
     async def request(self, kind: str, fields: dict[str, Any]) -> dict[str, Any]:
-        handler: Callable[[dict[str, Any]], Any] = {
-            "jahReq": self.runtime.on_jah_req, "streamReq": self.runtime.on_stream_req}[kind]
+        handler: Callable[[dict[str, Any]], Any] = self.runtime.handlers()[kind]
         return await handler(fields)

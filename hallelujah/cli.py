@@ -13,7 +13,7 @@ from typing import Any
 import trio
 
 from hallelujah.client import Database, addresses_from
-from hallelujah.errors import HallelujahError, collapsed
+from hallelujah.errors import HallelujahError, InvalidInput, collapsed
 
 EXAMPLES = {
     "submit": "hallelujah submit tradecrafts/gps.json",
@@ -107,7 +107,7 @@ def dispatch(args: argparse.Namespace) -> int:
         from hallelujah.demo import demo
         demo(rows=args.rows, workers=args.workers)
         return 0
-    if args.command in ("wi", "query"):
+    if args.command == "wi":
         raise HallelujahError(f"`{args.command}` is not available in this version yet")
     db = Database(addresses_from(args.at))
     return trio.run(_remote, db, args)
@@ -130,7 +130,20 @@ async def _remote(db: Database, args: argparse.Namespace) -> int:
         await out.publish_file(db, args.stream, Path(args.file), args.format, args.end)
     elif args.command == "stream":
         await out.stream_to(db, args.analytic, args.from_start, args.limit, args.format, args.output)
+    elif args.command == "query":
+        out.write_rows(await db.query(args.analytic, _groups(args.group)))
     return 0
+
+
+def _groups(pairs: list[str]) -> dict[str, str]:
+    """--group k=v options as {k: v}."""
+    groups = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise InvalidInput(f'--group {pair!r} is not FIELD=VALUE')
+        groups[key] = value
+    return groups
 
 
 def _read_document(path: Path) -> Any:

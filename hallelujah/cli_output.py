@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
@@ -110,6 +111,15 @@ def _rows_of(source: dict[str, Any]) -> int | None:
         import pyarrow.parquet as pq
         return pq.ParquetFile(source["path"]).metadata.num_rows
     return None
+
+
+def write_rows(table: pa.Table) -> None:
+    """A table as JSON lines on stdout, as `stream` writes rows."""
+    writer = formats.open_writer(sys.stdout.buffer, "jsonl", table.schema)
+    for batch in table.to_batches():
+        writer.write(batch)
+    writer.close()
+    sys.stdout.buffer.flush()
 
 
 async def stream_to(db: Database, analytic: str, from_start: bool, limit: int | None, fmt: str,

@@ -87,6 +87,13 @@ class Database:
     async def cancel(self, tradecraft: str) -> dict[str, Any]:
         return await self.command("cancel", tradecraft=tradecraft)
 
+    async def query(self, analytic: str, group: dict[str, Any] | None = None) -> pa.Table:
+        """The current values of an aggregate's open windows ("TRADECRAFT/ANALYTIC"), computed
+        from the rows consumed so far, without waiting for the windows to close; `group`
+        {field: value} keeps the rows of one group."""
+        result = await self.command("query", analytic=analytic, group=group or {})
+        return pa.ipc.open_stream(pa.py_buffer(bytes.fromhex(result["rows"]))).read_all()
+
     async def publish(self, stream: str, data: pa.Table | pa.RecordBatch | Iterable[pa.RecordBatch],
                       *, end: bool = False, schema: pa.Schema | None = None,
                       progress: Callable[[int], None] | None = None) -> int:

@@ -39,6 +39,11 @@ struct JahReq {
 }
 struct JahCfm { id @0 :UInt64; union { ok @1 :Void; error @2 :Error; } }
 
+# Congregation -> worker: the open state of a stateful Jah (an aggregate's open windows), for
+# `query`: an Arrow IPC stream of its rows.
+struct QueryReq { id @0 :UInt64; jah @1 :Text; }
+struct QueryCfm { id @0 :UInt64; union { rows @1 :Data; error @2 :Error; } }
+
 # Hallelu -> worker: wire a datastream, receiver first (expect) then sender (act).
 struct StreamReq {
   id @0 :UInt64;
@@ -89,5 +94,7 @@ struct Message {
     hello @11 :Hello;
     stats @12 :Stats;
     jahEvent @13 :JahEvent;
+    queryReq @14 :QueryReq;
+    queryCfm @15 :QueryCfm;
   }
 }

@@ -31,6 +31,9 @@ class SyncDatabase:
     def cancel(self, tradecraft: str) -> dict[str, Any]:
         return self._run("cancel", tradecraft)
 
+    def query(self, analytic: str, group: dict[str, Any] | None = None) -> pa.Table:
+        return self._run("query", analytic, group)
+
     def publish(self, stream: str, data: Any, *, end: bool = False) -> int:
         return self._run("publish", stream, data, end=end)
 

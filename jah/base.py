@@ -11,9 +11,11 @@ import pyarrow as pa
 import structlog
 import trio
 
+from hallelujah.errors import NotFound
 from hallelujah.frames import schema_of
-from jah.envelope import NONE, Envelope
+from jah.envelope import NONE, WATERMARK, Envelope
 from jah.streams import InPort, OutPort
+from jah.watermarks import WatermarkMaker
 
 log = structlog.get_logger("hallelujah.jah")
 BUSY_WINDOW = 2.0   # seconds over which busy fraction is measured
@@ -37,6 +39,7 @@ class JahStats:
     backlog: int
     blocked: float
     state: str
+    state_rows: int = 0
 
 
 class Jah:
@@ -65,6 +68,7 @@ class Jah:
         self.state = "wiring"
         self._busy = 0.0
         self._samples: collections.deque[tuple[float, float]] = collections.deque()
+        self._watermarks = WatermarkMaker(spec.get("analytic", {}) if self.role in ("source", "logsource") else {})
         self.check_wired()
 
     def schema(self, name: str = "out") -> pa.Schema:
@@ -115,6 +119,21 @@ class Jah:
         if port in self.outputs:
             await self.outputs[port].send(env)
 
+    async def emit_read(self, env: Envelope) -> None:
+        """A source's batch, then the watermark it moves (when the stream has `time`)."""
+        await self.emit("out", env)
+        mark = self._watermarks.after(env.batch)
+        if mark is not None:
+            await self.emit("out", Envelope(None, marker=WATERMARK, value=mark))
+
+    def open_state(self) -> pa.Table:
+        """What a stateful Jah holds open (for `query`); a stateless one holds nothing."""
+        raise NotFound(f"{self.id} ({self.role}) keeps no state to query")
+
+    def state_rows(self) -> int:
+        """Rows of state held (0 for a stateless Jah): what `describe` shows, what credits do not bound."""
+        return 0
+
     def busy_fraction(self) -> float:
         now = time.perf_counter()
         self._samples.append((now, self._busy))
@@ -133,5 +152,6 @@ class Jah:
             backlog=sum(p.backlog() for p in self.inputs.values()),
             blocked=round(blocked, 3),
             state=self.state,
+            state_rows=self.state_rows(),
         )
 

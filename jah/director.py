@@ -21,7 +21,7 @@ class Director(Jah):
         self.routes = sorted(set(a["routes"].values()) | {a["default"]})
         key_type = self.schema("in").field(self.key).type
         values = list(a["routes"])
-        self.values = pa.array([_typed(v, key_type) for v in values], key_type)
+        self.values = pa.array([typed_value(v, key_type) for v in values], key_type)
         self.value_route = np.array([self.routes.index(a["routes"][v]) for v in values] +
                                     [self.routes.index(a["default"])], dtype=np.int64)
 
@@ -35,7 +35,7 @@ class Director(Jah):
             await emit_routes(self, env, index, self.routes)
 
 
-def _typed(value: str, key_type: pa.DataType) -> Any:
+def typed_value(value: str, key_type: pa.DataType) -> Any:
     """Route keys are JSON object keys, hence text; read them as the key field's type."""
     if pa.types.is_integer(key_type):
         return int(value)

@@ -21,6 +21,9 @@ class Envelope:
     `source`/`origin` name the source batch this one derives from: a retained output records the
     last origin it took from each source, so a replay after a crash skips what it already holds.
     `body` caches the IPC bytes (as received, or serialized once for several receivers).
+    On a data envelope `value`, when positive, is the first source position whose rows the sender
+    still holds in its state (an aggregate's open windows): a replay must start there.
+    `lane` is the datastream of its port it arrived on (not sent on the wire).
     """
 
     batch: pa.RecordBatch | None
@@ -29,6 +32,7 @@ class Envelope:
     marker: str = NONE
     value: int = 0
     body: pa.Buffer | bytearray | bytes | None = None
+    lane: int = -1
 
     @property
     def rows(self) -> int:
@@ -42,7 +46,11 @@ class Envelope:
 
     def derive(self, batch: pa.RecordBatch) -> "Envelope":
         """A new envelope for a batch computed from this one (same lineage)."""
-        return Envelope(batch, self.origin, self.source)
+        return Envelope(batch, self.origin, self.source, value=self.value)
+
+    def resume_after(self) -> int:
+        """The position after which a replay rebuilds what this envelope's sender holds."""
+        return self.value - 1 if self.value > 0 else self.origin
 
 
 def end_of_stream() -> Envelope:

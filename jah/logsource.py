@@ -18,4 +18,4 @@ class LogSource(Jah):
         seq = int(self.spec.get("resume_from", 0))
         schema = self.schema("out")
         async for entry, batch in logs.follow(name, seq, schema):
-            await self.emit("out", Envelope(batch, entry.seq + 1, self.spec["source_id"]))
+            await self.emit_read(Envelope(batch, entry.seq + 1, self.spec["source_id"]))

@@ -9,6 +9,7 @@ import json
 from dataclasses import asdict
 from typing import Any, Callable
 
+import pyarrow as pa
 import structlog
 import trio
 
@@ -63,6 +64,20 @@ class Runtime:
             log.info("datastream_closed", reason=str(exc))
         finally:
             await conn.aclose()
+
+    def handlers(self) -> dict[str, Callable[[dict[str, Any]], Any]]:
+        """The requests a congregation sends to the Jahs of this process."""
+        return {"jahReq": self.on_jah_req, "streamReq": self.on_stream_req, "queryReq": self.on_query_req}
+
+    async def on_query_req(self, fields: dict[str, Any]) -> dict[str, Any]:
+        jah = self.jahs.get(fields["jah"])
+        if jah is None:
+            raise NotFound(f"no Jah {fields['jah']!r} here")
+        sink = pa.BufferOutputStream()
+        table = jah.open_state()
+        with pa.ipc.new_stream(sink, table.schema) as writer:
+            writer.write_table(table)
+        return {"rows": sink.getvalue().to_pybytes()}
 
     async def on_jah_req(self, fields: dict[str, Any]) -> dict[str, Any]:
         jah_id = fields["jah"]

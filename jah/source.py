@@ -26,7 +26,7 @@ class Source(Jah):
         rate = source.get("rate")
         if source.get("follow"):
             async for offset, batch in formats.follow_batches(source, schema, start_offset=resume):
-                await self.emit("out", Envelope(batch, offset, source_id))
+                await self.emit_read(Envelope(batch, offset, source_id))
             return
         rows = int(max(1, min(formats.BATCH_ROWS, rate / PACED_BATCHES_PER_S))) if rate else formats.BATCH_ROWS
         batches = formats.read_positioned(source, schema, self.spec.get("part", 0),
@@ -42,4 +42,4 @@ class Source(Jah):
             if rate:
                 await trio.sleep_until(start + sent_rows / rate)
                 sent_rows += batch.num_rows
-            await self.emit("out", Envelope(batch, position, source_id))
+            await self.emit_read(Envelope(batch, position, source_id))

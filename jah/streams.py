@@ -14,7 +14,8 @@ import trio
 
 from hallelujah.errors import Unavailable
 from hallelujah.frames import Connection, open_batch
-from jah.envelope import END_OF_STREAM, NONE, Envelope, end_of_stream
+from jah.envelope import END_OF_STREAM, NONE, WATERMARK, Envelope, end_of_stream
+from jah.watermarks import END_OF_TIME, Combined
 
 CREDITS = 4          # batches in flight per datastream
 
@@ -31,6 +32,7 @@ class InPort:
     Several datastreams into one port come from parallel instances of one analytic (the parts of
     a split source and what derives from them): the port merges them back into source-position
     order, holding at most one batch per stream, so an output is the same whatever the split.
+    Their watermarks combine into one: the least over the streams still running.
     """
 
     def __init__(self, streams: int, capacity: int = 1) -> None:
@@ -38,14 +40,18 @@ class InPort:
         self.capacity = capacity
         self.attached = 0
         self._lanes: list[trio.MemoryReceiveChannel[Envelope]] = []
+        self._arrival = trio.Event()
         self.stats = PortStats()
 
-    def attach(self) -> trio.MemorySendChannel[Envelope]:
-        """A channel for one more datastream into this port."""
+    def attach(self) -> Lane:
+        """The sending end of one more datastream into this port."""
         send, receive = trio.open_memory_channel[Envelope](self.capacity)
         self._lanes.append(receive)
         self.attached += 1
-        return send
+        return Lane(send, self)
+
+    def arrived(self) -> None:
+        self._arrival.set()
 
     def backlog(self) -> int:
         return sum(lane.statistics().current_buffer_used for lane in self._lanes)
@@ -57,26 +63,67 @@ class InPort:
         lanes = list(self._lanes)
         heads: list[Envelope | None] = [None] * len(lanes)
         live = set(range(len(lanes)))
+        marks = Combined(len(lanes))
+        last = -1 << 62
+
+        def take(i: int, env: Envelope) -> Envelope | None:
+            """File one arrival; a marker to pass on is returned."""
+            if env.marker == NONE:
+                env.lane = i
+                heads[i] = env
+                return None
+            if env.marker in (END_OF_STREAM, WATERMARK):
+                if env.marker == END_OF_STREAM:
+                    live.discard(i)
+                mark = marks.update(i, env.value if env.marker == WATERMARK else END_OF_TIME)
+                return Envelope(None, marker=WATERMARK, value=mark) if mark is not None and live else None
+            return env                      # other markers pass at once, in their stream's order
+
         while live:
+            self._arrival = trio.Event()    # set by any arrival after the look below
+            # Whatever has already arrived is filed first, so markers queued behind a lane's
+            # next batch are not held up by a lane that has nothing yet.
             for i in sorted(live):
                 while heads[i] is None and i in live:
-                    env = await lanes[i].receive()
-                    if env.marker == END_OF_STREAM:
-                        live.discard(i)
-                    elif env.marker != NONE:
-                        yield env           # markers pass at once, in their stream's order
-                    else:
-                        heads[i] = env
+                    try:
+                        env = lanes[i].receive_nowait()
+                    except trio.WouldBlock:
+                        break
+                    marker = take(i, env)
+                    if marker is not None:
+                        yield marker
             ready = [i for i in live if heads[i] is not None]
-            if not ready:
-                continue
-            i = min(ready, key=lambda k: heads[k].origin)  # type: ignore[union-attr]
-            env = heads[i]
-            heads[i] = None
-            assert env is not None
-            self.stats.rows += env.rows
-            self.stats.batches += 1
-            yield env
+            if ready:
+                i = min(ready, key=lambda k: heads[k].origin)  # type: ignore[union-attr]
+                # The least position goes once every lane has one; a tie with the position just
+                # passed may go at once (no lane can bring anything earlier).
+                if len(ready) == len(live) or heads[i].origin <= last:  # type: ignore[union-attr]
+                    env = heads[i]
+                    heads[i] = None
+                    assert env is not None
+                    last = env.origin
+                    self.stats.rows += env.rows
+                    self.stats.batches += 1
+                    yield env
+                    continue
+            if live:
+                await self._arrival.wait()    # whichever lane it is: a marker may unblock others
+
+
+class Lane:
+    """The sending end of one datastream into a port: a bounded channel that wakes the port."""
+
+    def __init__(self, channel: trio.MemorySendChannel[Envelope], port: InPort) -> None:
+        self.channel = channel
+        self.port = port
+
+    async def send(self, env: Envelope) -> None:
+        await self.channel.send(env)
+        self.port.arrived()
+
+    async def aclose(self) -> None:
+        await self.channel.aclose()
+        self.port.arrived()
 
 
 class Sender:
@@ -144,7 +191,7 @@ class SocketSender(Sender):
         await self.conn.aclose()
 
 
-async def receive_stream(conn: Connection, lane: trio.MemorySendChannel[Envelope], schema: pa.Schema,
+async def receive_stream(conn: Connection, lane: Lane, schema: pa.Schema,
                          credits: int = CREDITS) -> None:
     """Feed one incoming socket datastream into its lane of a port, granting credits as batches
     are taken."""

@@ -14,4 +14,6 @@ def test_bench_runner_matches_the_reference_on_20k_rows(tmp_path):
     results = json.loads((tmp_path / "results.json").read_text())
     assert {r["mode"] for r in results} == {"hallelujah run", "congregation, steady state"}
     assert all(r["match"] for r in results)
-    assert "| enrich |" in (tmp_path / "RESULTS.md").read_text()
+    assert {r["workload"] for r in results} == {"enrich", "clicks", "reqresp"}
+    table = (tmp_path / "RESULTS.md").read_text()
+    assert all(f"| {w} |" in table for w in ("enrich", "clicks", "reqresp"))

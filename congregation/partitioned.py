@@ -1,0 +1,131 @@
+"""Hallelus of the partitioned kinds: an aggregate, and a join of two streams.
+
+Both spread their state over `parallelism` instances by the partition hash of a key, so the
+instances hold disjoint keys: an EXCHANGE beside each instance of every input routes each row to
+the instance that owns its key's partition (`jah.exchange`).
+- aggregate: EXCHANGE (by the `count_distinct` field, when there is one) → AGGREGATE×m, which keep
+  partial windows → MERGE, which adds the partials up and emits each window once. Without a
+  distinct count every measure adds up across any split, so the AGGREGATEs simply follow the
+  parts of their input and no EXCHANGE is needed; distinct counts on two different fields cannot
+  both be split, so such an aggregate runs one AGGREGATE.
+- join with a stream: EXCHANGE on each side by the join keys → STREAM_JOIN×m, each holding both
+  sides' rows of its partitions for the window.
+"""
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import Any
+
+import pyarrow as pa
+
+from congregation.hallelu import Hallelu, JahPlan, StreamPlan
+from hallelujah.tradecraft import Analytic, Tradecraft
+from jah.windows import PartialAggregate
+
+
+def distinct_fields(spec: dict[str, Any]) -> set[str]:
+    """The fields an aggregate counts distinct values of."""
+    found = (re.fullmatch(r"\s*count_distinct\s*\((.*)\)\s*", text, re.DOTALL) for text in spec["measures"].values())
+    return {m.group(1).strip() for m in found if m}
+
+
+class Partitioned(Hallelu):
+    """A Hallelu whose inputs may go through EXCHANGEs to `instances` partitioned Jahs."""
+
+    def __init__(self, tc: Tradecraft, analytic: Analytic, upstream: list[int], instances: int,
+                 keys: list[list[str]] | None) -> None:
+        super().__init__(tc, analytic, instances)
+        self.keys = keys
+        ports = self.input_ports()
+        self.exchanges = {port: self.ids(f"exchange-{port}", n) if keys else []
+                          for port, n in zip(ports, upstream)}
+
+    def receivers(self, into: str) -> list[str]:
+        return self.exchanges[into] or self.jah_ids
+
+    def receiver_port(self, into: str) -> str:
+        return "in" if self.exchanges[into] else into
+
+    def fan_of(self, port: str) -> int:
+        """Behind EXCHANGEs every instance sends every position; otherwise they follow the parts."""
+        return self.instances if self.keys and len(self.producers(port)) > 1 else 1
+
+    def ports(self) -> dict[str, pa.Schema]:
+        return {"out": self.a.schema, "rejected": self.a.rejected_schema}
+
+    def exchange_plans(self, place: Callable[[int], int]) -> list[JahPlan]:
+        plans = []
+        for (port, ids), ref, keys in zip(self.exchanges.items(), self.a.inputs, self.keys or []):
+            schema = self.tc.stream_schema(ref)
+            outputs = [f"to{j}" for j in range(self.instances)]
+            for k, jah_id in enumerate(ids):     # beside instance k of what it reads
+                plans.append(self.jah(jah_id, "exchange", place(k), {"in": schema} | dict.fromkeys(outputs, schema),
+                                      outputs, keys=keys))
+        return plans
+
+    def internal(self) -> list[StreamPlan]:
+        streams = []
+        for (port, ids), ref in zip(self.exchanges.items(), self.a.inputs):
+            for sender in ids:
+                for j, receiver in enumerate(self.jah_ids):
+                    streams.append(StreamPlan(f"{sender}:to{j}->{receiver}:{port}", sender, f"to{j}",
+                                              receiver, port, self.tc.stream_schema(ref)))
+        return streams
+
+
+class AggregateHallelu(Partitioned):
+
+    def __init__(self, tc: Tradecraft, analytic: Analytic, upstream: list[int], parallelism: int) -> None:
+        distinct = distinct_fields(analytic.spec)
+        split = len(distinct) == 1 and parallelism > 1
+        super().__init__(tc, analytic, upstream, parallelism if split else (1 if distinct else upstream[0]),
+                         [sorted(distinct)] if split else None)
+        self.merge = self.ids("merge", 1)[0]
+        self.partial_schema = PartialAggregate(analytic.spec, tc.stream_schema(analytic.inputs[0]),
+                                               analytic.schema).partial_schema
+
+    def producers(self, port: str) -> list[str]:
+        return [self.merge] if port == "out" else self.jah_ids
+
+    def sink_spec(self, port: str) -> dict[str, Any]:
+        return {"monotone": "window_end"} if port == "out" else {}
+
+    def plan(self, place: Callable[[int], int]) -> list[JahPlan]:
+        inp = self.tc.stream_schema(self.a.inputs[0])
+        plans = self.exchange_plans(place)
+        for j, jah_id in enumerate(self.jah_ids):
+            plans.append(self.jah(jah_id, "aggregate", place(j),
+                                  {"in": inp, "out": self.partial_schema, "rejected": self.a.rejected_schema,
+                                   "result": self.a.schema}, ["out", "rejected"]))
+        plans.append(self.jah(self.merge, "merge", place(0),
+                              {"in": self.partial_schema, "out": self.a.schema}, ["out"]))
+        return plans
+
+    def internal(self) -> list[StreamPlan]:
+        return super().internal() + [
+            StreamPlan(f"{p}:out->{self.merge}:in", p, "out", self.merge, "in", self.partial_schema)
+            for p in self.jah_ids]
+
+
+class StreamJoinHallelu(Partitioned):
+    def __init__(self, tc: Tradecraft, analytic: Analytic, upstream: list[int], parallelism: int) -> None:
+        on = analytic.spec["on"]
+        super().__init__(tc, analytic, upstream, parallelism,
+                         [list(on), list(on.values())] if parallelism > 1 else None)
+
+    @property
+    def role(self) -> str:
+        return "stream_join"
+
+    def input_ports(self) -> tuple[str, ...]:
+        return ("in", "with")
+
+    def plan(self, place: Callable[[int], int]) -> list[JahPlan]:
+        schemas = self.ports() | {port: self.tc.stream_schema(ref)
+                                  for port, ref in zip(self.input_ports(), self.a.inputs)}
+        return self.exchange_plans(place) + [self.jah(jah_id, "stream_join", place(j), schemas, list(self.ports()))
+                                             for j, jah_id in enumerate(self.jah_ids)]
+
+
+PARTITIONED: dict[str, type[Partitioned]] = {"aggregate": AggregateHallelu, "join": StreamJoinHallelu}

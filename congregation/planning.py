@@ -1,0 +1,88 @@
+"""Planning a tradecraft: every analytic's Hallelu, their Jahs, the datastreams between them,
+and a SINK for each retained log (seed Fig 1, steps 3–4)."""
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pyarrow as pa
+
+from congregation.hallelu import (
+    CONGREGATION,
+    STATELESS,
+    Hallelu,
+    JahPlan,
+    Plan,
+    StreamPlan,
+    log_name,
+)
+from congregation.partitioned import PARTITIONED
+from hallelujah import formats
+from hallelujah.frames import schema_bytes
+from hallelujah.tradecraft import Tradecraft
+
+
+def hallelus_of(tc: Tradecraft, parallelism: int) -> dict[str, Hallelu]:
+    """Each analytic's Hallelu, with its parallel instances: a bounded parquet source splits by
+    row group up to `parallelism`, a stateless step runs as many as the analytic it reads, and a
+    partitioned kind (aggregate, join of two streams) sizes itself."""
+    hallelus: dict[str, Hallelu] = {}
+    for a in tc.topological():
+        upstream = [len(hallelus[ref.partition(".")[0]].producers(hallelus[ref.partition(".")[0]].port_of(ref)))
+                    for ref in a.inputs]
+        if a.kind in PARTITIONED and (a.kind != "join" or "with" in a.spec):
+            hallelus[a.name] = PARTITIONED[a.kind](tc, a, upstream, parallelism)
+            continue
+        if a.kind == "stream" and a.spec.get("source"):
+            count = max(1, min(parallelism, formats.splittable(a.spec["source"])))
+        elif (a.kind in STATELESS and len(a.inputs) == 1) or (a.kind == "join" and "dataset" in a.spec):
+            count = upstream[0]                    # a dataset goes to every one
+        else:
+            count = 1
+        hallelus[a.name] = Hallelu(tc, a, count)
+        if upstream and count > 1 and count == upstream[0]:      # instance k reads instance k
+            producer = hallelus[a.inputs[0].partition(".")[0]]
+            hallelus[a.name].fan = producer.fan_of(producer.port_of(a.inputs[0]))
+    return hallelus
+
+
+def plan_tradecraft(tc: Tradecraft, place: Callable[[int], int], parallelism: int = 1) -> Plan:
+    """Every Jah and datastream of a tradecraft, with a SINK per retained log."""
+    hallelus = hallelus_of(tc, parallelism)
+    read = {ref for a in tc.analytics for ref in a.inputs}
+    for name in [n for n, h in hallelus.items() if h.role == "logsource"
+                 and not any(r.partition(".")[0] == n for r in read)]:
+        del hallelus[name]                        # a pushed stream nobody reads: its log is all
+    jahs = {j.id: j for h in hallelus.values() for j in h.plan(place)}
+    streams: list[StreamPlan] = []
+
+    def connect(sender: str, port: str, receiver: str, schema: pa.Schema, into: str = "in") -> None:
+        streams.append(StreamPlan(f"{sender}:{port}->{receiver}:{into}", sender, port, receiver, into, schema))
+        jahs[sender].outputs[port] += 1
+        jahs[receiver].inputs[into] = jahs[receiver].inputs.get(into, 0) + 1
+
+    for h in hallelus.values():
+        for s in h.internal():
+            connect(s.sender, s.sender_port, s.receiver, s.schema, s.receiver_port)
+        for into, ref in zip(h.input_ports(), h.a.inputs):
+            producer = hallelus[ref.partition(".")[0]]
+            port = producer.port_of(ref)
+            senders, receivers = producer.producers(port), h.receivers(into)
+            for k, receiver in enumerate(receivers):   # instance k reads instance k, else all of them
+                for sender in [senders[k]] if len(senders) == len(receivers) else senders:
+                    connect(sender, port, receiver, tc.stream_schema(ref), h.receiver_port(into))
+    logs: dict[str, tuple[str, pa.Schema]] = {}
+    for h in hallelus.values():
+        for log, port in h.retained(read):
+            sink_id = f"{log}/sink"
+            schema = h.ports()[port]
+            jahs[sink_id] = JahPlan(sink_id, "sink", h.a.name, CONGREGATION,
+                                    {"role": "sink", "log": log, "parts": h.fan_of(port), **h.sink_spec(port),
+                                     "schemas": {"in": schema_bytes(schema).hex()}})
+            for sender in h.producers(port):       # the instances merge back in source order
+                connect(sender, port, sink_id, schema)
+            logs[log] = (sink_id, schema)
+    for plan in jahs.values():
+        plan.spec["inputs"], plan.spec["outputs"] = plan.inputs, plan.outputs
+    sources = {jah_id: log_name(tc.name, h.a.name) for h in hallelus.values()
+               if h.role in ("source", "logsource", "ingest") for jah_id in h.jah_ids}
+    return Plan(jahs, streams, logs, sources)

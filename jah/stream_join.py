@@ -1,0 +1,106 @@
+"""STREAM_JOIN: one partition range of a join of two streams within a time window.
+
+Both sides' rows are held by `jah.interval.IntervalJoin` until the watermark (the least of the two
+sides') passes them by the window, so state stays bounded by the window, not the stream. A side
+whose watermark runs more than a window ahead of the other's waits for it: otherwise a fast side
+would pile up rows that cannot be dropped yet. Rows before the watermark are late and go to
+`rejected`. Pairs and left-join rows without a partner go out with the envelope of the batch
+that completed them, so each source position gets exactly one envelope per port.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import pyarrow as pa
+import trio
+
+from hallelujah.durations import parse_duration
+from jah.base import Host, Jah
+from jah.envelope import NONE, WATERMARK, Envelope
+from jah.interval import IntervalJoin
+from jah.rejecting import rejected_batch
+from jah.watermarks import BEFORE_TIME, END_OF_TIME, LATE, late_rows, micros
+
+SIDES = ("in", "with")
+
+
+class StreamJoin(Jah):
+    role = "stream_join"
+
+    def __init__(self, jah_id: str, spec: dict[str, Any], host: Host) -> None:
+        super().__init__(jah_id, spec, host)
+        a = spec["analytic"]
+        self.window = round(parse_duration(a["window"], "window") * 1_000_000)
+        self.join = IntervalJoin(self.schema("in"), self.schema("with"), a["on"], a["time"], self.window,
+                                 a["how"], self.schema("out"))
+        self.times = {"in": a["time"]["stream"], "with": a["time"]["with"]}
+        self.marks = dict.fromkeys(SIDES, BEFORE_TIME)
+        self.watermark = BEFORE_TIME
+        self.moved = trio.Event()
+        self.unmatched: list[pa.RecordBatch] = []      # left rows let go, waiting for an envelope
+        self.last: Envelope | None = None
+        self.empty = pa.RecordBatch.from_pylist([], schema=self.schema("out"))
+
+    async def run(self) -> None:
+        async with trio.open_nursery() as nursery:
+            for side in SIDES:
+                nursery.start_soon(self._side, side)
+        rest = self.join.finish()
+        if rest.num_rows or self.unmatched:
+            self.unmatched.append(rest)
+            if self.last is not None:
+                await self._emit(Envelope(None, self.last.origin + 1, self.last.source), [])
+
+    async def _side(self, side: str) -> None:
+        async for env in self.inputs[side]:
+            if env.marker == WATERMARK:
+                self.marks[side] = env.value
+                self._advance()
+            elif env.marker != NONE:
+                await self.emit("out", env)
+            else:
+                await self._pace(side)
+                await self._batch(side, env)
+        self.marks[side] = END_OF_TIME
+        self._advance()
+
+    async def _pace(self, side: str) -> None:
+        other = "with" if side == "in" else "in"
+        while self.marks[side] != END_OF_TIME and self.marks[other] != BEFORE_TIME \
+                and self.marks[side] > self.marks[other] + self.window:
+            self.moved = trio.Event()
+            await self.moved.wait()
+
+    def _advance(self) -> None:
+        mark = min(self.marks.values())
+        if mark > self.watermark:
+            self.watermark = mark
+            with self.busy():
+                let_go = self.join.advance(mark) if mark != END_OF_TIME else self.join.finish()
+            if let_go.num_rows:
+                self.unmatched.append(let_go)
+        self.moved.set()
+
+    async def _batch(self, side: str, env: Envelope) -> None:
+        batch = env.batch
+        assert batch is not None
+        with self.busy():
+            late = late_rows(micros(batch.column(self.times[side])), self.watermark)
+            if late.any():
+                rejected = batch.filter(pa.array(late))
+                batch = batch.filter(pa.array(~late))
+            else:
+                rejected = batch.slice(0, 0)
+            pairs = self.join.add_stream(batch) if side == "in" else self.join.add_with(batch)
+        await self.emit("rejected", env.derive(rejected_batch(rejected, LATE, self.schema("rejected"))))
+        await self._emit(env, [pairs])
+
+    async def _emit(self, env: Envelope, batches: list[pa.RecordBatch]) -> None:
+        self.last = env
+        parts = [b for b in [*self.unmatched, *batches] if b.num_rows]
+        self.unmatched = []
+        out = pa.concat_batches(parts) if len(parts) > 1 else (parts[0] if parts else self.empty)
+        await self.emit("out", Envelope(out, env.origin, env.source))
+
+    def state_rows(self) -> int:
+        return self.join.rows_held

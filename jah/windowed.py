@@ -1,0 +1,123 @@
+"""What the two stages of an aggregate share: one output envelope per source position, and the
+oldest source position their open windows still hold.
+
+A window closes on a watermark, which follows the batch that moved it; its rows go out in the
+envelope of that batch's position, so a SINK that takes each position once keeps them once. Where
+no batch is waiting (two watermarks in a row), closed rows wait for the next batch, or for the end.
+The `value` of each envelope is the first position whose rows are still held open: a replay after
+a crash starts there and rebuilds the open windows (`Envelope.resume_after`).
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import pyarrow as pa
+
+from jah.base import Jah
+from jah.envelope import NONE, WATERMARK, Envelope
+from jah.watermarks import BEFORE_TIME, END_OF_TIME
+
+
+class HeldOrigins:
+    """Per open window (by start), the first source position that put rows in it."""
+
+    def __init__(self, size_us: int) -> None:
+        self.size_us = size_us
+        self.first: dict[int, int] = {}
+
+    def record(self, starts: np.ndarray, origin: int) -> None:
+        for start in np.unique(starts).tolist():
+            self.first.setdefault(start, origin)
+
+    def close(self, watermark: int) -> None:
+        for start in [s for s in self.first if s + self.size_us <= watermark]:
+            del self.first[start]
+
+    def earliest(self) -> int:
+        return min(self.first.values(), default=0)
+
+
+class WindowedOutput:
+    """The `out` port of a windowed Jah: exactly one envelope per source position."""
+
+    def __init__(self, jah: Jah, empty: Callable[[], pa.Table], held: HeldOrigins) -> None:
+        self.jah = jah
+        self.empty = empty
+        self.held = held
+        self.pending: Envelope | None = None     # a batch whose envelope has not gone out yet
+        self.last: Envelope | None = None
+        self.closed: list[pa.Table] = []
+
+    async def batch(self, env: Envelope) -> None:
+        """A new source position: the previous one goes out (with what closed meanwhile). The
+        parts of one position from several datastreams (each instance sends every position)
+        count once."""
+        if self.last is not None and (env.origin, env.source) == (self.last.origin, self.last.source):
+            return
+        if self.pending is not None:
+            await self._send(self.pending, self.held.earliest())
+        self.pending = self.last = env
+
+    async def windows(self, closed: pa.Table, held_from: int) -> None:
+        """Rows of windows a watermark closed; `held_from` = first position still held before it."""
+        if closed.num_rows:
+            self.closed.append(closed)
+        if self.pending is not None:
+            await self._send(self.pending, held_from)
+            self.pending = None
+
+    async def end(self, closed: pa.Table) -> None:
+        """The input ended: the last windows go out with the last position (or just after it)."""
+        if closed.num_rows:
+            self.closed.append(closed)
+        if self.pending is not None:
+            await self._send(self.pending, 0)
+        elif self.closed and self.last is not None:
+            await self._send(Envelope(None, self.last.origin + 1, self.last.source), 0)
+
+    async def _send(self, env: Envelope, held_from: int) -> None:
+        rows = pa.concat_tables(self.closed) if self.closed else self.empty()
+        self.closed = []
+        batch = rows.combine_chunks().to_batches()[0] if rows.num_rows else \
+            pa.RecordBatch.from_pylist([], schema=rows.schema)
+        await self.jah.emit("out", Envelope(batch, env.origin, env.source, value=held_from))
+
+
+class WindowedJah(Jah):
+    """Base of both aggregate stages: markers in, windows closing at watermarks, envelopes out."""
+
+    held: HeldOrigins
+    watermark: int = BEFORE_TIME
+
+    def empty(self) -> pa.Table:
+        raise NotImplementedError
+
+    def close(self, watermark: int) -> pa.Table:
+        """The rows of the windows `watermark` closes (and forget them)."""
+        raise NotImplementedError
+
+    async def fold(self, env: Envelope) -> None:
+        """Take one batch into the open windows."""
+        raise NotImplementedError
+
+    def held_from(self) -> int:
+        return self.held.earliest()
+
+    async def run(self) -> None:
+        out = WindowedOutput(self, self.empty, self.held)
+        async for env in self.inputs["in"]:
+            if env.marker == NONE:
+                await out.batch(env)
+                await self.fold(env)
+                continue
+            if env.marker == WATERMARK:
+                held_from = self.held_from()
+                with self.busy():
+                    closed = self.close(env.value)
+                self.held.close(env.value)
+                self.watermark = env.value
+                await out.windows(closed, held_from)
+            for port in self.outputs:
+                await self.emit(port, env)
+        await out.end(self.close(END_OF_TIME))
