@@ -349,3 +349,25 @@ def test_run_writes_parquet_and_csv_files_into_the_output_dir(tmp_path):
     assert got["id"].to_pylist() == expected["id"].to_pylist()
     assert got["item"].to_pylist() == expected["item"].to_pylist()
     np.testing.assert_allclose(got["total"].to_numpy(), expected["total"].to_numpy(), rtol=1e-12)
+
+
+def test_cli_query_prints_an_aggregates_open_windows_and_refuses_a_bad_group(congregation, tmp_path):
+    at = congregation.address
+    doc = write_json(tmp_path / "hits.json", {"tradecraft": "hits", "analytics": [
+        {"name": "hits", "kind": "stream", "schema": {"ts": "timestamp[s]", "page": "string"}, "time": "ts"},
+        {"name": "per_hour", "kind": "aggregate", "input": "hits", "time": "ts", "window": "1h",
+         "group": ["page"], "measures": {"n": "count()"}}]})
+    ok(cli("submit", str(doc), at=at))
+    rows = pa.table({"ts": pa.array([1_700_006_400 + i * 7 for i in range(300)], pa.timestamp("s")),
+                     "page": [f"p{i % 3}" for i in range(300)]})
+    pq.write_table(rows, tmp_path / "hits.parquet")
+    ok(cli("publish", "hits/hits", str(tmp_path / "hits.parquet"), at=at))
+    got: list[dict] = []
+    for _ in range(100):                        # the rows reach the aggregate shortly after publish
+        got = json_lines(ok(cli("query", "hits/per_hour", "--group", "page=p1", at=at)).stdout)
+        if got and got[0]["n"] == 100:
+            break
+    assert got == [{"window_start": "2023-11-15T00:00:00.000000Z", "window_end": "2023-11-15T01:00:00.000000Z",
+                    "page": "p1", "n": 100}]
+    assert "group field" in refused(cli("query", "hits/per_hour", "--group", "nope=1", at=at))
+    assert "aggregate" in refused(cli("query", "hits/hits", at=at))

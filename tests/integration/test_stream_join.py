@@ -94,3 +94,28 @@ async def test_rows_held_stay_bounded_by_the_window_while_a_long_stream_passes(c
     assert (await read(db, "rr/trips.rejected")).num_rows == 0
     # at most about two publishes' worth (one pending on each side) plus the window: never the stream
     assert max(held) < 3 * 20_000 * 2, held
+
+
+async def test_late_partners_go_to_rejected_and_the_rest_join_exactly(congregation):
+    db = congregation.db()
+    await db.submit(document(None, None, "left"))
+    reqs, resps, stragglers = [], [], []
+    for i in range(6):
+        req, resp = requests_and_responses(5_000, seed=40 + i, start=T0 + i * 4_000_000)
+        reqs.append(req)
+        resps.append(resp)
+        await db.publish("rr/requests", req, end=i == 5)
+        await db.publish("rr/responses", resp)
+        if i >= 2:     # answers to requests two publishes back: far behind the watermark
+            old = resps[i - 2].slice(0, 300)
+            stragglers.append(old)
+            await db.publish("rr/responses", old)
+    final = requests_and_responses(1, seed=99, start=T0 + 30_000_000)[1]     # ends the responses
+    await db.publish("rr/responses", final, end=True)
+    got = await read(db, "rr/trips", timeout=60)
+    rejected = await read(db, "rr/trips.rejected")
+    late = pa.concat_tables(stragglers)
+    assert sorted(rejected.column("msg_id").to_pylist()) == sorted(late.column("msg_id").to_pylist())
+    assert set(rejected.column("reason").to_pylist()) == {"late: event time is before the watermark"}
+    expected = reference(pa.concat_tables(reqs), pa.concat_tables([*resps, final]), "left")
+    assert got_rows(got) == sorted(expected, key=lambda r: tuple((x is None, x) for x in r))
