@@ -129,7 +129,7 @@ class Commands:
         d = self.c.deployments[tc.name]
         jahs = [j for j in d.plan.jahs.values() if j.analytic == name and j.role in ("aggregate", "merge")]
         tables = []
-        for jah in jahs:
+        for jah in jahs if d.state == "running" else []:      # a finished aggregate has nothing open
             reply = await d.hosts[jah.host].request("queryReq", {"jah": jah.id})
             tables.append(pa.ipc.open_stream(pa.py_buffer(reply["rows"])).read_all())
         partial_schema = schema_of(bytes.fromhex(jahs[0].spec["schemas"]["out" if jahs[0].role == "aggregate" else "in"]))

@@ -3,7 +3,9 @@
 Every Jah measures its busy fraction over a sliding window and its input backlog; its worker
 reports them twice a second. A JOIN above `congestion.busy` (or with a full input) for
 `congestion.for` is congested: the episode is recorded once, with the figures that caused it,
-and ends when the Jah drops back below. (The split that relieves it is issue 3's next step.)
+and ends when the Jah drops back below; a congested JOIN splits (`congregation/scaling.py`).
+Idle is the other way round: under a quarter of `busy`, nothing waiting, for twice `for`; the two
+JOINs of one split that are both idle merge back.
 """
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ from jah.streams import CREDITS
 
 WATCHED_ROLES = ("join",)
 FULL_BACKLOG = CREDITS        # batches waiting at the inputs that count as a full input
+IDLE = 0.25                   # an idle JOIN is busy at most this fraction of the congestion threshold
 
 
 @dataclass
@@ -26,7 +29,18 @@ class CongestionWatch:
     def observe(self, jah: str, stats: dict[str, Any], busy: float, for_seconds: float,
                 now: float) -> dict[str, Any] | None:
         """The congestion record when `jah` has just stayed over its threshold long enough."""
-        over = stats.get("busy", 0.0) >= busy or stats.get("backlog", 0) >= FULL_BACKLOG
+        return self.episode(jah, stats, stats.get("busy", 0.0) >= busy or stats.get("backlog", 0) >= FULL_BACKLOG,
+                            busy, for_seconds, now)
+
+    def idle(self, jah: str, stats: dict[str, Any], busy: float, for_seconds: float,
+             now: float) -> dict[str, Any] | None:
+        """The idle record when `jah` has stayed under a quarter of the busy threshold, with nothing
+        waiting, for twice the congestion time: the rule by which a split pair merges back."""
+        return self.episode(jah, stats, stats.get("busy", 0.0) <= busy * IDLE and not stats.get("backlog", 0),
+                            busy * IDLE, 2 * for_seconds, now)
+
+    def episode(self, jah: str, stats: dict[str, Any], over: bool, busy: float, for_seconds: float,
+                now: float) -> dict[str, Any] | None:
         if not over:
             self.since.pop(jah, None)
             self.reported.discard(jah)

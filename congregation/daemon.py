@@ -25,6 +25,7 @@ from congregation.congestion import WATCHED_ROLES, CongestionWatch
 from congregation.deployment import Deployment
 from congregation.logs import Logs
 from congregation.rpc import Peer
+from congregation.scaling import merge, split
 from congregation.workers import LocalHost, WorkerHost, Zygote
 from hallelujah.errors import HallelujahError, Unavailable
 from hallelujah.frames import Connection
@@ -57,6 +58,8 @@ def prepare_zygote(warm_kernels: bool = True) -> None:
     import jah.logsource  # noqa: F401
     import jah.manager  # noqa: F401
     import jah.merge  # noqa: F401
+    import jah.postjoin  # noqa: F401
+    import jah.prejoin  # noqa: F401
     import jah.sink  # noqa: F401
     import jah.source  # noqa: F401
     import jah.stream_join  # noqa: F401
@@ -212,6 +215,11 @@ class Congregation:
                 await self.catalog.record_event(tradecraft, "dataset_version",
                                                 {"analytic": jah.split("/")[1], **json.loads(detail)})
                 continue
+            if event == "finished" and jah in d.retiring:
+                d.retiring.discard(jah)
+                if d.retire(jah):       # a split's old JOIN has drained: its rows go
+                    await self.catalog.set_deployment(d.tc.name, *d.catalog_rows())
+                continue
             await self.catalog.set_jah_state(jah, event, detail)
             if event == "failed":
                 log.warning("jah_failed", jah=jah, error=detail)
@@ -220,8 +228,9 @@ class Congregation:
                 await self._finish(d)
 
     async def _watch_congestion(self) -> None:
-        """Record each congestion episode of a watched Jah (see congregation/congestion.py)."""
-        watch = CongestionWatch()
+        """Record each congestion episode of a watched Jah, split a congested JOIN and merge an
+        idle pair back (see congregation/congestion.py and congregation/scaling.py)."""
+        busy, idle = CongestionWatch(), CongestionWatch()
         while True:
             await trio.sleep(CONGESTION_EVERY)
             stats = {jah: s for host in list(self.hosts.values())
@@ -230,17 +239,38 @@ class Congregation:
             for d in list(self.deployments.values()):
                 if d.state != "running" or d.plan is None:
                     continue
-                for jah in d.plan.jahs.values():
+                for jah in list(d.plan.jahs.values()):
                     if jah.role in WATCHED_ROLES and jah.id in stats:
-                        record = watch.observe(jah.id, stats[jah.id], d.tc.congestion.busy,
-                                               d.tc.congestion.for_seconds, trio.current_time())
-                        if record is not None:
-                            log.info("congested", **record)
-                            await self.catalog.record_event(d.tc.name, "congested", record)
+                        await self._scale(d, jah.id, stats[jah.id], busy, idle)
+
+    async def _scale(self, d: Deployment, jah: str, stats: dict[str, Any], busy: CongestionWatch,
+                     idle: CongestionWatch) -> None:
+        c, now = d.tc.congestion, trio.current_time()
+        congested = busy.observe(jah, stats, c.busy, c.for_seconds, now)
+        calm = idle.idle(jah, stats, c.busy, c.for_seconds, now)
+        if congested is not None:
+            log.info("congested", **congested)
+            await self.catalog.record_event(d.tc.name, "congested", congested)
+        if d.scaling.locked() or (congested or calm) is None:
+            return
+        async with d.scaling:
+            try:
+                if congested is not None:
+                    changed = await split(d, jah, congested, self.catalog.record_event)
+                else:
+                    long_idle = {j for j, t in idle.since.items() if now - t >= 2 * c.for_seconds}
+                    changed = await merge(d, jah, calm, long_idle, self.catalog.record_event)
+            except (HallelujahError, KeyError) as exc:
+                # a worker lost mid-split: its replacement redeploys the tradecraft from its logs
+                log.warning("scaling_abandoned", jah=jah, error=f"{type(exc).__name__}: {exc}")
+                return
+            if changed:
+                await self.catalog.set_deployment(d.tc.name, *d.catalog_rows())
 
     async def _finish(self, d: Deployment) -> None:
         d.state = "finished"
         await self.catalog.set_state(d.tc.name, "finished")
+        await d.stop()              # what still runs (an ingest kept for splits) is done too
         log.info("tradecraft_finished", tradecraft=d.tc.name)
 
     async def _fail(self, d: Deployment, error: str) -> None:

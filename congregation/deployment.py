@@ -7,7 +7,7 @@ from typing import Any, Protocol
 import structlog
 import trio
 
-from congregation.hallelu import CONGREGATION, Plan, input_logs
+from congregation.hallelu import CONGREGATION, JahPlan, Plan, StreamPlan, input_logs
 from congregation.logs import Logs
 from congregation.planning import plan_tradecraft
 from hallelujah.errors import collapsed
@@ -34,6 +34,10 @@ class Deployment:
         self.plan: Plan | None = None
         self.hosts: dict[int, Host] = {}
         self.state = "starting"
+        self.stopped = False
+        self.generation = 0                 # splits so far: names the JOINs they make
+        self.retiring: set[str] = set()     # JOINs that a split relieved, draining
+        self.scaling = trio.Lock()
 
     def make_plan(self, hosts: dict[int, Host]) -> Plan:
         """Place instance k of every chain on the k-th least-loaded worker: a chain's Jahs share
@@ -55,6 +59,7 @@ class Deployment:
         """Create logs, resume positions, Jahs (all), then streams receiver-first."""
         plan = self.plan
         assert plan is not None
+        self.stopped = False
         for name, schema in {**input_logs(self.tc), **{n: s for n, (_, s) in plan.logs.items()}}.items():
             await self.logs.create(name, schema_bytes(schema))
         for jah_id, source_id in plan.sources.items():
@@ -67,19 +72,44 @@ class Deployment:
                     nursery.start_soon(self.hosts[jah.host].request, "jahReq",
                                        {"jah": jah.id, "spec": json.dumps(jah.spec), "stop": False})
         for s in plan.streams:
-            sender, receiver = plan.jahs[s.sender], plan.jahs[s.receiver]
-            fields = {"stream": s.id, "schema": schema_bytes(s.schema), "credits": 0}
-            await self.hosts[receiver.host].request("streamReq", {
-                **fields, "jah": s.receiver, "port": s.receiver_port, "act": False, "address": ""})
-            address = "local" if sender.host == receiver.host else self.hosts[receiver.host].address
-            await self.hosts[sender.host].request("streamReq", {
-                **fields, "jah": s.sender, "port": s.sender_port, "act": True, "address": address})
+            await self.wire(s)
         self.state = "running"
+
+    async def create(self, jah: JahPlan) -> None:
+        """Create one more Jah while the tradecraft runs (a JOIN of a split)."""
+        assert self.plan is not None
+        self.plan.jahs[jah.id] = jah
+        self.hosts[jah.host].placed += 1
+        await self.hosts[jah.host].request("jahReq", {"jah": jah.id, "spec": json.dumps(jah.spec), "stop": False})
+
+    async def wire(self, s: StreamPlan) -> None:
+        """One datastream, receiver first: it expects the stream before the sender connects."""
+        assert self.plan is not None
+        if s not in self.plan.streams:
+            self.plan.streams.append(s)
+        sender, receiver = self.plan.jahs[s.sender], self.plan.jahs[s.receiver]
+        fields = {"stream": s.id, "schema": schema_bytes(s.schema), "credits": 0}
+        await self.hosts[receiver.host].request("streamReq", {
+            **fields, "jah": s.receiver, "port": s.receiver_port, "act": False, "address": ""})
+        address = "local" if sender.host == receiver.host else self.hosts[receiver.host].address
+        await self.hosts[sender.host].request("streamReq", {
+            **fields, "jah": s.sender, "port": s.sender_port, "act": True, "address": address})
+
+    def retire(self, jah_id: str) -> bool:
+        """Forget a Jah that has drained after a split (its streams too); False if unknown."""
+        if self.plan is None or jah_id not in self.plan.jahs:
+            return False
+        jah = self.plan.jahs.pop(jah_id)
+        self.plan.streams = [s for s in self.plan.streams if jah_id not in (s.sender, s.receiver)]
+        if jah.host in self.hosts:
+            self.hosts[jah.host].placed -= 1
+        return True
 
     async def stop(self, lost: int | None = None) -> None:
         """Stop every Jah (those on a lost host are gone already) and wait until they are."""
-        if self.plan is None:
+        if self.plan is None or self.stopped:
             return
+        self.stopped = True
         async with trio.open_nursery() as nursery:
             for jah in self.plan.jahs.values():
                 if jah.host != lost and jah.host in self.hosts:

@@ -128,4 +128,48 @@ class StreamJoinHallelu(Partitioned):
                                              for j, jah_id in enumerate(self.jah_ids)]
 
 
-PARTITIONED: dict[str, type[Partitioned]] = {"aggregate": AggregateHallelu, "join": StreamJoinHallelu}
+
+
+class DatasetJoinHallelu(Hallelu):
+    """A join with a dataset (DESIGN Fig 2–4): per part of the stream a PREJOIN, the JOINs that
+    hold the dataset's partitions (one, holding all 256, until congestion splits it), and a
+    POSTJOIN, all beside that part's source; the dataset's INGEST also serves new JOINs."""
+
+    def __init__(self, tc: Tradecraft, analytic: Analytic, upstream: list[int], parallelism: int) -> None:
+        super().__init__(tc, analytic, upstream[0])
+        self.prejoins = self.ids("prejoin", self.instances)
+        self.postjoins = self.ids("postjoin", self.instances)
+
+    def producers(self, port: str) -> list[str]:
+        return self.postjoins
+
+    def receivers(self, into: str) -> list[str]:
+        return self.prejoins if into == "in" else self.jah_ids
+
+    def ports(self) -> dict[str, pa.Schema]:
+        return {"out": self.a.schema}
+
+    def plan(self, place: Callable[[int], int]) -> list[JahPlan]:
+        stream = self.tc.stream_schema(self.a.inputs[0])
+        dataset = self.tc.stream_schema(self.a.inputs[1])
+        plans = []
+        for k, (pre, join, post) in enumerate(zip(self.prejoins, self.jah_ids, self.postjoins)):
+            host = place(k)
+            route = f"to:{join}"
+            plans += [self.jah(pre, "prejoin", host, {"in": stream, route: stream}, [route], keys=list(self.a.spec["on"])),
+                      self.jah(join, "join", host, {"in": stream, "dataset": dataset, "out": self.a.schema}, ["out"],
+                               part=k),
+                      self.jah(post, "postjoin", host, {"in": self.a.schema, "out": self.a.schema}, ["out"])]
+        return plans
+
+    def internal(self) -> list[StreamPlan]:
+        stream = self.tc.stream_schema(self.a.inputs[0])
+        streams = []
+        for pre, join, post in zip(self.prejoins, self.jah_ids, self.postjoins):
+            streams += [StreamPlan(f"{pre}:to:{join}->{join}:in", pre, f"to:{join}", join, "in", stream),
+                        StreamPlan(f"{join}:out->{post}:in", join, "out", post, "in", self.a.schema)]
+        return streams
+
+
+PARTITIONED: dict[str, type[Hallelu]] = {"aggregate": AggregateHallelu, "join": StreamJoinHallelu,
+                                         "dataset join": DatasetJoinHallelu}

@@ -29,13 +29,14 @@ def hallelus_of(tc: Tradecraft, parallelism: int) -> dict[str, Hallelu]:
     for a in tc.topological():
         upstream = [len(hallelus[ref.partition(".")[0]].producers(hallelus[ref.partition(".")[0]].port_of(ref)))
                     for ref in a.inputs]
-        if a.kind in PARTITIONED and (a.kind != "join" or "with" in a.spec):
-            hallelus[a.name] = PARTITIONED[a.kind](tc, a, upstream, parallelism)
+        kind = "dataset join" if a.kind == "join" and "dataset" in a.spec else a.kind
+        if kind in PARTITIONED:
+            hallelus[a.name] = PARTITIONED[kind](tc, a, upstream, parallelism)
             continue
         if a.kind == "stream" and a.spec.get("source"):
             count = max(1, min(parallelism, formats.splittable(a.spec["source"])))
-        elif (a.kind in STATELESS and len(a.inputs) == 1) or (a.kind == "join" and "dataset" in a.spec):
-            count = upstream[0]                    # a dataset goes to every one
+        elif a.kind in STATELESS and len(a.inputs) == 1:
+            count = upstream[0]
         else:
             count = 1
         hallelus[a.name] = Hallelu(tc, a, count)
@@ -83,6 +84,10 @@ def plan_tradecraft(tc: Tradecraft, place: Callable[[int], int], parallelism: in
             logs[log] = (sink_id, schema)
     for plan in jahs.values():
         plan.spec["inputs"], plan.spec["outputs"] = plan.inputs, plan.outputs
+    for h in hallelus.values():       # an INGEST that feeds JOINs stays to serve those a split adds
+        if h.a.kind == "join" and "dataset" in h.a.spec:
+            for jah_id in hallelus[h.a.inputs[1].partition(".")[0]].jah_ids:
+                jahs[jah_id].spec["hold"] = True
     sources = {jah_id: log_name(tc.name, h.a.name) for h in hallelus.values()
                if h.role in ("source", "logsource", "ingest") for jah_id in h.jah_ids}
     return Plan(jahs, streams, logs, sources)

@@ -44,6 +44,11 @@ struct JahCfm { id @0 :UInt64; union { ok @1 :Void; error @2 :Error; } }
 struct QueryReq { id @0 :UInt64; jah @1 :Text; }
 struct QueryCfm { id @0 :UInt64; union { rows @1 :Data; error @2 :Error; } }
 
+# Hallelu -> worker: change a running Jah (a PREJOIN re-routes partitions to the JOINs of a
+# split). `args` and `result` are JSON.
+struct ControlReq { id @0 :UInt64; jah @1 :Text; args @2 :Text; }
+struct ControlCfm { id @0 :UInt64; union { result @1 :Text; error @2 :Error; } }
+
 # Hallelu -> worker: wire a datastream, receiver first (expect) then sender (act).
 struct StreamReq {
   id @0 :UInt64;
@@ -96,5 +101,7 @@ struct Message {
     jahEvent @13 :JahEvent;
     queryReq @14 :QueryReq;
     queryCfm @15 :QueryCfm;
+    controlReq @16 :ControlReq;
+    controlCfm @17 :ControlCfm;
   }
 }

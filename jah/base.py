@@ -126,6 +126,17 @@ class Jah:
         if mark is not None:
             await self.emit("out", Envelope(None, marker=WATERMARK, value=mark))
 
+    def open_output(self, port: str) -> OutPort:
+        """A new output port while running (a PREJOIN's route to a JOIN made by a split)."""
+        raise NotFound(f"{self.id} ({self.role}) has no output {port!r}")
+
+    async def attached(self, port: str, sender: Any) -> None:
+        """A datastream was added to output `port` (an INGEST sends it the current version)."""
+
+    async def control(self, args: dict[str, Any]) -> dict[str, Any]:
+        """A change asked of a running Jah by its Hallelu (a PREJOIN's re-routing)."""
+        raise NotFound(f"{self.id} ({self.role}) takes no control requests")
+
     def open_state(self) -> pa.Table:
         """What a stateful Jah holds open (for `query`); a stateless one holds nothing."""
         raise NotFound(f"{self.id} ({self.role}) keeps no state to query")

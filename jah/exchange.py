@@ -11,12 +11,20 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
 
 from jah.base import Host, Jah
 from jah.kernels.hashing import hash_columns, partitions_of
 from jah.kernels.partition import split_by_partition
 
 PARTITIONS = 256
+
+
+def parts_by_route(batch: pa.RecordBatch, keys: list[str], owner: np.ndarray, routes: int) -> list[pa.RecordBatch]:
+    """The rows of each route (by the owner of their key's partition), each in its original order."""
+    route = owner[partitions_of(hash_columns([batch.column(k) for k in keys]))]
+    order, offsets = split_by_partition(route, routes)
+    return [batch.take(order[offsets[j]:offsets[j + 1]]) for j in range(routes)]
 
 
 def owners(instances: int) -> np.ndarray:
@@ -37,8 +45,6 @@ class Exchange(Jah):
         async for env in self.batches():
             batch = env.batch
             with self.busy():
-                instance = self.owner[partitions_of(hash_columns([batch.column(k) for k in self.keys]))]
-                order, offsets = split_by_partition(instance, len(self.ports))
-                parts = [batch.take(order[offsets[j]:offsets[j + 1]]) for j in range(len(self.ports))]
+                parts = parts_by_route(batch, self.keys, self.owner, len(self.ports))
             for port, part in zip(self.ports, parts):
                 await self.emit(port, env.derive(part))

@@ -11,11 +11,13 @@ import math
 import os
 import time
 
+from typing import Any
+
 import trio
 
 from hallelujah import formats
 from hallelujah.durations import parse_duration
-from jah.base import Jah
+from jah.base import Host, Jah
 from jah.envelope import HANDOVER, Envelope
 
 VERSION_SPAN = 1 << 20          # positions per version
@@ -28,9 +30,33 @@ def next_fire(now: float, every: float, offset: float) -> float:
 
 
 class Ingest(Jah):
+    """Also ENRICHMENT: it keeps the current version and sends it whole to a JOIN that a split
+    adds, so the new JOIN starts with the version the others hold; for that it stays until the
+    tradecraft ends, even when it loads once."""
+
     role = "ingest"
 
+    def __init__(self, jah_id: str, spec: dict[str, Any], host: Host) -> None:
+        super().__init__(jah_id, spec, host)
+        self.current: list[Envelope] = []           # the last whole version, handover included
+        self.loading = trio.Lock()
+
+    async def attached(self, port: str, sender: Any) -> None:
+        if self.state == "running":                 # wired at start, it gets the versions as they load
+            self._nursery.start_soon(self._send_current, sender)
+
+    async def _send_current(self, sender: Any) -> None:
+        async with self.loading:                    # a version loading meanwhile comes after, whole
+            for env in self.current:
+                await sender.send(env)
+
     async def run(self) -> None:
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            await self._versions()
+            nursery.cancel_scope.cancel()
+
+    async def _versions(self) -> None:
         a = self.spec["analytic"]
         resume = int(self.spec.get("resume_from", 0))
         version = resume // VERSION_SPAN
@@ -38,7 +64,9 @@ class Ingest(Jah):
             version = max(version, 1)
             await self.load(version, skip_to=resume)
         if "every" not in a:
-            return                      # loaded once: a bounded dataset
+            if self.spec.get("hold"):
+                await trio.sleep_forever()  # loaded once; kept for the JOINs a split adds
+            return
         every = parse_duration(a["every"], "every")
         offset = parse_duration(a["offset"], "offset") if "offset" in a else 0.0
         path = a["source"]["path"]
@@ -54,7 +82,12 @@ class Ingest(Jah):
                 fire = next_fire(time.time(), every, offset)
 
     async def load(self, version: int, skip_to: int = 0, reason: str = "start") -> None:
+        async with self.loading:
+            await self._load(version, skip_to, reason)
+
+    async def _load(self, version: int, skip_to: int, reason: str) -> None:
         schema = self.schema("out")
+        loaded: list[Envelope] = []
         batches = formats.read_batches(self.spec["analytic"]["source"], schema)
         rows = 0
         position = version * VERSION_SPAN
@@ -65,9 +98,13 @@ class Ingest(Jah):
                 break
             position += 1
             rows += batch.num_rows
+            env = Envelope(batch, position, self.spec["source_id"])
+            loaded.append(env)
             if position > skip_to:
-                await self.emit("out", Envelope(batch, position, self.spec["source_id"]))
-        await self.emit("out", Envelope(None, position, self.spec["source_id"], HANDOVER, version))
+                await self.emit("out", env)
+        end = Envelope(None, position, self.spec["source_id"], HANDOVER, version)
+        await self.emit("out", end)
+        self.current = [*loaded, end]
         self.host.report(self.id, "version", f'{{"version": {version}, "rows": {rows}, '
                                              f'"reason": "{reason}", "at": {time.time():.3f}}}')
 

@@ -19,14 +19,22 @@ import trio
 
 from jah.base import Host, Jah
 from jah.envelope import HANDOVER, NONE
+from jah.exchange import PARTITIONS
+from jah.kernels.hashing import hash_columns, partitions_of
 from jah.kernels.probe import HashIndex
 
 
 class Version:
-    """One loaded version of the dataset: its rows, their index, and the columns a join takes."""
+    """One loaded version of the dataset: its rows, their index, and the columns a join takes.
+    A JOIN that holds some of the 256 partitions keeps only the rows of those."""
 
-    def __init__(self, number: int, table: pa.Table, keys: list[str], fields: list[str]) -> None:
+    def __init__(self, number: int, table: pa.Table, keys: list[str], fields: list[str],
+                 partitions: np.ndarray | None = None) -> None:
         self.number = number
+        if partitions is not None and table.num_rows:
+            mine = np.zeros(PARTITIONS, dtype=bool)
+            mine[partitions] = True
+            table = table.filter(pa.array(mine[partitions_of(hash_columns([table.column(k) for k in keys]))]))
         self.index = HashIndex.build([table.column(k) for k in keys])
         self.columns = [table.column(f).combine_chunks() for f in fields]
 
@@ -41,6 +49,8 @@ class Join(Jah):
         self.dataset_keys = list(a["on"].values())
         self.fields = list(a["fields"])
         self.how = a["how"]
+        held = spec.get("partitions")
+        self.partitions = np.array(held, dtype=np.int64) if held is not None and len(held) < PARTITIONS else None
         self.current: Version | None = None
         self.loaded = trio.Event()
         self.versions_used: list[int] = []
@@ -62,7 +72,7 @@ class Join(Jah):
                 table = pa.Table.from_batches(pending, schema=schema)
                 with self.busy():
                     version = await trio.to_thread.run_sync(
-                        Version, env.value, table, self.dataset_keys, self.fields)
+                        Version, env.value, table, self.dataset_keys, self.fields, self.partitions)
                 self.current, pending = version, []
                 self.loaded.set()
         if self.current is None:          # an empty dataset that never handed over

@@ -67,7 +67,14 @@ class Runtime:
 
     def handlers(self) -> dict[str, Callable[[dict[str, Any]], Any]]:
         """The requests a congregation sends to the Jahs of this process."""
-        return {"jahReq": self.on_jah_req, "streamReq": self.on_stream_req, "queryReq": self.on_query_req}
+        return {"jahReq": self.on_jah_req, "streamReq": self.on_stream_req, "queryReq": self.on_query_req,
+                "controlReq": self.on_control_req}
+
+    async def on_control_req(self, fields: dict[str, Any]) -> dict[str, Any]:
+        jah = self.jahs.get(fields["jah"])
+        if jah is None:
+            raise NotFound(f"no Jah {fields['jah']!r} here")
+        return {"result": json.dumps(await jah.control(json.loads(fields["args"])))}
 
     async def on_query_req(self, fields: dict[str, Any]) -> dict[str, Any]:
         jah = self.jahs.get(fields["jah"])
@@ -141,10 +148,11 @@ class Runtime:
             port = jah.inputs[fields["port"]]
             self._expected[fields["stream"]] = (jah, port, fields["schema"])
             return {"ok": None}
-        out = jah.outputs[fields["port"]]
+        out = jah.outputs.get(fields["port"]) or jah.open_output(fields["port"])
         if fields["address"] == "local":
             receiver, port, _ = self._expected.pop(fields["stream"])
-            out.senders.append(LocalSender(port))
+            sender: LocalSender | SocketSender = LocalSender(port)
+            out.senders.append(sender)
             receiver.check_wired()
         else:
             conn = await connect(fields["address"])
@@ -155,6 +163,7 @@ class Runtime:
             self._nursery.start_soon(self._serve_credits, jah.id, sender)
             out.senders.append(sender)
         jah.check_wired()
+        await jah.attached(fields["port"], sender)
         return {"ok": None}
 
     async def _serve_credits(self, jah: str, sender: SocketSender) -> None:

@@ -41,6 +41,7 @@ class InPort:
         self.attached = 0
         self._lanes: list[trio.MemoryReceiveChannel[Envelope]] = []
         self._arrival = trio.Event()
+        self.open = streams               # datastreams attached and not ended yet
         self.stats = PortStats()
 
     def attach(self) -> Lane:
@@ -48,6 +49,7 @@ class InPort:
         send, receive = trio.open_memory_channel[Envelope](self.capacity)
         self._lanes.append(receive)
         self.attached += 1
+        self.open = max(self.open, 0) + (1 if self.attached > self.streams else 0)
         return Lane(send, self)
 
     def arrived(self) -> None:
@@ -60,14 +62,18 @@ class InPort:
         return self._iterate()
 
     async def _iterate(self):
-        lanes = list(self._lanes)
+        lanes = self._lanes
         heads: list[Envelope | None] = [None] * len(lanes)
         live = set(range(len(lanes)))
+        pending: set[int] = set()      # attached while running: counted once they bring something
         marks = Combined(len(lanes))
         last = -1 << 62
 
         def take(i: int, env: Envelope) -> Envelope | None:
             """File one arrival; a marker to pass on is returned."""
+            if i in pending:
+                pending.discard(i)
+                live.add(i)
             if env.marker == NONE:
                 env.lane = i
                 heads[i] = env
@@ -75,16 +81,21 @@ class InPort:
             if env.marker in (END_OF_STREAM, WATERMARK):
                 if env.marker == END_OF_STREAM:
                     live.discard(i)
+                    self.open -= 1
                 mark = marks.update(i, env.value if env.marker == WATERMARK else END_OF_TIME)
                 return Envelope(None, marker=WATERMARK, value=mark) if mark is not None and live else None
             return env                      # other markers pass at once, in their stream's order
 
-        while live:
+        while live or pending:
             self._arrival = trio.Event()    # set by any arrival after the look below
+            for i in range(len(heads), len(lanes)):     # a datastream added while running (a split)
+                heads.append(None)
+                marks.add()
+                pending.add(i)
             # Whatever has already arrived is filed first, so markers queued behind a lane's
             # next batch are not held up by a lane that has nothing yet.
-            for i in sorted(live):
-                while heads[i] is None and i in live:
+            for i in sorted(live | pending):
+                while heads[i] is None and (i in live or i in pending):
                     try:
                         env = lanes[i].receive_nowait()
                     except trio.WouldBlock:
@@ -96,7 +107,8 @@ class InPort:
             if ready:
                 i = min(ready, key=lambda k: heads[k].origin)  # type: ignore[union-attr]
                 # The least position goes once every lane has one; a tie with the position just
-                # passed may go at once (no lane can bring anything earlier).
+                # passed may go at once (no lane can bring anything earlier). A datastream added
+                # while running only carries positions after those of the one it relieves.
                 if len(ready) == len(live) or heads[i].origin <= last:  # type: ignore[union-attr]
                     env = heads[i]
                     heads[i] = None
@@ -106,7 +118,7 @@ class InPort:
                     self.stats.batches += 1
                     yield env
                     continue
-            if live:
+            if live or pending:
                 await self._arrival.wait()    # whichever lane it is: a marker may unblock others
 
 

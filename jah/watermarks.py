@@ -72,6 +72,10 @@ class Combined:
         self.marks = [BEFORE_TIME] * streams
         self.current = BEFORE_TIME
 
+    def add(self) -> None:
+        """One more datastream, joining at the current watermark (it relieves one already counted)."""
+        self.marks.append(self.current)
+
     def update(self, stream: int, mark: int) -> int | None:
         """Record a stream's watermark (or END_OF_TIME at its end); the combined one if it advanced."""
         self.marks[stream] = max(self.marks[stream], mark)

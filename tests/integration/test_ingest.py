@@ -7,6 +7,7 @@ import pyarrow.parquet as pq
 import trio
 
 from jah.ingest import next_fire
+from tests.integration.helpers import wait_state
 
 
 def tiles(n: int, label: str) -> pa.Table:
@@ -28,8 +29,8 @@ async def test_an_ingest_without_every_loads_once_and_its_document_finishes(cong
         {"name": "tiles", "kind": "ingest", "source": {"path": str(tmp_path / "tiles.parquet")}}]})
     got = await db.read("geo/tiles")
     assert got.to_pydict() == table.to_pydict()
+    await wait_state(db, "geo")                # the output ends, then the tradecraft is finished
     info = (await db.describe("geo"))["tradecrafts"][0]
-    assert info["state"] == "finished"
     assert [(e["version"], e["rows"]) for e in info["events"] if e["kind"] == "dataset_version"] == [(1, 5_000)]
 
 

@@ -1,0 +1,132 @@
+"""Self-scaling of dataset joins: a congested JOIN splits in two while the stream flows (DESIGN Fig 3).
+
+The two new JOINs hold half the old one's partitions each and go on the least-loaded workers.
+Each gets the current dataset version from the INGEST, opens its stream to POSTJOIN, and only then
+does PREJOIN re-route the partitions and send `handover` down the old JOIN's stream; the old JOIN
+drains, ends its stream and is forgotten when it reports finished. POSTJOIN's merge by source
+position keeps the new JOINs' rows behind the old JOIN's, so no row is lost or repeated and each
+key keeps its order.
+
+Rules: a JOIN with one partition does not split; nor does one whose stream part already has
+`MAX_JOINS_PER_WORKER` × workers JOINs (more JOINs than cores only add hops). The two JOINs of one
+split merge back, by the same handover, into one JOIN on the least-loaded worker once both have
+been idle (`congestion.py`: under a quarter of the busy threshold, nothing waiting, for twice the
+congestion time). Each split and merge is recorded with its time, reason, partitions and
+placement (`describe --json` → "scaling").
+"""
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import structlog
+
+from congregation.deployment import Deployment
+from congregation.hallelu import CONGREGATION, JahPlan, StreamPlan
+from jah.exchange import PARTITIONS
+
+log = structlog.get_logger("hallelujah.scaling")
+MAX_JOINS_PER_WORKER = 2
+
+
+def _stream_into(d: Deployment, jah: str, port: str) -> StreamPlan:
+    assert d.plan is not None
+    return next(s for s in d.plan.streams if s.receiver == jah and s.receiver_port == port)
+
+
+def _stream_from(d: Deployment, jah: str, port: str) -> StreamPlan:
+    assert d.plan is not None
+    return next(s for s in d.plan.streams if s.sender == jah and s.sender_port == port)
+
+
+async def _relieve(d: Deployment, old: list[JahPlan], halves: list[list[int]], hosts: list[Any],
+                   suffixes: str) -> list[JahPlan]:
+    """Create a JOIN per partition list on its host, wire it, then re-route PREJOIN to them:
+    the `old` JOINs get the handover and drain."""
+    assert d.plan is not None
+    first = old[0].id
+    prejoin = _stream_into(d, first, "in")
+    postjoin = _stream_from(d, first, "out")
+    dataset = _stream_into(d, first, "dataset")
+    d.generation += 1
+    new = []
+    for partitions, host, suffix in zip(halves, hosts, suffixes):
+        new_id = f"{first.split('#')[0]}#{old[0].spec.get('part', 0)}.{d.generation}{suffix}"
+        spec = {**old[0].spec, "partitions": partitions, "inputs": {"in": 1, "dataset": 1}, "outputs": {"out": 1}}
+        jah = JahPlan(new_id, "join", old[0].analytic, host.index, spec, {"in": 1, "dataset": 1}, {"out": 1})
+        await d.create(jah)
+        # the dataset last: the new JOIN runs once wired, and takes the version it is sent at once
+        await d.wire(StreamPlan(f"{new_id}:out->{postjoin.receiver}:in", new_id, "out", postjoin.receiver, "in",
+                                postjoin.schema))
+        await d.wire(StreamPlan(f"{prejoin.sender}:to:{new_id}->{new_id}:in", prejoin.sender, f"to:{new_id}",
+                                new_id, "in", prejoin.schema))
+        await d.wire(StreamPlan(f"{dataset.sender}:{dataset.sender_port}->{new_id}:dataset", dataset.sender,
+                                dataset.sender_port, new_id, "dataset", dataset.schema))
+        new.append(jah)
+    await d.hosts[d.plan.jahs[prejoin.sender].host].request("controlReq", {
+        "jah": prejoin.sender, "args": json.dumps({"split": [f"to:{j.id}" for j in old],
+                                                   "into": {f"to:{j.id}": j.spec["partitions"] for j in new}})})
+    d.retiring.update(j.id for j in old)
+    return new
+
+
+def _held(jah: JahPlan) -> list[int]:
+    return jah.spec.get("partitions") or list(range(PARTITIONS))
+
+
+def _workers(d: Deployment) -> list[Any]:
+    """The workers, least loaded first."""
+    return sorted((h for i, h in d.hosts.items() if i != CONGREGATION), key=lambda h: (h.placed, h.index))
+
+
+async def split(d: Deployment, jah_id: str, reason: dict[str, Any], record: Any) -> bool:
+    """Split the JOIN `jah_id` in two; False when the rules say it stays as it is."""
+    plan = d.plan
+    if plan is None or jah_id not in plan.jahs or jah_id in d.retiring:
+        return False
+    old = plan.jahs[jah_id]
+    held = _held(old)
+    workers = _workers(d)
+    siblings = [j for j in plan.jahs.values() if j.role == "join" and j.analytic == old.analytic
+                and j.spec.get("part") == old.spec.get("part") and j.id not in d.retiring]
+    if len(held) < 2 or len(siblings) >= MAX_JOINS_PER_WORKER * len(workers):
+        return False
+    new = await _relieve(d, [old], [held[:len(held) // 2], held[len(held) // 2:]],
+                         [workers[0], workers[1 % len(workers)]], "ab")
+    event = {"analytic": old.analytic, "jah": jah_id, "reason": reason,
+             "partitions": [len(held)] + [len(j.spec["partitions"]) for j in new],
+             "into": [{"jah": j.id, "worker": j.host, "partitions": [j.spec["partitions"][0], j.spec["partitions"][-1]]}
+                      for j in new]}
+    log.info("join_split", **event)
+    await record(d.tc.name, "split", event)
+    return True
+
+
+def pair_of(d: Deployment, jah_id: str) -> JahPlan | None:
+    """The other JOIN made by the same split, while both run."""
+    assert d.plan is not None
+    base, _, suffix = jah_id.rpartition(".")
+    if not (suffix[:-1].isdigit() and suffix[-1:] in ("a", "b")):
+        return None
+    other = f"{base}.{suffix[:-1]}{'b' if suffix[-1] == 'a' else 'a'}"
+    jah = d.plan.jahs.get(other)
+    return jah if jah is not None and other not in d.retiring else None
+
+
+async def merge(d: Deployment, jah_id: str, reason: dict[str, Any], idle: set[str], record: Any) -> bool:
+    """Merge the idle JOIN `jah_id` with its pair when that one is idle too."""
+    plan = d.plan
+    if plan is None or jah_id not in plan.jahs or jah_id in d.retiring:
+        return False
+    other = pair_of(d, jah_id)
+    if other is None or other.id not in idle:
+        return False
+    pair = sorted([plan.jahs[jah_id], other], key=lambda j: _held(j)[0])
+    held = [p for j in pair for p in _held(j)]
+    (new,) = await _relieve(d, pair, [held], [_workers(d)[0]], "m")
+    event = {"analytic": new.analytic, "jahs": [j.id for j in pair], "reason": reason,
+             "partitions": [len(held)] + [len(_held(j)) for j in pair],
+             "into": [{"jah": new.id, "worker": new.host, "partitions": [held[0], held[-1]]}]}
+    log.info("join_merge", **event)
+    await record(d.tc.name, "merge", event)
+    return True

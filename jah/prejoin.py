@@ -1,0 +1,66 @@
+"""PREJOIN: routes each stream row to the JOIN that holds its key's partition (DESIGN Fig 3).
+
+Keys hash into 256 partitions with the documented partition hash; a routing table says which
+JOIN (output port) holds each. Every JOIN gets a batch for every source position, empty or not,
+so POSTJOIN's merge by position never waits on one that had nothing. With one JOIN the batch goes
+whole, unhashed. A split (`control`) re-routes the old JOIN's partitions to the new ones between
+two batches: the old JOIN then gets a `handover` marker and the end of its stream, and drains;
+the new ones only ever see later positions, which is what lets POSTJOIN keep per-key order.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import trio
+
+from jah.base import Host, Jah
+from jah.envelope import HANDOVER, Envelope
+from jah.exchange import PARTITIONS, parts_by_route
+from jah.streams import OutPort
+
+
+class PreJoin(Jah):
+    role = "prejoin"
+
+    def __init__(self, jah_id: str, spec: dict[str, Any], host: Host) -> None:
+        super().__init__(jah_id, spec, host)
+        self.keys: list[str] = spec["keys"]
+        self.routes: list[str] = list(self.outputs)           # output port of each route
+        self.owner = np.zeros(PARTITIONS, dtype=np.int64)     # route of each partition
+        self.switch = trio.Lock()                              # routes change between batches only
+
+    def open_output(self, port: str) -> OutPort:
+        self.outputs[port] = OutPort(1)
+        return self.outputs[port]
+
+    async def run(self) -> None:
+        async for env in self.batches():
+            async with self.switch:
+                await self._route(env)
+
+    async def _route(self, env: Envelope) -> None:
+        batch = env.batch
+        assert batch is not None
+        if len(self.routes) == 1:
+            await self.emit(self.routes[0], env)
+            return
+        with self.busy():
+            parts = parts_by_route(batch, self.keys, self.owner, len(self.routes))
+        for port, part in zip(self.routes, parts):
+            await self.emit(port, env.derive(part))
+
+    async def control(self, args: dict[str, Any]) -> dict[str, Any]:
+        """{"split": old port, "into": {new port: [partitions]}} (or several old ports for a merge)."""
+        old = args["split"] if isinstance(args["split"], list) else [args["split"]]
+        async with self.switch:
+            for port in old:
+                await self.emit(port, Envelope(None, marker=HANDOVER, value=0))
+                await self.outputs.pop(port).end()
+            owner = [self.routes[r] for r in self.owner]
+            self.routes = [r for r in self.routes if r not in old] + list(args["into"])
+            for port, partitions in args["into"].items():
+                for p in partitions:
+                    owner[p] = port
+            self.owner = np.array([self.routes.index(port) for port in owner], dtype=np.int64)
+        return {"routes": self.routes}
