@@ -217,7 +217,7 @@ class Congregation:
                 continue
             if event == "finished" and jah in d.retiring:
                 d.retiring.discard(jah)
-                if d.retire(jah):       # a split's old JOIN has drained: its rows go
+                if await d.retire(jah):       # a split's old JOIN has drained: it and its rows go
                     await self.catalog.set_deployment(d.tc.name, *d.catalog_rows())
                 continue
             await self.catalog.set_jah_state(jah, event, detail)

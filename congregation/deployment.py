@@ -95,14 +95,16 @@ class Deployment:
         await self.hosts[sender.host].request("streamReq", {
             **fields, "jah": s.sender, "port": s.sender_port, "act": True, "address": address})
 
-    def retire(self, jah_id: str) -> bool:
-        """Forget a Jah that has drained after a split (its streams too); False if unknown."""
+    async def retire(self, jah_id: str) -> bool:
+        """Delete a Jah that has drained after a split: from its worker, then from the plan with
+        its streams; False if unknown."""
         if self.plan is None or jah_id not in self.plan.jahs:
             return False
         jah = self.plan.jahs.pop(jah_id)
         self.plan.streams = [s for s in self.plan.streams if jah_id not in (s.sender, s.receiver)]
         if jah.host in self.hosts:
             self.hosts[jah.host].placed -= 1
+            await self._stop_one(jah.host, jah_id)
         return True
 
     async def stop(self, lost: int | None = None) -> None:

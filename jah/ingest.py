@@ -63,15 +63,15 @@ class Ingest(Jah):
         if resume % VERSION_SPAN or (version == 0 and a.get("run_on_start", True)):
             version = max(version, 1)
             await self.load(version, skip_to=resume)
-        if "every" not in a:
-            if self.spec.get("hold"):
-                await trio.sleep_forever()  # loaded once; kept for the JOINs a split adds
-            return
-        every = parse_duration(a["every"], "every")
+        if "every" not in a and not self.spec.get("hold"):
+            return                      # loaded once, and nothing joins it: the dataset is done
+        # a dataset that JOINs read stays (to serve the JOINs a split adds) and reloads when its
+        # file changes, with or without a timer
+        every = parse_duration(a["every"], "every") if "every" in a else math.inf
         offset = parse_duration(a["offset"], "offset") if "offset" in a else 0.0
         path = a["source"]["path"]
         seen = _mtime(path)
-        fire = next_fire(time.time(), every, offset)
+        fire = next_fire(time.time(), every, offset) if "every" in a else math.inf
         while True:
             await trio.sleep(max(0.0, min(WATCH_EVERY, fire - time.time())))
             changed = _mtime(path) != seen
@@ -79,7 +79,7 @@ class Ingest(Jah):
                 seen = _mtime(path)
                 version += 1
                 await self.load(version, reason="file changed" if changed else "timer")
-                fire = next_fire(time.time(), every, offset)
+                fire = next_fire(time.time(), every, offset) if "every" in a else math.inf
 
     async def load(self, version: int, skip_to: int = 0, reason: str = "start") -> None:
         async with self.loading:

@@ -115,3 +115,32 @@ async def test_a_worker_killed_during_splits_loses_and_repeats_nothing(daemon_fa
     assert_per_key_order(ids, got["tile"].to_pylist())
     events_seen = (await db.describe("kx"))["tradecrafts"][0]["events"]
     assert any(e["kind"] == "restart" for e in events_seen)
+
+
+async def test_a_new_dataset_version_mid_stream_joins_each_event_with_exactly_one_version(congregation, tmp_path):
+    n = 600_000
+    stream = events(n)
+    pq.write_table(stream, tmp_path / "events.parquet", row_group_size=20_000)
+
+    def labelled(label: str) -> pa.Table:
+        t = np.arange(5_000, dtype=np.int64)
+        return pa.table({"tile": t, "country": pa.array([f"{label}{x % 90}" for x in t])})
+
+    pq.write_table(labelled("A"), tmp_path / "tiles.parquet")
+    doc = {"tradecraft": "ver", "analytics": [
+        {"name": "ev", "kind": "stream", "source": {"path": str(tmp_path / "events.parquet"), "rate": 150_000}},
+        {"name": "tiles", "kind": "ingest", "source": {"path": str(tmp_path / "tiles.parquet")}},
+        {"name": "named", "kind": "join", "stream": "ev", "dataset": "tiles", "on": {"tile": "tile"},
+         "fields": ["country"], "how": "inner"}]}
+    db = congregation.db()
+    await db.submit(doc)
+    await trio.sleep(1.5)                                   # about a third of the stream has passed
+    pq.write_table(labelled("B"), tmp_path / "tiles.parquet")
+    got = await read(db, "ver/named", timeout=60)
+    assert got["id"].to_pylist() == list(range(n))          # every event once, in order
+    first = pc.utf8_slice_codeunits(got["country"], 0, 1).to_pylist()
+    swap = first.index("B")
+    assert 0 < swap < n and set(first[:swap]) == {"A"} and set(first[swap:]) == {"B"}   # never mixed
+    assert [f"{first[i]}{t % 90}" for i, t in enumerate(got["tile"].to_pylist())] == got["country"].to_pylist()
+    versions = [e for e in (await db.describe("ver"))["tradecrafts"][0]["events"] if e["kind"] == "dataset_version"]
+    assert [(v["version"], v["reason"]) for v in versions] == [(1, "start"), (2, "file changed")]
