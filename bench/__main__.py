@@ -97,6 +97,9 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--results", default=str(HERE), help="where results.json and RESULTS.md go")
     ap.add_argument("--workload", nargs="+", choices=list(WORKLOADS), default=list(WORKLOADS))
+    ap.add_argument("--latency-seconds", type=float, default=10.0, help="0 skips the latency run")
+    ap.add_argument("--memory", action="store_true",
+                    help="also run enrich on 5x the events and compare peak RSS (generates 5x data)")
     a = ap.parse_args()
     data = Path(a.data)
     ensure_data(data, a.n)
@@ -135,8 +138,16 @@ def main() -> None:
                              # the rows only: the full check is the whole-process run's
                              "match": rows == _rows(reference[workload])})
             print(json.dumps(results[-1]))
+    latency = None
+    if a.latency_seconds > 0:
+        done = subprocess.run([sys.executable, "-m", "bench.latency", "--seconds", str(a.latency_seconds)],
+                              capture_output=True, text=True, check=True)
+        latency = json.loads(done.stdout.strip().splitlines()[-1])
+        print(json.dumps(latency))
+    memory = measure_memory(a, data) if a.memory else None
     out = Path(a.results)
-    (out / "results.json").write_text(json.dumps(results, indent=1))
+    (out / "results.json").write_text(json.dumps({"workloads": results, "latency": latency, "memory": memory},
+                                                 indent=1))
     lines = ["# Benchmark results", "",
              f"Machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}; "
              f"N = {a.n:,}; best of {a.repeat}; `python -m bench` on {time.strftime('%Y-%m-%d')}.", "",
@@ -151,9 +162,36 @@ def main() -> None:
         lines.append(f"| {r['workload']} | {r['mode']} | {r['workers']} | {r['events_per_s']:,} | {r['seconds']} "
                      f"| {r['peak_rss_mb']} MB | {duck} | {r['ratio_to_duckdb']} "
                      f"| {'MATCH' if r['match'] else 'MISMATCH'} |")
+    if latency:
+        lines += ["", f"Latency (`python -m bench.latency`, {latency['workers']} workers, pushed stream → transform → "
+                      f"`stream` client): publishing {latency['rate_rows_per_s']:,} rows/s, half the measured maximum "
+                      f"of {latency['max_rows_per_s']:,}, in batches of {latency['rows_per_batch']:,}: from "
+                      f"acknowledgement to arrival p50 {latency['from_ack_ms']['p50']} ms, p99 "
+                      f"{latency['from_ack_ms']['p99']} ms, max {latency['from_ack_ms']['max']} ms; from the send "
+                      f"p50 {latency['from_send_ms']['p50']} ms, p99 {latency['from_send_ms']['p99']} ms."]
+    if memory:
+        lines += ["", f"Memory (`python -m bench --memory`, enrich, `hallelujah run`, 2 workers): peak RSS "
+                      f"{memory['peak_rss_mb_1x']} MB at {memory['events_1x']:,} events, {memory['peak_rss_mb_5x']} MB "
+                      f"at {memory['events_5x']:,}: ratio {memory['ratio']}."]
     (out / "RESULTS.md").write_text("\n".join(lines) + "\n")
     if not all(r["match"] for r in results):
         raise SystemExit("a workload did not match its reference")
+
+
+def measure_memory(a: argparse.Namespace, data: Path) -> dict:
+    """Peak RSS of a whole `hallelujah run` of enrich at the data's size and at 5x it."""
+    big = data.with_name(data.name + "-5x")
+    ensure_data(big, a.n * 5)
+    peaks = {}
+    for label, where in (("1x", data), ("5x", big)):
+        with tempfile.TemporaryDirectory() as tmp:
+            doc = Path(tmp) / "enrich.json"
+            doc.write_text(json.dumps(WORKLOADS["enrich"][0](where)))
+            peaks[label] = min(timed([sys.executable, "-m", "hallelujah", "run", str(doc), "--workers", "2",
+                                      "--format", "parquet", "--output-dir", str(Path(tmp) / "out")])[1]
+                               for _ in range(a.repeat))
+    return {"events_1x": a.n, "events_5x": a.n * 5, "peak_rss_mb_1x": peaks["1x"] >> 20,
+            "peak_rss_mb_5x": peaks["5x"] >> 20, "ratio": round(peaks["5x"] / peaks["1x"], 2)}
 
 
 def _rows(result: dict) -> int:
