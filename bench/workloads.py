@@ -79,6 +79,7 @@ WORKLOADS: dict[str, tuple[Callable[[Path], dict[str, Any]], Callable[[Path], di
     "reqresp": (reqresp_document, reqresp_result),
 }
 OUTPUTS = {"enrich": "enriched", "clicks": "hourly", "reqresp": "trips"}   # whose rate is the steady state
+EARLY_OUTPUT = {"enrich", "reqresp"}     # outputs that start with the first events (not at a window's end)
 STREAMS = {"enrich": ("gps_events",), "clicks": ("clicks",), "reqresp": ("requests", "responses")}
 
 

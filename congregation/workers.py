@@ -19,7 +19,7 @@ import structlog
 import trio
 
 from congregation.rpc import Peer
-from hallelujah.errors import Unavailable
+from hallelujah.errors import Unavailable, collapsed
 from hallelujah.frames import connect
 from jah.runtime import Runtime
 
@@ -66,7 +66,10 @@ class Zygote:
                 signal.signal(signal.SIGCHLD, signal.SIG_DFL)
                 code = 0
                 try:
-                    trio.run(serve_worker, index, self.daemon_address, self.run_dir)
+                    with collapsed():
+                        trio.run(serve_worker, index, self.daemon_address, self.run_dir)
+                except Unavailable:     # its congregation has gone (it stopped): nothing to serve
+                    pass
                 except BaseException:   # noqa: BLE001 - the worker's last word, then exit
                     code = 1
                     log.exception("worker_failed", worker=index)
