@@ -38,11 +38,11 @@ async def max_rate(db: hallelujah.Database, seconds: float, rows: int) -> float:
     return sent / (time.perf_counter() - start)
 
 
-async def measure(address: str, seconds: float, tick: float, rows: int) -> dict:
+async def measure(address: str, seconds: float, tick: float, rows: int, fraction: float = 0.5) -> dict:
     db = hallelujah.Database([address])
     await db.submit(DOCUMENT)
     top = await max_rate(db, 2.0, rows)
-    per_tick = max(1, int(top / 2 * tick))
+    per_tick = max(1, int(top * fraction * tick))
     sent_at: dict[int, float] = {}
     acked_at: dict[int, float] = {}
     arrived_at: dict[int, float] = {}
@@ -81,6 +81,7 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=10.0)
     ap.add_argument("--tick", type=float, default=0.02, help="seconds between publishes")
     ap.add_argument("--rows", type=int, default=65_536, help="rows per batch when measuring the maximum")
+    ap.add_argument("--fraction", type=float, default=0.5, help="of the maximum rate to publish at")
     a = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         proc = subprocess.Popen([sys.executable, "-m", "congregation", "--data-dir", tmp, "--listen", "127.0.0.1:0",
@@ -88,7 +89,7 @@ def main() -> None:
         try:
             assert proc.stdout is not None
             address = proc.stdout.readline().split(" ready at ")[1].split()[0]
-            result = trio.run(measure, address, a.seconds, a.tick, a.rows)
+            result = trio.run(measure, address, a.seconds, a.tick, a.rows, a.fraction)
         finally:
             proc.terminate()
             proc.wait(timeout=30)
