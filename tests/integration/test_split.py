@@ -34,8 +34,8 @@ def assert_per_key_order(ids: list[int], keys: list[int]) -> None:
 
 
 def filed(tmp_path, name: str, how: str, rate: int) -> tuple[pa.Table, pa.Table, dict]:
-    """1.5 M events replayed at `rate` rows/s, joined with the tiles; congested at once."""
-    stream, data = events(1_500_000), tiles()
+    """2 M events replayed at `rate` rows/s, joined with the tiles; congested at once."""
+    stream, data = events(2_000_000), tiles()
     pq.write_table(stream, tmp_path / "events.parquet", row_group_size=50_000)
     pq.write_table(data, tmp_path / "tiles.parquet")
     return stream, data, {"tradecraft": name, "congestion": {"busy": 0.001, "for": "1ms"}, "analytics": [
