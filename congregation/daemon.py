@@ -183,6 +183,15 @@ class Congregation:
     async def launch(self, d: Deployment) -> None:
         """Start a planned deployment and record its Jahs and datastreams."""
         self.deployments[d.tc.name] = d
+        assert d.plan is not None
+        versions: dict[str, int] = {}
+        for e in await self.catalog.events(d.tc.name):
+            if e["kind"] == "dataset_version":
+                detail = json.loads(e["detail"])
+                versions[detail["analytic"]] = max(versions.get(detail["analytic"], 0), detail["version"])
+        for jah in d.plan.jahs.values():        # a restarted INGEST numbers on from its last version
+            if jah.role == "ingest":
+                jah.spec["versions_before"] = versions.get(jah.analytic, 0)
         await d.start()
         jahs, streams = d.catalog_rows()
         await self.catalog.set_deployment(d.tc.name, jahs, streams)

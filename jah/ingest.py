@@ -59,9 +59,10 @@ class Ingest(Jah):
     async def _versions(self) -> None:
         a = self.spec["analytic"]
         resume = int(self.spec.get("resume_from", 0))
-        version = resume // VERSION_SPAN
-        if resume % VERSION_SPAN or (version == 0 and a.get("run_on_start", True)):
-            version = max(version, 1)
+        # after a restart the numbering goes on from the versions already recorded
+        version = resume // VERSION_SPAN or int(self.spec.get("versions_before", 0))
+        if resume % VERSION_SPAN or (resume == 0 and a.get("run_on_start", True)):
+            version = version if resume % VERSION_SPAN else version + 1
             await self.load(version, skip_to=resume)
         if "every" not in a and not self.spec.get("hold"):
             return                      # loaded once, and nothing joins it: the dataset is done

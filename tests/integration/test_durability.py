@@ -159,3 +159,29 @@ async def test_sigkilled_congregation_emits_each_window_of_an_aggregate_once_and
                               FROM e GROUP BY 1 ORDER BY 1""").fetchall()
     assert list(zip(got["window_start"].to_pylist(), got["n"].to_pylist(), got["users"].to_pylist())) == \
         [tuple(r) for r in expected]
+
+
+async def test_a_restarted_congregation_numbers_dataset_versions_on(daemon_factory, tmp_path):
+    pq.write_table(pa.table({"user": [f"u{i}" for i in range(97)], "tier": [i % 3 for i in range(97)]}),
+                   tmp_path / "tiers.parquet")
+    doc = {"tradecraft": "tier", "analytics": [
+        PUSHED["analytics"][0],
+        {"name": "tiers", "kind": "ingest", "source": {"path": str(tmp_path / "tiers.parquet")}},
+        {"name": "tiered", "kind": "join", "stream": "payments", "dataset": "tiers", "on": {"user": "user"},
+         "fields": ["tier"], "how": "inner"}]}
+    daemon = daemon_factory()
+    db = daemon.db()
+    await db.submit(doc)
+    await db.publish("tier/payments", payments(0, 1_000))
+    await wait_for_rows(db, "tier/tiered", 1_000)
+    with trio.fail_after(10):              # the version is recorded (it is, shortly after loading)
+        while not [e for e in (await db.describe("tier"))["tradecrafts"][0]["events"]
+                   if e["kind"] == "dataset_version"]:
+            await trio.sleep(0.05)
+    daemon.kill()
+    daemon = daemon_factory(data_dir=daemon.data_dir)
+    db = daemon.db()
+    await db.publish("tier/payments", payments(1_000, 1_000), end=True)
+    assert (await db.read("tier/tiered")).num_rows == 2_000
+    events = (await db.describe("tier"))["tradecrafts"][0]["events"]
+    assert [e["version"] for e in events if e["kind"] == "dataset_version"] == [1, 2]
