@@ -14,7 +14,7 @@ from typing import Any
 
 from jah.streams import CREDITS
 
-WATCHED_ROLES = ("join",)
+WATCHED_ROLES = ("join", "aggregate")
 FULL_BACKLOG = CREDITS        # batches waiting at the inputs that count as a full input
 IDLE = 0.25                   # an idle JOIN is busy at most this fraction of the congestion threshold
 

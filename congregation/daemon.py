@@ -25,7 +25,7 @@ from congregation.congestion import WATCHED_ROLES, CongestionWatch
 from congregation.deployment import Deployment
 from congregation.logs import Logs
 from congregation.rpc import Peer
-from congregation.scaling import merge, split
+from congregation.scaling import merge, split, split_aggregate
 from congregation.workers import LocalHost, WorkerHost, Zygote
 from hallelujah.errors import HallelujahError, Unavailable
 from hallelujah.frames import Connection
@@ -260,12 +260,13 @@ class Congregation:
         if congested is not None:
             log.info("congested", **congested)
             await self.catalog.record_event(d.tc.name, "congested", congested)
-        if d.scaling.locked() or (congested or calm) is None:
+        if d.scaling.locked() or (congested or calm) is None or jah not in d.plan.jahs:
             return
         async with d.scaling:
             try:
                 if congested is not None:
-                    changed = await split(d, jah, congested, self.catalog.record_event)
+                    by_role = split_aggregate if d.plan.jahs[jah].role == "aggregate" else split
+                    changed = await by_role(d, jah, congested, self.catalog.record_event)
                 else:
                     long_idle = {j for j, t in idle.since.items() if now - t >= 2 * c.for_seconds}
                     changed = await merge(d, jah, calm, long_idle, self.catalog.record_event)

@@ -21,6 +21,7 @@ import pyarrow as pa
 
 from congregation.hallelu import Hallelu, JahPlan, StreamPlan
 from hallelujah.tradecraft import Analytic, Tradecraft
+from jah.exchange import owners
 from jah.windows import PartialAggregate
 
 
@@ -61,8 +62,11 @@ class Partitioned(Hallelu):
             outputs = [f"to{j}" for j in range(self.instances)]
             for k, jah_id in enumerate(ids):     # beside instance k of what it reads
                 plans.append(self.jah(jah_id, "exchange", place(k), {"in": schema} | dict.fromkeys(outputs, schema),
-                                      outputs, keys=keys))
+                                      outputs, keys=keys, **self.exchange_extra()))
         return plans
+
+    def exchange_extra(self) -> dict[str, Any]:
+        return {}
 
     def internal(self) -> list[StreamPlan]:
         streams = []
@@ -91,13 +95,18 @@ class AggregateHallelu(Partitioned):
     def sink_spec(self, port: str) -> dict[str, Any]:
         return {"monotone": "window_end"} if port == "out" else {}
 
+    def exchange_extra(self) -> dict[str, Any]:
+        """Its EXCHANGEs know the event time: a split moves partitions at a window boundary."""
+        return {"time": self.a.spec["time"]}
+
     def plan(self, place: Callable[[int], int]) -> list[JahPlan]:
         inp = self.tc.stream_schema(self.a.inputs[0])
         plans = self.exchange_plans(place)
         for j, jah_id in enumerate(self.jah_ids):
             plans.append(self.jah(jah_id, "aggregate", place(j),
                                   {"in": inp, "out": self.partial_schema, "rejected": self.a.rejected_schema,
-                                   "result": self.a.schema}, ["out", "rejected"]))
+                                   "result": self.a.schema}, ["out", "rejected"],
+                                  partitions=[p for p, o in enumerate(owners(self.instances)) if o == j]))
         plans.append(self.jah(self.merge, "merge", place(0),
                               {"in": self.partial_schema, "out": self.a.schema}, ["out"]))
         return plans

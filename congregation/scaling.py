@@ -24,6 +24,7 @@ import structlog
 from congregation.deployment import Deployment
 from congregation.hallelu import CONGREGATION, JahPlan, StreamPlan
 from jah.exchange import PARTITIONS
+from jah.windows import windows_of
 
 log = structlog.get_logger("hallelujah.scaling")
 MAX_JOINS_PER_WORKER = 2
@@ -129,4 +130,74 @@ async def merge(d: Deployment, jah_id: str, reason: dict[str, Any], idle: set[st
              "into": [{"jah": new.id, "worker": new.host, "partitions": [held[0], held[-1]]}]}
     log.info("join_merge", **event)
     await record(d.tc.name, "merge", event)
+    return True
+
+
+async def split_aggregate(d: Deployment, jah_id: str, reason: dict[str, Any], record: Any) -> bool:
+    """Split a congested AGGREGATE: two new ones take half its partitions each from the next
+    window boundary on. Every EXCHANGE holds its stream while the boundary is chosen after the
+    latest event any of them routed, so the old AGGREGATE keeps exactly the windows it has begun
+    (and their late-enough rows) and ends, its windows closed, when the watermark passes the
+    boundary; a distinct value is never counted by two instances in one window. Tumbling windows
+    only: a hopping row belongs to windows on both sides of any boundary."""
+    plan = d.plan
+    if plan is None or jah_id not in plan.jahs or jah_id in d.retiring:
+        return False
+    old = plan.jahs[jah_id]
+    a = old.spec["analytic"]
+    feeds = [s for s in plan.streams if s.receiver == jah_id and s.receiver_port == "in"
+             and plan.jahs[s.sender].role == "exchange"]
+    held = old.spec.get("partitions") or []
+    siblings = [j for j in plan.jahs.values() if j.role == "aggregate" and j.analytic == old.analytic
+                and j.id not in d.retiring]
+    workers = _workers(d)
+    if not feeds or "hop" in a or len(held) < 2 or len(siblings) >= MAX_JOINS_PER_WORKER * len(workers):
+        return False
+    merge_in = _stream_from(d, jah_id, "out")
+    rejected = [s for s in plan.streams if s.sender == jah_id and s.sender_port == "rejected"]
+    d.generation += 1
+    halves = [held[:len(held) // 2], held[len(held) // 2:]]
+    new = []
+    for partitions, host, suffix in zip(halves, [workers[0], workers[1 % len(workers)]], "ab"):
+        new_id = f"{jah_id.split('#')[0]}#{d.generation}{suffix}"
+        spec = {**old.spec, "partitions": partitions, "inputs": {"in": len(feeds)},
+                "outputs": {"out": 1, "rejected": len(rejected)}}
+        jah = JahPlan(new_id, "aggregate", old.analytic, host.index, spec, {"in": len(feeds)},
+                      {"out": 1, "rejected": len(rejected)})
+        await d.create(jah)
+        await d.wire(StreamPlan(f"{new_id}:out->{merge_in.receiver}:in", new_id, "out", merge_in.receiver, "in",
+                                merge_in.schema))
+        for s in rejected:
+            await d.wire(StreamPlan(f"{new_id}:rejected->{s.receiver}:in", new_id, "rejected", s.receiver,
+                                    s.receiver_port, s.schema))
+        for s in feeds:
+            await d.wire(StreamPlan(f"{s.sender}:to:{new_id}->{new_id}:in", s.sender, f"to:{new_id}", new_id,
+                                    "in", s.schema))
+        new.append(jah)
+
+    async def ask(s: StreamPlan, args: dict[str, Any]) -> dict[str, Any]:
+        reply = await d.hosts[plan.jahs[s.sender].host].request("controlReq", {"jah": s.sender,
+                                                                               "args": json.dumps(args)})
+        return json.loads(reply["result"])
+
+    size = windows_of(a).size_us
+    committed = False
+    try:
+        latest = max([(await ask(s, {"prepare": True}))["latest"] for s in feeds] + [0])
+        boundary = (latest // size + 1) * size       # after every event routed so far
+        for s in feeds:
+            await ask(s, {"commit": {"old": s.sender_port, "boundary": boundary,
+                                     "into": {f"to:{j.id}": j.spec["partitions"] for j in new}}})
+        committed = True
+    finally:
+        if not committed:                            # let the streams go on as they were
+            for s in feeds:
+                await ask(s, {"release": True})
+    d.retiring.add(jah_id)
+    event = {"analytic": old.analytic, "jah": jah_id, "reason": reason, "boundary_us": boundary,
+             "partitions": [len(held)] + [len(j.spec["partitions"]) for j in new],
+             "into": [{"jah": j.id, "worker": j.host, "partitions": [j.spec["partitions"][0], j.spec["partitions"][-1]]}
+                      for j in new]}
+    log.info("aggregate_split", **event)
+    await record(d.tc.name, "split", event)
     return True

@@ -162,3 +162,28 @@ async def test_a_query_mid_stream_returns_the_open_windows_partial_values(congre
                          FROM f GROUP BY ALL ORDER BY w, country""", f=pa.concat_tables([first, rest]))
     assert rows_of(final, "window_start", "country", "n", "users") == everything
     assert (await db.query("q/hourly")).num_rows == 0        # nothing is open once the stream ended
+
+
+async def test_a_congested_aggregate_splits_at_a_window_boundary_and_every_window_stays_exact(
+        daemon_factory, tmp_path):
+    rng = np.random.default_rng(17)
+    n = 1_200_000
+    ts = np.sort(T0 + rng.integers(0, 3_600, n))                     # an hour of one-minute windows
+    data = pa.table({"ts": pa.array(ts, pa.timestamp("s")),
+                     "user": np.char.mod("u%d", np.floor(40_000 * rng.random(n) ** 2).astype(np.int64)).astype(object)})
+    pq.write_table(data, tmp_path / "hits.parquet", row_group_size=40_000)
+    doc = {"tradecraft": "sa", "congestion": {"busy": 0.001, "for": "1ms"}, "analytics": [
+        {"name": "hits", "kind": "stream", "source": {"path": str(tmp_path / "hits.parquet"), "rate": 250_000},
+         "time": "ts"},
+        {"name": "per_min", "kind": "aggregate", "input": "hits", "time": "ts", "window": "1m",
+         "measures": {"n": "count()", "users": "count_distinct(user)"}}]}
+    db = daemon_factory(workers=2).db()
+    await db.submit(doc)
+    got = await read(db, "sa/per_min", timeout=90)
+    expected = duck("""SELECT time_bucket(INTERVAL 1 minute, ts), count(*), count(DISTINCT "user")
+                       FROM h GROUP BY 1 ORDER BY 1""", h=data)
+    assert rows_of(got, "window_start", "n", "users") == expected
+    info = (await db.describe("sa"))["tradecrafts"][0]
+    splits = [s for s in info["scaling"] if s["kind"] == "split"]
+    assert splits and all(s["boundary_us"] % 60_000_000 == 0 for s in splits), info["events"]
+    assert (await read(db, "sa/per_min.rejected")).num_rows == 0
