@@ -153,7 +153,7 @@ def main() -> None:
              f"Machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}; "
              f"N = {a.n:,}; best of {a.repeat}; `python -m bench` on {time.strftime('%Y-%m-%d')}.", "",
              "Whole-process rows compare with DuckDB's whole process (reference.py run as a process); "
-             "steady-state rows (output's first batch to its last, on a running congregation) with "
+             "steady-state rows (the stream's events over the time from the output's first batch to its last — from the submit for clicks, whose first window closes an hour of events in — on a running congregation) with "
              "DuckDB's in-process figure (reference.py's RESULT line), both timed in this sitting.", "",
              "| workload | mode | workers | events/s | seconds | peak RSS | DuckDB | ratio | result |",
              "|---|---|---:|---:|---:|---:|---:|---:|---|"]
