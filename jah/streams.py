@@ -41,7 +41,6 @@ class InPort:
         self.attached = 0
         self._lanes: list[trio.MemoryReceiveChannel[Envelope]] = []
         self._arrival = trio.Event()
-        self.open = streams               # datastreams attached and not ended yet
         self.stats = PortStats()
 
     def attach(self) -> Lane:
@@ -49,7 +48,6 @@ class InPort:
         send, receive = trio.open_memory_channel[Envelope](self.capacity)
         self._lanes.append(receive)
         self.attached += 1
-        self.open = max(self.open, 0) + (1 if self.attached > self.streams else 0)
         return Lane(send, self)
 
     def arrived(self) -> None:
@@ -81,7 +79,6 @@ class InPort:
             if env.marker in (END_OF_STREAM, WATERMARK):
                 if env.marker == END_OF_STREAM:
                     live.discard(i)
-                    self.open -= 1
                 mark = marks.update(i, env.value if env.marker == WATERMARK else END_OF_TIME)
                 return Envelope(None, marker=WATERMARK, value=mark) if mark is not None and live else None
             return env                      # other markers pass at once, in their stream's order
@@ -108,7 +105,9 @@ class InPort:
                 i = min(ready, key=lambda k: heads[k].origin)  # type: ignore[union-attr]
                 # The least position goes once every lane has one; a tie with the position just
                 # passed may go at once (no lane can bring anything earlier). A datastream added
-                # while running only carries positions after those of the one it relieves.
+                # while running counts once it brings something: its positions follow those of
+                # the one it relieves, but not always those its siblings have brought already,
+                # which is why POSTJOIN puts the parts of a position back together itself.
                 if len(ready) == len(live) or heads[i].origin <= last:  # type: ignore[union-attr]
                     env = heads[i]
                     heads[i] = None
