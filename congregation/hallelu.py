@@ -60,12 +60,6 @@ class Hallelu:
         self.a = analytic
         self.instances = instances
         self.jah_ids = self.ids(self.role, instances)
-        self.fan = 1        # how many of its instances send a part of each source position
-
-    def fan_of(self, port: str) -> int:
-        """How many of the Jahs sending `port` send a part of every source position (a SINK
-        keeps the parts of a position together): 1 where each position comes from one instance."""
-        return self.fan
 
     def ids(self, role: str, instances: int) -> list[str]:
         base = f"{self.tc.name}/{self.a.name}/{role}"

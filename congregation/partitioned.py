@@ -48,10 +48,6 @@ class Partitioned(Hallelu):
     def receiver_port(self, into: str) -> str:
         return "in" if self.exchanges[into] else into
 
-    def fan_of(self, port: str) -> int:
-        """Behind EXCHANGEs every instance sends every position; otherwise they follow the parts."""
-        return self.instances if self.keys and len(self.producers(port)) > 1 else 1
-
     def ports(self) -> dict[str, pa.Schema]:
         return {"out": self.a.schema, "rejected": self.a.rejected_schema}
 

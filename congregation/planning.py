@@ -40,9 +40,6 @@ def hallelus_of(tc: Tradecraft, parallelism: int) -> dict[str, Hallelu]:
         else:
             count = 1
         hallelus[a.name] = Hallelu(tc, a, count)
-        if upstream and count > 1 and count == upstream[0]:      # instance k reads instance k
-            producer = hallelus[a.inputs[0].partition(".")[0]]
-            hallelus[a.name].fan = producer.fan_of(producer.port_of(a.inputs[0]))
     return hallelus
 
 
@@ -77,7 +74,7 @@ def plan_tradecraft(tc: Tradecraft, place: Callable[[int], int], parallelism: in
             sink_id = f"{log}/sink"
             schema = h.ports()[port]
             jahs[sink_id] = JahPlan(sink_id, "sink", h.a.name, CONGREGATION,
-                                    {"role": "sink", "log": log, "parts": h.fan_of(port), **h.sink_spec(port),
+                                    {"role": "sink", "log": log, **h.sink_spec(port),
                                      "schemas": {"in": schema_bytes(schema).hex()}})
             for sender in h.producers(port):       # the instances merge back in source order
                 connect(sender, port, sink_id, schema)

@@ -75,6 +75,7 @@ struct DataReq {
   markerValue @4 :Int64; # watermark time, checkpoint id, …
   bodyLength @5 :UInt64; # raw Arrow IPC bytes following this frame (0 for a bare marker)
   rows @6 :UInt64;
+  parts @7 :UInt32;      # into how many datastreams this position was split (each gets a part)
 }
 struct DataCfm { credits @0 :UInt32; }   # receiver grants this many more batches
 

@@ -23,7 +23,9 @@ class Envelope:
     `body` caches the IPC bytes (as received, or serialized once for several receivers).
     On a data envelope `value`, when positive, is the first source position whose rows the sender
     still holds in its state (an aggregate's open windows): a replay must start there.
-    `lane` is the datastream of its port it arrived on (not sent on the wire).
+    `lane` is the datastream of its port it arrived on (not sent on the wire). `parts` is into how
+    many datastreams an EXCHANGE or PREJOIN split its position: whoever merges them back (POSTJOIN,
+    a SINK) keeps a position once it has all its parts, so a crash never leaves half of one kept.
     """
 
     batch: pa.RecordBatch | None
@@ -33,6 +35,7 @@ class Envelope:
     value: int = 0
     body: pa.Buffer | bytearray | bytes | None = None
     lane: int = -1
+    parts: int = 1
 
     @property
     def rows(self) -> int:
@@ -46,7 +49,7 @@ class Envelope:
 
     def derive(self, batch: pa.RecordBatch) -> "Envelope":
         """A new envelope for a batch computed from this one (same lineage)."""
-        return Envelope(batch, self.origin, self.source, value=self.value)
+        return Envelope(batch, self.origin, self.source, value=self.value, parts=self.parts)
 
     def resume_after(self) -> int:
         """The position after which a replay rebuilds what this envelope's sender holds."""
@@ -55,3 +58,39 @@ class Envelope:
 
 def end_of_stream() -> Envelope:
     return Envelope(None, marker=END_OF_STREAM)
+
+
+class Reassembly:
+    """The parts of source positions put back together: a position goes once all its parts are
+    in, and the positions of one source go in order (a later one waits for an earlier one)."""
+
+    def __init__(self) -> None:
+        self.held: dict[tuple[str, int], list[Envelope]] = {}
+
+    def add(self, env: Envelope) -> list[list[Envelope]]:
+        """File one part; the whole positions now ready, in order."""
+        self.held.setdefault((env.source, env.origin), []).append(env)
+        ready = []
+        while True:
+            pending = [key for key in self.held if key[0] == env.source]
+            if not pending:
+                break
+            first = min(pending, key=lambda key: key[1])
+            if len(self.held[first]) < self.held[first][0].parts:
+                break
+            ready.append(self.held.pop(first))
+        return ready
+
+    def rest(self) -> list[list[Envelope]]:
+        """What is held when no more parts can come, by position."""
+        rest = [self.held[key] for key in sorted(self.held, key=lambda key: key[1])]
+        self.held.clear()
+        return rest
+
+
+def joined(parts: list[Envelope]) -> Envelope:
+    """The parts of one position as one envelope (the oldest position any part still holds)."""
+    batches = [p.batch for p in parts if p.batch is not None and p.rows]
+    batch = pa.concat_batches(batches) if len(batches) > 1 else (batches[0] if batches else parts[0].batch)
+    held = [p.value for p in parts if p.value > 0]
+    return Envelope(batch, parts[0].origin, parts[0].source, value=min(held, default=0))

@@ -94,7 +94,7 @@ class Exchange(Jah):
             order, offsets = split_by_partition(route, len(self.routes))
             parts = [batch.take(order[offsets[j]:offsets[j + 1]]) for j in range(len(self.routes))]
         for port, part in zip(self.routes, parts):
-            await self.emit(port, env.derive(part))
+            await self.emit(port, Envelope(part, env.origin, env.source, value=env.value, parts=len(self.routes)))
 
     async def _finish_moves(self, watermark: int) -> None:
         """Once the watermark passes a move's boundary, the old instance gets nothing more: its

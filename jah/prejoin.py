@@ -40,17 +40,17 @@ class PreJoin(Jah):
                 await self._route(env)
 
     async def _route(self, env: Envelope) -> None:
-        """Each JOIN's part of the batch; `value` says into how many parts the position went,
-        so that POSTJOIN knows when it has them all, whatever splits happen meanwhile."""
+        """Each JOIN's part of the batch, saying into how many parts the position went, so that
+        POSTJOIN knows when it has them all, whatever splits happen meanwhile."""
         batch = env.batch
         assert batch is not None
         if len(self.routes) == 1:
-            await self.emit(self.routes[0], Envelope(batch, env.origin, env.source, value=1, body=env.body))
+            await self.emit(self.routes[0], env)
             return
         with self.busy():
             parts = parts_by_route(batch, self.keys, self.owner, len(self.routes))
         for port, part in zip(self.routes, parts):
-            await self.emit(port, Envelope(part, env.origin, env.source, value=len(self.routes)))
+            await self.emit(port, Envelope(part, env.origin, env.source, parts=len(self.routes)))
 
     async def control(self, args: dict[str, Any]) -> dict[str, Any]:
         """{"split": old port, "into": {new port: [partitions]}} (or several old ports for a merge)."""

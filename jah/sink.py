@@ -2,8 +2,8 @@
 
 Each batch carries the source position it derives from; the SINK commits that position with the
 batch, and skips anything at or before it after a replay, so a restart repeats nothing. Where
-partitioned instances each send a part of every position (`parts`), the parts are kept together,
-as one batch in one transaction, so a crash never leaves a position half kept. An
+partitioned instances each send a part of every position (`Envelope.parts`), the parts are kept
+together, as one batch in one transaction, so a crash never leaves a position half kept. An
 aggregate's output also carries window ends that only grow: after a replay, which rebuilds open
 windows from older positions, a window that ends at or before the last one kept was kept already.
 """
@@ -17,7 +17,7 @@ import structlog
 
 from hallelujah.frames import open_batch
 from jah.base import Jah
-from jah.envelope import NONE, Envelope
+from jah.envelope import NONE, Envelope, Reassembly, joined
 
 log = structlog.get_logger("hallelujah.sink")
 
@@ -34,12 +34,11 @@ class Sink(Jah):
         floor = await self._last_kept(monotone) if monotone else None
         first = last = 0.0
         rows = 0
-        parts = int(self.spec.get("parts", 1))
-        held: list[Envelope] = []
+        positions = Reassembly()
 
-        async def keep(envs: list[Envelope]) -> None:
+        async def keep(parts: list[Envelope]) -> None:
             nonlocal first, last, rows
-            env = envs[0] if len(envs) == 1 else _joined(envs)
+            env = parts[0] if len(parts) == 1 else joined(parts)
             if floor is not None and env.rows:
                 env = env.derive(env.batch.filter(pc.greater(env.batch.column(monotone), floor)))
             progress[env.source] = max(env.origin, progress.get(env.source, 0))
@@ -55,15 +54,10 @@ class Sink(Jah):
                 continue                  # markers steer processing; a log keeps rows
             if env.source and env.origin <= committed.get(env.source, 0):
                 continue
-            if held and (held[0].source, held[0].origin) != (env.source, env.origin):
-                await keep(held)          # positions arrive in order: the last one is complete
-                held = []
-            held.append(env)
-            if len(held) >= parts:
-                await keep(held)
-                held = []
-        if held:
-            await keep(held)
+            for parts in positions.add(env):
+                await keep(parts)
+        for parts in positions.rest():
+            await keep(parts)
         await logs.end(name)
         log.info("sink_finished", log=name, rows=rows, seconds=round(last - first, 4),
                  rows_per_s=round(rows / (last - first)) if last > first else None)
@@ -75,10 +69,3 @@ class Sink(Jah):
         top = pc.max(open_batch(body, self.schema("in")).column(field))
         return top if top.is_valid else None
 
-
-def _joined(envs: list[Envelope]) -> Envelope:
-    """The parts of one position as one envelope (the oldest position any part still holds)."""
-    batches = [e.batch for e in envs if e.batch is not None and e.rows]
-    batch = pa.concat_batches(batches) if batches else envs[0].batch
-    held = [e.value for e in envs if e.value > 0]
-    return Envelope(batch, envs[0].origin, envs[0].source, value=min(held, default=0))

@@ -100,7 +100,7 @@ class StreamJoin(Jah):
         parts = [b for b in [*self.unmatched, *batches] if b.num_rows]
         self.unmatched = []
         out = pa.concat_batches(parts) if len(parts) > 1 else (parts[0] if parts else self.empty)
-        await self.emit("out", Envelope(out, env.origin, env.source))
+        await self.emit("out", Envelope(out, env.origin, env.source, parts=env.parts))
 
     def state_rows(self) -> int:
         return self.join.rows_held

@@ -195,7 +195,7 @@ class SocketSender(Sender):
         await self.conn.send("dataReq", {
             "seq": self.seq, "origin": env.origin, "source": env.source, "marker": env.marker,
             "markerValue": env.value, "bodyLength": len(body) if body is not None else 0,
-            "rows": env.rows}, body)
+            "rows": env.rows, "parts": env.parts}, body)
         self.seq += 1
 
     async def aclose(self) -> None:
@@ -218,7 +218,7 @@ async def receive_stream(conn: Connection, lane: Lane, schema: pa.Schema,
                 raise Unavailable(f"unexpected {kind} on a datastream")
             batch = open_batch(body, schema) if body is not None else None
             env = Envelope(batch, fields["origin"], fields["source"], fields["marker"],
-                           fields["markerValue"], body)
+                           fields["markerValue"], body, parts=max(1, fields.get("parts", 1)))
             await lane.send(env)
             if env.marker == END_OF_STREAM:
                 return
