@@ -20,6 +20,7 @@ from typing import Any
 import pyarrow as pa
 
 from congregation.hallelu import Hallelu, JahPlan, StreamPlan
+from hallelujah.errors import TradecraftError
 from hallelujah.tradecraft import Analytic, Tradecraft
 from jah.exchange import owners
 from jah.windows import PartialAggregate
@@ -77,6 +78,9 @@ class Partitioned(Hallelu):
 class AggregateHallelu(Partitioned):
 
     def __init__(self, tc: Tradecraft, analytic: Analytic, upstream: list[int], parallelism: int) -> None:
+        if "session" in analytic.spec:
+            raise TradecraftError(f"{analytic.path}.session", f'{analytic.spec["session"]!r}: session windows are not '
+                                                              'supported by this congregation yet (use "window")')
         distinct = distinct_fields(analytic.spec)
         split = len(distinct) == 1 and parallelism > 1
         super().__init__(tc, analytic, upstream, parallelism if split else (1 if distinct else upstream[0]),

@@ -7,7 +7,10 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+import pytest
 import trio
+
+from hallelujah import TradecraftError
 
 from tests.integration.helpers import read
 
@@ -187,3 +190,15 @@ async def test_a_congested_aggregate_splits_at_a_window_boundary_and_every_windo
     splits = [s for s in info["scaling"] if s["kind"] == "split"]
     assert splits and all(s["boundary_us"] % 60_000_000 == 0 for s in splits), info["events"]
     assert (await read(db, "sa/per_min.rejected")).num_rows == 0
+
+
+async def test_session_windows_are_refused_at_submit_naming_the_field(congregation):
+    db = congregation.db()
+    doc = {"tradecraft": "ses", "analytics": [
+        {"name": "ev", "kind": "stream", "schema": {"ts": "timestamp[s]", "user": "string"}, "time": "ts"},
+        {"name": "visits", "kind": "aggregate", "input": "ev", "time": "ts", "session": "30s", "group": ["user"],
+         "measures": {"n": "count()"}}]}
+    with pytest.raises(TradecraftError) as refused:
+        await db.submit(doc)
+    assert refused.value.path == "analytics[1].session" and "not supported" in str(refused.value)
+    assert await db.list() == []
