@@ -50,6 +50,12 @@ class Commands:
                 log.info("command_refused", command=command, error=str(exc))
             await conn.send("cmdCfm", {"id": rid, "error": error_fields(exc)})
             return
+        except Exception as exc:  # a bug of ours: the caller gets an answer, the log the traceback
+            log.exception("command_failed", command=command)
+            await conn.send("cmdCfm", {"id": rid, "error": {
+                "kind": "HallelujahError", "message": f"{command} failed inside the congregation: "
+                                                      f"{type(exc).__name__}: {exc}", "path": ""}})
+            return
         await conn.send("cmdCfm", {"id": rid, "result": json.dumps(result)})
 
     def _tradecraft(self, name: str) -> Tradecraft:
