@@ -30,21 +30,23 @@ def print_list(rows: list[dict[str, Any]], as_json: bool) -> None:
 
 
 def print_describe(info: dict[str, Any], as_json: bool) -> None:
-    """Per tradecraft: its Jahs with their live figures, then what it retains."""
+    """Per tradecraft: its Jahs with their live figures (held: rows of state, such as open
+    windows or a join's window of rows), then what it retains, then its events and scaling."""
     if as_json:
         print(json.dumps(info, indent=1))
         return
     console = Console()
     for tc in info["tradecrafts"]:
         console.print(f"[bold]{tc['name']}[/bold]  {tc['state']}  {tc['error'] or ''}")
-        jahs = Table("worker", "rows in", "rows out", "busy", "backlog", "state")
+        jahs = Table("worker", "rows in", "rows out", "busy", "backlog", "held", "state")
         jahs.add_column("jah", overflow="fold")
         retained = Table("retained output", "rows", "ended")
         for a in tc["analytics"]:
             for j in a["jahs"]:
                 jahs.add_row("-" if j["worker"] < 0 else str(j["worker"]),
                              f"{j.get('rows_in', 0):,}", f"{j.get('rows_out', 0):,}",
-                             f"{j.get('busy', 0):.2f}", str(j.get("backlog", 0)), j["state"],
+                             f"{j.get('busy', 0):.2f}", str(j.get("backlog", 0)), f"{j.get('state_rows', 0):,}",
+                             j["state"],
                              j["id"].split("/", 1)[1])
             for name, log in a["retained"].items():
                 retained.add_row(name, f"{log['rows']:,}", "yes" if log["ended"] else "no")
