@@ -35,6 +35,7 @@ import numpy as np
 import pyarrow as pa
 
 from jah.kernels.probe import HashIndex
+from jah.watermarks import event_micros
 
 __all__ = ["IntervalJoin"]
 
@@ -42,38 +43,6 @@ _MIN = int(np.iinfo(np.int64).min)
 _MAX = int(np.iinfo(np.int64).max)
 _MAX_CHUNKS = 4  # held chunks a side keeps before merging neighbours: an arrival probes each
 _BUILD_COST, _PROBE_COST = 2, 1  # per row, as measured (about 60 and 30 ns)
-_PER_US = {"s": 1_000_000, "ms": 1_000, "us": 1, "ns": 0}
-
-
-def _micros(column: pa.Array) -> tuple[np.ndarray, np.ndarray | None]:
-    """Event times as int64 µs (ints are taken as µs), and which are valid (None: all).
-
-    A null time matches nothing; it is stored as the smallest int64, so the next ``advance``
-    evicts it.
-    """
-    t = column.type
-    if pa.types.is_timestamp(t):
-        per_us = _PER_US[t.unit]
-        column = column.cast(pa.int64())
-    elif pa.types.is_integer(t):
-        per_us = 1
-        if t != pa.int64():
-            column = column.cast(pa.int64())
-    else:
-        raise TypeError(f"an interval join's time must be a timestamp or an integer (µs), not {t}")
-    valid = None
-    if column.null_count:
-        valid = column.is_valid().to_numpy(zero_copy_only=False)
-        column = column.fill_null(0)
-    values = column.to_numpy()
-    if per_us == 0:
-        values = values // 1000
-    elif per_us != 1:
-        values = values * per_us
-    if valid is not None:
-        values = values.copy() if not values.flags.writeable else values
-        values[~valid] = _MIN
-    return values, valid
 
 
 def _clamp(v: int) -> int:
@@ -171,7 +140,7 @@ class _Side:
     def chunk(self, batch: pa.RecordBatch) -> _Chunk:
         if not batch.schema.equals(self.schema, check_metadata=True):
             batch = pa.RecordBatch.from_arrays(batch.columns, schema=self.schema)
-        t, valid = _micros(batch.column(self.time))
+        t, valid = event_micros(batch.column(self.time))
         return _Chunk(batch, t, valid, np.zeros(batch.num_rows, bool) if self.stream else None)
 
     def hold(self, chunk: _Chunk) -> None:

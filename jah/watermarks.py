@@ -22,20 +22,33 @@ _PER_UNIT = {"s": 1_000_000, "ms": 1_000, "us": 1, "ns": 0}
 LATE = "late: event time is before the watermark"
 
 
-def micros(column: pa.Array | pa.ChunkedArray) -> np.ndarray:
-    """Event times as int64 microseconds (nulls read as the earliest time, hence late)."""
+def event_micros(column: pa.Array | pa.ChunkedArray, null: int = BEFORE_TIME,
+                 ints: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
+    """Event times as int64 microseconds since the epoch, and which are valid (None: all).
+
+    Timestamps of any unit and zone (ns floored); integers are read as microseconds, or refused
+    with TypeError where `ints` is false. A null reads as `null`: by default the earliest time,
+    which is late everywhere and evicted first.
+    """
     t = column.type
+    if not (pa.types.is_timestamp(t) or (ints and pa.types.is_integer(t))):
+        allowed = "a timestamp or an integer (µs)" if ints else "a timestamp"
+        raise TypeError(f"an event time must be {allowed}, not {t}")
     if isinstance(column, pa.ChunkedArray):
         column = column.combine_chunks()
-    if pa.types.is_timestamp(t):
-        column = column.cast(pa.timestamp(t.unit)).view(pa.int64()) if t.tz else column.view(pa.int64())
-        per = _PER_UNIT[t.unit]
-    else:
-        per = 1
-    values = column.fill_null(BEFORE_TIME).to_numpy(zero_copy_only=False).astype(np.int64, copy=False)
-    if per == 0:
-        return values // 1_000
-    return values * per if per != 1 else values
+    valid = column.is_valid().to_numpy(zero_copy_only=False) if column.null_count else None
+    values = column.cast(pa.int64()).fill_null(0).to_numpy(zero_copy_only=False)
+    per = _PER_UNIT[t.unit] if pa.types.is_timestamp(t) else 1
+    values = values // 1_000 if per == 0 else (values * per if per != 1 else values)
+    if valid is not None:
+        values = values.copy() if not values.flags.writeable else values
+        values[~valid] = null
+    return values, valid
+
+
+def micros(column: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    """Event times as int64 microseconds (nulls read as the earliest time, hence late)."""
+    return event_micros(column)[0]
 
 
 def micros_of(value: Any) -> int:

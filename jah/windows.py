@@ -44,6 +44,7 @@ import pyarrow.compute as pc
 
 from hallelujah import expressions
 from hallelujah.durations import parse_duration
+from jah.watermarks import event_micros
 
 __all__ = [
     "WINDOW",
@@ -63,7 +64,6 @@ VALUE = "__value"           # distinct-set column: the value of the count_distin
 COMPACT_PIECES = 16         # re-group the pending per-batch tables when there are more of them than this,
 COMPACT_ROWS = 1 << 18      # or when they hold more rows than this and more than the held table
 _MEASURE = re.compile(r"\s*([a-z_]+)\s*\((.*)\)\s*", re.DOTALL)
-_PER_UNIT = {"s": 1_000_000, "ms": 1_000, "us": 1}
 _COUNT_ALL = pc.CountOptions(mode="all")
 _COUNT_VALID = pc.CountOptions(mode="only_valid")
 _INT64, _FLOAT64 = pa.int64(), pa.float64()
@@ -132,19 +132,7 @@ def to_micros(column: pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, np.ndarra
 
     Null times read as 0 in the values; the caller drops them with the validity.
     """
-    t = column.type
-    if not pa.types.is_timestamp(t):
-        raise TypeError(f"the time field must be a timestamp, not {t}")
-    valid = None
-    if column.null_count:
-        valid = pc.is_valid(column).to_numpy(zero_copy_only=False)
-        column = column.fill_null(pa.scalar(0, t))
-    raw = column.cast(_INT64)
-    values = (raw.combine_chunks() if isinstance(raw, pa.ChunkedArray) else raw).to_numpy()
-    if t.unit == "ns":
-        return np.floor_divide(values, 1_000), valid
-    per = _PER_UNIT[t.unit]
-    return (values * per if per != 1 else values), valid
+    return event_micros(column, null=0, ints=False)
 
 
 # ---------------------------------------------------------------- measures
