@@ -22,7 +22,7 @@ from hallelujah.tradecraft import Tradecraft, parse_document, schema_to_json
 from jah.director import typed_value
 from jah.envelope import END_OF_STREAM
 from jah.streams import CREDITS
-from jah.windows import finalize
+from jah.windows import finalize, partial_schema_of
 
 log = structlog.get_logger("hallelujah.commands")
 COMMANDS = ("submit", "list", "describe", "cancel", "publish", "stream", "query")
@@ -138,7 +138,7 @@ class Commands:
         for jah in jahs if d.state == "running" else []:      # a finished aggregate has nothing open
             reply = await d.hosts[jah.host].request("queryReq", {"jah": jah.id})
             tables.append(pa.ipc.open_stream(pa.py_buffer(reply["rows"])).read_all())
-        partial_schema = schema_of(bytes.fromhex(jahs[0].spec["schemas"]["out" if jahs[0].role == "aggregate" else "in"]))
+        partial_schema = partial_schema_of(a.spec, a.schema)
         rows = finalize(a.spec, a.schema, partial_schema, [t.select(partial_schema.names) for t in tables])
         for key, value in group.items():
             rows = rows.filter(pc.equal(rows.column(key), pa.scalar(typed_value(value, a.schema.field(key).type),

@@ -23,7 +23,7 @@ from congregation.hallelu import Hallelu, JahPlan, StreamPlan
 from hallelujah.errors import TradecraftError
 from hallelujah.tradecraft import Analytic, Tradecraft
 from jah.exchange import owners
-from jah.windows import PartialAggregate
+from jah.windows import partial_schema_of
 
 
 def distinct_fields(spec: dict[str, Any]) -> set[str]:
@@ -86,8 +86,7 @@ class AggregateHallelu(Partitioned):
         super().__init__(tc, analytic, upstream, parallelism if split else (1 if distinct else upstream[0]),
                          [sorted(distinct)] if split else None)
         self.merge = self.ids("merge", 1)[0]
-        self.partial_schema = PartialAggregate(analytic.spec, tc.stream_schema(analytic.inputs[0]),
-                                               analytic.schema).partial_schema
+        self.partial_schema = partial_schema_of(analytic.spec, analytic.schema)
 
     def producers(self, port: str) -> list[str]:
         return [self.merge] if port == "out" else self.jah_ids

@@ -26,9 +26,13 @@ from jah.kernels.partition import split_by_partition
 PARTITIONS = 256
 
 
-def parts_by_route(batch: pa.RecordBatch, keys: list[str], owner: np.ndarray, routes: int) -> list[pa.RecordBatch]:
-    """The rows of each route (by the owner of their key's partition), each in its original order."""
-    route = owner[partitions_of(hash_columns([batch.column(k) for k in keys]))]
+def partitions(batch: pa.RecordBatch, keys: list[str]) -> np.ndarray:
+    """The partition (0..255) of each row's key."""
+    return partitions_of(hash_columns([batch.column(k) for k in keys]))
+
+
+def split_rows(batch: pa.RecordBatch, route: np.ndarray, routes: int) -> list[pa.RecordBatch]:
+    """The rows of each route (`route` per row), each in its original order."""
     order, offsets = split_by_partition(route, routes)
     return [batch.take(order[offsets[j]:offsets[j + 1]]) for j in range(routes)]
 
@@ -84,15 +88,14 @@ class Exchange(Jah):
         batch = env.batch
         assert batch is not None
         with self.busy():
-            partition = partitions_of(hash_columns([batch.column(k) for k in self.keys]))
+            partition = partitions(batch, self.keys)
             route = self.owner[partition]
             if self.time is not None and batch.num_rows:
                 t = micros(batch.column(self.time))
                 self.latest = max(self.latest, int(t.max()))
                 for move in self.moves:          # rows of windows the old instance still holds
                     route = np.where(move.moved[partition] & (t < move.boundary), self.routes.index(move.old), route)
-            order, offsets = split_by_partition(route, len(self.routes))
-            parts = [batch.take(order[offsets[j]:offsets[j + 1]]) for j in range(len(self.routes))]
+            parts = split_rows(batch, route, len(self.routes))
         for port, part in zip(self.routes, parts):
             await self.emit(port, Envelope(part, env.origin, env.source, value=env.value, parts=len(self.routes)))
 

@@ -100,12 +100,14 @@ class Ingest(Jah):
             position += 1
             rows += batch.num_rows
             env = Envelope(batch, position, self.spec["source_id"])
-            loaded.append(env)
+            if self.spec.get("hold"):
+                loaded.append(env)
             if position > skip_to:
                 await self.emit("out", env)
         end = Envelope(None, position, self.spec["source_id"], HANDOVER, version)
         await self.emit("out", end)
-        self.current = [*loaded, end]
+        if self.spec.get("hold"):           # only a dataset that JOINs read serves new ones
+            self.current = [*loaded, end]
         self.host.report(self.id, "version", f'{{"version": {version}, "rows": {rows}, '
                                              f'"reason": "{reason}", "at": {time.time():.3f}}}')
 

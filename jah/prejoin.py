@@ -16,7 +16,7 @@ import trio
 
 from jah.base import Host, Jah
 from jah.envelope import HANDOVER, Envelope
-from jah.exchange import PARTITIONS, parts_by_route
+from jah.exchange import PARTITIONS, partitions, split_rows
 from jah.streams import OutPort
 
 
@@ -48,7 +48,7 @@ class PreJoin(Jah):
             await self.emit(self.routes[0], env)
             return
         with self.busy():
-            parts = parts_by_route(batch, self.keys, self.owner, len(self.routes))
+            parts = split_rows(batch, self.owner[partitions(batch, self.keys)], len(self.routes))
         for port, part in zip(self.routes, parts):
             await self.emit(port, Envelope(part, env.origin, env.source, parts=len(self.routes)))
 
