@@ -215,14 +215,14 @@ class Congregation:
         async for jah, event, detail in self._events_receive:
             tradecraft = jah.split("/", 1)[0]
             d = self.deployments.get(tradecraft)
+            if event == "version" and d is not None:   # recorded even if the stream has ended since
+                await self.catalog.record_event(tradecraft, "dataset_version",
+                                                {"analytic": jah.split("/")[1], **json.loads(detail)})
+                continue
             if d is None or d.state != "running":
                 continue
             if event == "lost":
                 log.info("jah_lost_peer", jah=jah, reason=detail)
-                continue
-            if event == "version":
-                await self.catalog.record_event(tradecraft, "dataset_version",
-                                                {"analytic": jah.split("/")[1], **json.loads(detail)})
                 continue
             if event == "finished" and jah in d.retiring:
                 d.retiring.discard(jah)
