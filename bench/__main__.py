@@ -18,7 +18,7 @@ from pathlib import Path
 
 import psutil
 
-from bench.workloads import EARLY_OUTPUT, OUTPUTS, WORKLOADS, events_of
+from bench.workloads import EARLY_OUTPUT, OUTPUT_FORMAT, OUTPUTS, WORKLOADS, events_of
 
 HERE = Path(__file__).resolve().parent
 SHARED = Path(os.environ.get("HBENCH_SHARED", HERE / "shared"))
@@ -118,7 +118,7 @@ def main() -> None:
                 doc = Path(tmp) / f"{workload}.json"
                 doc.write_text(json.dumps(document(data)))
                 runs = [timed([sys.executable, "-m", "hallelujah", "run", str(doc), "--workers", str(workers),
-                               "--format", "parquet", "--output-dir", str(Path(tmp) / "out")])
+                               "--format", OUTPUT_FORMAT, "--output-dir", str(Path(tmp) / "out")])
                         for _ in range(a.repeat)]
                 got = check(Path(tmp) / "out")
             seconds, peak = min(runs)
@@ -189,7 +189,7 @@ def measure_memory(a: argparse.Namespace, data: Path) -> dict:
             doc = Path(tmp) / "enrich.json"
             doc.write_text(json.dumps(WORKLOADS["enrich"][0](where)))
             peaks[label] = min(timed([sys.executable, "-m", "hallelujah", "run", str(doc), "--workers", "2",
-                                      "--format", "parquet", "--output-dir", str(Path(tmp) / "out")])[1]
+                                      "--format", OUTPUT_FORMAT, "--output-dir", str(Path(tmp) / "out")])[1]
                                for _ in range(a.repeat))
     return {"events_1x": a.n, "events_5x": a.n * 5, "peak_rss_mb_1x": peaks["1x"] >> 20,
             "peak_rss_mb_5x": peaks["5x"] >> 20, "ratio": round(peaks["5x"] / peaks["1x"], 2)}

@@ -6,13 +6,11 @@ connections; SIGTERM or SIGINT stops it cleanly.
 from __future__ import annotations
 
 import argparse
-import functools
 import json
 import os
 import signal
 import socket
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +24,7 @@ from congregation.deployment import Deployment
 from congregation.logs import Logs
 from congregation.rpc import Peer
 from congregation.scaling import merge, split, split_aggregate
-from congregation.workers import LocalHost, WorkerHost, Zygote
+from congregation.workers import LocalHost, WorkerHost, Zygote, make_zygote, prepare_congregation
 from hallelujah.errors import HallelujahError, Unavailable
 from hallelujah.frames import Connection
 from hallelujah.logs import configure_logging
@@ -38,41 +36,11 @@ WORKER_START_TIMEOUT = 10.0
 CONGESTION_EVERY = 0.5        # seconds between looks at the Jahs' busy fraction and backlog
 
 
-def prepare_congregation() -> None:
-    """Import the Jah kinds the congregation itself runs (beside its logs)."""
-    import jah.logsource  # noqa: F401
-    import jah.sink  # noqa: F401
-
-
-def prepare_zygote(warm_kernels: bool = True) -> None:
-    """Import every Jah kind and load the kernels, so forked workers start warm.
-
-    Runs in the zygote, while the congregation starts up beside it: the ~0.5 s of Numba kernel
-    loading (skipped by `run` for documents that need no kernel) overlaps the congregation's own.
-    """
-    import jah.aggregate  # noqa: F401
-    import jah.director  # noqa: F401
-    import jah.exchange  # noqa: F401
-    import jah.ingest  # noqa: F401
-    import jah.join  # noqa: F401
-    import jah.logsource  # noqa: F401
-    import jah.manager  # noqa: F401
-    import jah.merge  # noqa: F401
-    import jah.postjoin  # noqa: F401
-    import jah.prejoin  # noqa: F401
-    import jah.sink  # noqa: F401
-    import jah.source  # noqa: F401
-    import jah.stream_join  # noqa: F401
-    import jah.transform  # noqa: F401
-    if warm_kernels:
-        from jah.kernels.warm import warm_up
-        warm_up()
-
-
 class Congregation:
     """One host's daemon. Build its Zygote first (before trio), then `await serve(...)`."""
 
     def __init__(self, data_dir: Path, zygote: Zygote, workers: int, name: str = "congregation") -> None:
+        prepare_congregation()
         self.data_dir = Path(data_dir)
         self.zygote = zygote
         self.worker_count = workers
@@ -296,14 +264,6 @@ async def _unix_listener(path: str) -> trio.socket.SocketType:
     await sock.bind(path)
     sock.listen(128)
     return sock
-
-
-def make_zygote(warm_kernels: bool = True) -> Zygote:
-    """Fork the zygote, which warms itself (call before any trio loop)."""
-    prepare_congregation()
-    run_dir = tempfile.mkdtemp(prefix="hj-")
-    return Zygote(os.path.join(run_dir, "congregation.sock"), run_dir,
-                  functools.partial(prepare_zygote, warm_kernels))
 
 
 async def run_daemon(args: argparse.Namespace, zygote: Zygote) -> None:

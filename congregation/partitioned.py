@@ -22,7 +22,7 @@ import pyarrow as pa
 from congregation.hallelu import Hallelu, JahPlan, StreamPlan
 from hallelujah.errors import TradecraftError
 from hallelujah.tradecraft import Analytic, Tradecraft
-from jah.exchange import owners
+from jah.ownership import owners
 from jah.windows import partial_schema_of
 
 

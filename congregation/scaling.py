@@ -23,7 +23,7 @@ import structlog
 
 from congregation.deployment import Deployment
 from congregation.hallelu import CONGREGATION, JahPlan, StreamPlan
-from jah.exchange import PARTITIONS
+from jah.ownership import PARTITIONS
 from jah.windows import windows_of
 
 log = structlog.get_logger("hallelujah.scaling")

@@ -6,11 +6,13 @@ crashed one is replaced just as fast.
 """
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shutil
 import signal
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -93,16 +95,60 @@ class Zygote:
         return await trio.to_thread.run_sync(ask, limiter=self._one_at_a_time)
 
     def close(self) -> None:
+        """Stop the zygote, warm or still warming (its workers are on their own)."""
         try:
             self._cmd.close()
             self._pids.close()
         except OSError:
             pass
         try:
+            os.kill(self.pid, signal.SIGTERM)
             os.waitpid(self.pid, 0)
-        except ChildProcessError:
+        except (ChildProcessError, ProcessLookupError):
             pass
         shutil.rmtree(self.run_dir, ignore_errors=True)
+
+
+def prepare_congregation() -> None:
+    """Import the Jah kinds the congregation itself runs (beside its logs)."""
+    import jah.logsource  # noqa: F401
+    import jah.sink  # noqa: F401
+
+
+def prepare_zygote(warm_kernels: bool = True) -> None:
+    """Import every Jah kind and load the kernels, so forked workers start warm.
+
+    Runs in the zygote, while the congregation starts up beside it: the ~0.5 s of Numba kernel
+    loading (skipped by `run` for documents that need no kernel) overlaps the congregation's own.
+    """
+    import jah.aggregate  # noqa: F401
+    import jah.director  # noqa: F401
+    import jah.exchange  # noqa: F401
+    import jah.ingest  # noqa: F401
+    import jah.join  # noqa: F401
+    import jah.logsource  # noqa: F401
+    import jah.manager  # noqa: F401
+    import jah.merge  # noqa: F401
+    import jah.postjoin  # noqa: F401
+    import jah.prejoin  # noqa: F401
+    import jah.sink  # noqa: F401
+    import jah.source  # noqa: F401
+    import jah.stream_join  # noqa: F401
+    import jah.transform  # noqa: F401
+    if warm_kernels:
+        from jah.kernels.warm import warm_up
+        warm_up()
+
+
+def make_zygote(warm_kernels: bool = True) -> Zygote:
+    """Fork the zygote, which warms itself (call before any trio loop).
+
+    Fork it as early as the process can: whatever the zygote alone needs (Numba, the Jah kinds,
+    the kernels) then loads while this process imports and opens the rest.
+    """
+    run_dir = tempfile.mkdtemp(prefix="hj-")
+    return Zygote(os.path.join(run_dir, "congregation.sock"), run_dir,
+                  functools.partial(prepare_zygote, warm_kernels))
 
 
 async def serve_worker(index: int, daemon_address: str, run_dir: str) -> None:

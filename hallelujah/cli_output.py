@@ -112,6 +112,9 @@ def _rows_of(source: dict[str, Any]) -> int | None:
     if source["format"] == "parquet":
         import pyarrow.parquet as pq
         return pq.ParquetFile(source["path"]).metadata.num_rows
+    if source["format"] == "arrow":
+        with pa.ipc.open_file(pa.memory_map(str(source["path"]))) as f:
+            return sum(f.get_batch(i).num_rows for i in range(f.num_record_batches))
     return None
 
 

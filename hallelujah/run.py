@@ -40,26 +40,28 @@ def run_file(path: Path, output_dir: str | None = None, fmt: str = "jsonl",
 
 def uses_kernels(document: dict[str, Any]) -> bool:
     """Whether a document needs the Numba kernels (partitioned kinds, or the hash function)."""
-    kinds = {a.get("kind") for a in document.get("analytics", [])}
+    analytics = document.get("analytics") if isinstance(document, dict) else None
+    kinds = {a.get("kind") for a in analytics if isinstance(a, dict)} if isinstance(analytics, list) else set()
     return bool(kinds & {"join", "aggregate"}) or "hash(" in json.dumps(document)
 
 
 def run_document(document: dict[str, Any], base_dir: Path | None = None, output_dir: str | None = None,
                  fmt: str = "jsonl", workers: int | None = None,
                  stdout: BinaryIO | None = None) -> RunResult:
-    """Validate, then run in an embedded congregation; raises TradecraftError before forking."""
+    """Validate, then run in an embedded congregation; raises TradecraftError (its workers gone)."""
     import os
 
-    from congregation.daemon import make_zygote
-    from hallelujah.tradecraft import parse_document
-    tc = parse_document(document, base_dir)
-    pushed = [a.name for a in tc.analytics if a.kind == "stream" and not a.spec.get("source")]
-    if pushed:
-        raise TradecraftError("analytics", f'run needs bounded sources, but stream "{pushed[0]}" '
-                              f'has no "source" (submit it to a congregation and publish instead)')
-    zygote = make_zygote(warm_kernels=uses_kernels(tc.document))
+    from congregation.workers import make_zygote
+    # first, so that the zygote's own loading overlaps this process's imports and validation
+    zygote = make_zygote(warm_kernels=uses_kernels(document))
     data_dir = tempfile.mkdtemp(prefix="hallelujah-run-")
     try:
+        from hallelujah.tradecraft import parse_document
+        tc = parse_document(document, base_dir)
+        pushed = [a.name for a in tc.analytics if a.kind == "stream" and not a.spec.get("source")]
+        if pushed:
+            raise TradecraftError("analytics", f'run needs bounded sources, but stream "{pushed[0]}" '
+                                  f'has no "source" (submit it to a congregation and publish instead)')
         return trio.run(_run, tc.document, Path(data_dir), zygote, workers or os.cpu_count() or 1,
                         output_dir, fmt, stdout or sys.stdout.buffer)
     finally:

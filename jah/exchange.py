@@ -22,8 +22,7 @@ from jah.streams import OutPort
 from jah.watermarks import BEFORE_TIME, micros
 from jah.kernels.hashing import hash_columns, partitions_of
 from jah.kernels.partition import split_by_partition
-
-PARTITIONS = 256
+from jah.ownership import PARTITIONS, owners  # noqa: F401 - where Jahs have long found them
 
 
 def partitions(batch: pa.RecordBatch, keys: list[str]) -> np.ndarray:
@@ -35,11 +34,6 @@ def split_rows(batch: pa.RecordBatch, route: np.ndarray, routes: int) -> list[pa
     """The rows of each route (`route` per row), each in its original order."""
     order, offsets = split_by_partition(route, routes)
     return [batch.take(order[offsets[j]:offsets[j + 1]]) for j in range(routes)]
-
-
-def owners(instances: int) -> np.ndarray:
-    """The instance that owns each of the 256 partitions."""
-    return (np.arange(PARTITIONS, dtype=np.int64) * instances) // PARTITIONS
 
 
 @dataclass

@@ -19,7 +19,7 @@ import trio
 
 from jah.base import Host, Jah
 from jah.envelope import HANDOVER, NONE
-from jah.exchange import PARTITIONS
+from jah.ownership import PARTITIONS
 from jah.kernels.hashing import hash_columns, partitions_of
 from jah.kernels.probe import HashIndex
 

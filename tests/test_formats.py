@@ -102,8 +102,8 @@ def read_all(source: dict[str, Any], schema: pa.Schema | None = None, **kw: Any)
 # ---- format_of ---------------------------------------------------------------------------------
 
 def test_constants_are_the_contract():
-    assert READ_FORMATS == ("parquet", "csv", "jsonl", "sqlite")
-    assert WRITE_FORMATS == ("jsonl", "csv", "parquet")
+    assert READ_FORMATS == ("parquet", "csv", "jsonl", "sqlite", "arrow")
+    assert WRITE_FORMATS == ("jsonl", "csv", "parquet", "arrow")
     assert BATCH_ROWS == 65536
 
 
@@ -223,7 +223,7 @@ def test_open_writer_refuses_an_unknown_format(tmp_path):
 
 # ---- round trips through files ------------------------------------------------------------------
 
-@pytest.mark.parametrize("fmt", ["jsonl", "csv", "parquet"])
+@pytest.mark.parametrize("fmt", ["jsonl", "csv", "parquet", "arrow"])
 def test_written_file_reads_back_equal(tmp_path, fmt):
     table = sample_table(120)
     path = tmp_path / f"out.{fmt}"
@@ -232,7 +232,7 @@ def test_written_file_reads_back_equal(tmp_path, fmt):
     assert back.equals(table), (back.to_pylist()[:3], table.to_pylist()[:3])
 
 
-@pytest.mark.parametrize("fmt", ["jsonl", "csv", "parquet"])
+@pytest.mark.parametrize("fmt", ["jsonl", "csv", "parquet", "arrow"])
 def test_empty_output_reads_back_empty(tmp_path, fmt):
     schema = sample_table().schema
     path = tmp_path / f"empty.{fmt}"

@@ -124,10 +124,12 @@ def retained_rows(db: Any, tradecraft: str) -> dict[str, int]:
 def test_cli_submits_lists_describes_publishes_streams_and_cancels(congregation, tmp_path):
     at = congregation.address
     doc = write_json(tmp_path / "shop.json", document())
-    first, second = orders(0, 3_000), orders(3_000, 2_000)
+    first, second, third = orders(0, 3_000), orders(3_000, 2_000), orders(5_000, 1_000)
     pq.write_table(first, tmp_path / "first.parquet")
     pa_csv.write_csv(second, tmp_path / "second.csv")
-    expected = priced(pa.concat_tables([first, second]))
+    with pa.ipc.new_file(tmp_path / "third.arrow", third.schema) as f:
+        f.write_table(third)
+    expected = priced(pa.concat_tables([first, second, third]))
 
     assert "shop" in ok(cli("submit", str(doc), at=at)).stdout
     listed, described = cli_many([("list", "--json"), ("describe", "shop", "--json")], at=at)
@@ -139,7 +141,8 @@ def test_cli_submits_lists_describes_publishes_streams_and_cancels(congregation,
     assert tc["analytics"][1]["schema"] == {"id": "int64", "item": "string", "total": "float64"}
 
     ok(cli("publish", "shop/orders", str(tmp_path / "first.parquet"), at=at))
-    ok(cli("publish", "shop/orders", str(tmp_path / "second.csv"), "--end", at=at))
+    ok(cli("publish", "shop/orders", str(tmp_path / "second.csv"), at=at))
+    ok(cli("publish", "shop/orders", str(tmp_path / "third.arrow"), "--end", at=at))
 
     limited, everything, as_parquet = cli_many([
         ("stream", "shop/priced", "--from-start", "--limit", "25"),
@@ -150,7 +153,7 @@ def test_cli_submits_lists_describes_publishes_streams_and_cancels(congregation,
                       floats=("total",))
     assert_rows_match(json_lines(ok(everything).stdout), expected, "stream --from-start", floats=("total",))
     ok(as_parquet)
-    assert pq.read_table(tmp_path / "o.parquet").equals(pa.concat_tables([first, second]))
+    assert pq.read_table(tmp_path / "o.parquet").equals(pa.concat_tables([first, second, third]))
 
     assert "shop" in ok(cli("cancel", "shop", at=at)).stdout
     listed, again = cli_many([("list", "--json"), ("cancel", "shop")], at=at)
@@ -345,6 +348,18 @@ def test_run_writes_parquet_and_csv_files_into_the_output_dir(tmp_path):
     np.testing.assert_allclose(got["total"].to_numpy(), expected["total"].to_numpy(), rtol=1e-12)
 
     got = pa_csv.read_csv(tmp_path / "csv" / "priced.csv")
+    assert got.column_names == expected.column_names
+    assert got["id"].to_pylist() == expected["id"].to_pylist()
+    assert got["item"].to_pylist() == expected["item"].to_pylist()
+    np.testing.assert_allclose(got["total"].to_numpy(), expected["total"].to_numpy(), rtol=1e-12)
+
+
+def test_run_writes_an_arrow_ipc_file(tmp_path):
+    doc, expected = run_document(tmp_path)
+    ok(cli("run", str(doc), "--workers", "2", "--output-dir", str(tmp_path / "ipc"), "--format", "arrow"))
+    with pa.ipc.open_file(tmp_path / "ipc" / "priced.arrow") as f:
+        got = f.read_all().sort_by("id")
+    expected = expected.sort_by("id")
     assert got.column_names == expected.column_names
     assert got["id"].to_pylist() == expected["id"].to_pylist()
     assert got["item"].to_pylist() == expected["item"].to_pylist()
