@@ -24,7 +24,7 @@ from congregation.deployment import Deployment
 from congregation.logs import Logs
 from congregation.rpc import Peer
 from congregation.scaling import merge, split, split_aggregate
-from congregation.workers import LocalHost, WorkerHost, Zygote, make_zygote, prepare_congregation
+from congregation.workers import LocalHost, WorkerHost, Zygote, make_zygote, prepare_congregation, settled_heap
 from hallelujah.errors import HallelujahError, Unavailable
 from hallelujah.frames import Connection
 from hallelujah.logs import configure_logging
@@ -310,7 +310,8 @@ def main(argv: list[str] | None = None) -> None:
         print(f"congregation: {refusal}", file=sys.stderr)
         sys.exit(2)
     configure_logging(args.log_format)
-    zygote = make_zygote()
+    with settled_heap():
+        zygote = make_zygote()
     try:
         trio.run(run_daemon, args, zygote)
     except HallelujahError as exc:

@@ -6,7 +6,9 @@ crashed one is replaced just as fast.
 """
 from __future__ import annotations
 
+import contextlib
 import functools
+import gc
 import json
 import os
 import shutil
@@ -15,7 +17,7 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import structlog
 import trio
@@ -27,6 +29,23 @@ from jah.runtime import Runtime
 
 log = structlog.get_logger("hallelujah.workers")
 STATS_EVERY = 0.5
+
+
+@contextlib.contextmanager
+def settled_heap() -> Iterator[None]:
+    """No garbage collection while loading modules, then the loaded heap frozen.
+
+    Importing NumPy, pyarrow, Numba and the kernels makes hundreds of thousands of objects and
+    no garbage: collecting meanwhile costs ~0.15 s of the start. Frozen, those objects are never
+    scanned again, and forked workers keep sharing their pages instead of copying them when a
+    collection touches them.
+    """
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.freeze()
+        gc.enable()
 
 
 class Zygote:
@@ -54,7 +73,8 @@ class Zygote:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         try:
-            self.prepare()           # imports and kernels, once, for every worker it forks
+            with settled_heap():
+                self.prepare()       # imports and kernels, once, for every worker it forks
         except BaseException:        # noqa: BLE001 - say why, then let spawn() see the pipe close
             log.exception("zygote_failed")
             os._exit(1)

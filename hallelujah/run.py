@@ -51,12 +51,14 @@ def run_document(document: dict[str, Any], base_dir: Path | None = None, output_
     """Validate, then run in an embedded congregation; raises TradecraftError (its workers gone)."""
     import os
 
-    from congregation.workers import make_zygote
-    # first, so that the zygote's own loading overlaps this process's imports and validation
-    zygote = make_zygote(warm_kernels=uses_kernels(document))
+    from congregation.workers import make_zygote, settled_heap
+    with settled_heap():
+        # first, so that the zygote's own loading overlaps this process's imports and validation
+        zygote = make_zygote(warm_kernels=uses_kernels(document))
+        import congregation.daemon  # noqa: F401 - loaded with the heap settled
+        from hallelujah.tradecraft import parse_document
     data_dir = tempfile.mkdtemp(prefix="hallelujah-run-")
     try:
-        from hallelujah.tradecraft import parse_document
         tc = parse_document(document, base_dir)
         pushed = [a.name for a in tc.analytics if a.kind == "stream" and not a.spec.get("source")]
         if pushed:
