@@ -8,7 +8,7 @@ from typing import Any, TypeVar
 import pyarrow as pa
 import trio
 
-from congregation.segments import Entry, LogStore
+from congregation.segments import Append, Entry, LogStore
 from hallelujah.frames import open_batch
 
 T = TypeVar("T")
@@ -52,6 +52,12 @@ class Logs:
         seq = await self._run(self.store.append, name, body, rows, source, origin, sync, resume)
         self._notify(name)
         return seq
+
+    async def append_many(self, name: str, items: list[tuple]) -> list[int]:
+        """Batches as (body, rows, source, origin, resume), in one transaction."""
+        seqs = await self._run(self.store.append_many, name, [Append(*i) for i in items])
+        self._notify(name)
+        return seqs
 
     async def end(self, name: str) -> None:
         await self._run(self.store.end, name)

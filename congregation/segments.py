@@ -24,6 +24,17 @@ SEGMENT_BYTES = 256 << 20   # a segment rolls once it holds this much
 
 
 @dataclass(frozen=True)
+class Append:
+    """One batch for `LogStore.append_many` (no body or no rows: only the progress moves)."""
+
+    body: bytes | memoryview | None
+    rows: int
+    source: str = ""
+    origin: int = -1
+    resume: int | None = None
+
+
+@dataclass(frozen=True)
 class Entry:
     seq: int
     segment: int
@@ -122,36 +133,53 @@ class LogStore:
 
     def append(self, name: str, body: bytes | memoryview | None, rows: int,
                source: str = "", origin: int = -1, sync: bool = False, resume: int | None = None) -> int:
-        """Append one batch body (IPC message without schema); returns its seq.
+        """Append one batch body (IPC message without schema); returns its seq (-1 for no rows).
 
         With `source`, the writer's progress for that source moves to `origin` in the same
         transaction (and its resume point to `resume`, where the writer holds older rows).
         A zero-row batch only moves the progress.
         """
+        return self.append_many(name, [Append(body, rows, source, origin, resume)], sync)[0]
+
+    def append_many(self, name: str, items: list[Append], sync: bool = False) -> list[int]:
+        """Append several batches and their progress in one transaction (a group commit: one
+        commit, not one per batch); returns each one's seq (-1 for no rows)."""
         with self._lock:
-            seq = -1
+            seqs = []
             now = time.time()
             with self._tx():
-                if rows and body is not None:
+                kept = [item for item in items if item.rows and item.body is not None]
+                if kept:
                     seg, f = self._segment_file(name)
                     offset = f.tell()  # type: ignore[attr-defined]
-                    f.write(body)  # type: ignore[attr-defined]
+                    seq = self.db.execute("SELECT next_seq FROM logs WHERE name = ?",
+                                          [name]).fetchone()[0]
+                    index = []
+                    for item in kept:
+                        f.write(item.body)  # type: ignore[attr-defined]
+                        length = len(item.body)  # type: ignore[arg-type]
+                        index.append([name, seq + len(index), seg, offset, length, item.rows])
+                        offset += length
                     f.flush()  # type: ignore[attr-defined]
                     if sync:
                         os.fdatasync(f.fileno())  # type: ignore[attr-defined]
-                    seq = self.db.execute("SELECT next_seq FROM logs WHERE name = ?",
-                                          [name]).fetchone()[0]
-                    self.db.execute(
+                    self.db.conn.executemany(
                         "INSERT INTO batches (log, seq, segment, offset, length, rows) "
-                        "VALUES (?, ?, ?, ?, ?, ?)", [name, seq, seg, offset, len(body), rows])
+                        "VALUES (?, ?, ?, ?, ?, ?)", index)
                     # first/last append times: a log's steady-state rate, first batch to last
                     self.db.execute("UPDATE logs SET next_seq = ?, rows = rows + ?, "
                                     "first_at = coalesce(first_at, ?), last_at = ? WHERE name = ?",
-                                    [seq + 1, rows, now, now, name])
-                if source:
-                    self.db.execute("INSERT OR REPLACE INTO progress (log, source, origin, resume) "
-                                    "VALUES (?, ?, ?, ?)", [name, source, origin, resume])
-            return seq
+                                    [seq + len(index), sum(i.rows for i in kept), now, now, name])
+                    seqs_of = {id(item): row[1] for item, row in zip(kept, index)}
+                else:
+                    seqs_of = {}
+                seqs = [seqs_of.get(id(item), -1) for item in items]
+                last = {item.source: item for item in items if item.source}   # each source's latest
+                if last:
+                    self.db.conn.executemany(
+                        "INSERT OR REPLACE INTO progress (log, source, origin, resume) VALUES (?, ?, ?, ?)",
+                        [[name, i.source, i.origin, i.resume] for i in last.values()])
+            return seqs
 
     def end(self, name: str) -> None:
         with self._lock, self._tx():
