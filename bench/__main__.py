@@ -62,7 +62,7 @@ def steady_state(document: dict, workers: int, output: str, events: int, early: 
                 peak = max(peak, sum(p.memory_info().rss for p in [proc, *proc.children(recursive=True)]))
                 if info["state"] != "running":
                     break
-                time.sleep(0.05)
+                time.sleep(0.2)       # a light poll: the measure is the log's own first and last append
             log = next(a["retained"][output] for a in info["analytics"] if output in a["retained"])
             # one batch has no steady state: then from the submit to the output's end
             start = log["first_at"] if early and log["last_at"] > log["first_at"] else submitted
