@@ -145,21 +145,22 @@ class LogStore:
         """Append several batches and their progress in one transaction (a group commit: one
         commit, not one per batch); returns each one's seq (-1 for no rows)."""
         with self._lock:
-            seqs = []
             now = time.time()
             with self._tx():
-                kept = [item for item in items if item.rows and item.body is not None]
+                seqs = [-1] * len(items)
+                kept = [i for i, item in enumerate(items) if item.rows and item.body is not None]
                 if kept:
                     seg, f = self._segment_file(name)
                     offset = f.tell()  # type: ignore[attr-defined]
-                    seq = self.db.execute("SELECT next_seq FROM logs WHERE name = ?",
-                                          [name]).fetchone()[0]
+                    first = self.db.execute("SELECT next_seq FROM logs WHERE name = ?",
+                                            [name]).fetchone()[0]
                     index = []
-                    for item in kept:
-                        f.write(item.body)  # type: ignore[attr-defined]
-                        length = len(item.body)  # type: ignore[arg-type]
-                        index.append([name, seq + len(index), seg, offset, length, item.rows])
-                        offset += length
+                    for seq, i in enumerate(kept, start=first):
+                        body = items[i].body
+                        f.write(body)  # type: ignore[attr-defined]
+                        index.append([name, seq, seg, offset, len(body), items[i].rows])  # type: ignore[arg-type]
+                        offset += len(body)  # type: ignore[arg-type]
+                        seqs[i] = seq
                     f.flush()  # type: ignore[attr-defined]
                     if sync:
                         os.fdatasync(f.fileno())  # type: ignore[attr-defined]
@@ -169,16 +170,12 @@ class LogStore:
                     # first/last append times: a log's steady-state rate, first batch to last
                     self.db.execute("UPDATE logs SET next_seq = ?, rows = rows + ?, "
                                     "first_at = coalesce(first_at, ?), last_at = ? WHERE name = ?",
-                                    [seq + len(index), sum(i.rows for i in kept), now, now, name])
-                    seqs_of = {id(item): row[1] for item, row in zip(kept, index)}
-                else:
-                    seqs_of = {}
-                seqs = [seqs_of.get(id(item), -1) for item in items]
-                last = {item.source: item for item in items if item.source}   # each source's latest
-                if last:
+                                    [first + len(kept), sum(items[i].rows for i in kept), now, now, name])
+                latest = {item.source: item for item in items if item.source}   # each source's last
+                if latest:
                     self.db.conn.executemany(
                         "INSERT OR REPLACE INTO progress (log, source, origin, resume) VALUES (?, ?, ?, ?)",
-                        [[name, i.source, i.origin, i.resume] for i in last.values()])
+                        [[name, i.source, i.origin, i.resume] for i in latest.values()])
             return seqs
 
     def end(self, name: str) -> None:
