@@ -16,8 +16,8 @@ import signal
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
