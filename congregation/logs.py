@@ -18,11 +18,16 @@ READ_AHEAD = 8     # index rows fetched per query when following a log
 class Logs:
     def __init__(self, data_dir: Path) -> None:
         self.store = LogStore(data_dir)
-        self._limiter = trio.CapacityLimiter(1)
+        self._limiter = trio.CapacityLimiter(1)          # appends, one at a time
+        self._read_limiter = trio.CapacityLimiter(1)     # readers, on the store's reader connection
         self._changed: dict[str, trio.Event] = {}
 
     async def _run(self, fn: Callable[..., T], *args: Any) -> T:
         return await trio.to_thread.run_sync(fn, *args, limiter=self._limiter)
+
+    async def _read(self, fn: Callable[..., T], *args: Any) -> T:
+        """Reads never queue behind an append (which may be syncing a publish to disk)."""
+        return await trio.to_thread.run_sync(fn, *args, limiter=self._read_limiter)
 
     def _notify(self, name: str) -> None:
         event = self._changed.pop(name, None)
@@ -33,7 +38,7 @@ class Logs:
         await self._run(self.store.create, name, schema)
 
     async def info(self, name: str) -> dict[str, Any] | None:
-        return await self._run(self.store.info, name)
+        return await self._read(self.store.info, name)
 
     async def names(self, prefix: str) -> list[str]:
         return await self._run(self.store.names, prefix)
@@ -73,9 +78,9 @@ class Logs:
         seq = from_seq
         while True:
             event = self._changed.setdefault(name, trio.Event())
-            entries = await self._run(self.store.entries, name, seq, READ_AHEAD)
+            entries = await self._read(self.store.entries, name, seq, READ_AHEAD)
             for entry in entries:
-                body = await self._run(self.store.read, name, entry)
+                body = await self._read(self.store.read, name, entry)
                 yield entry, body
                 seq = entry.seq + 1
             if entries:

@@ -62,6 +62,11 @@ class LogStore:
                                   if_not_exists=True)
         self.db["progress"].create({"log": str, "source": str, "origin": int, "resume": int},
                                    pk=("log", "source"), if_not_exists=True)
+        # Readers (followers, `info`) use a connection of their own: in WAL mode it sees committed
+        # batches only and never waits for a writer, which may be syncing a publish to disk.
+        self.reader = sqlite3.connect(str(Path(data_dir) / "logs.db"), check_same_thread=False,
+                                      isolation_level=None)
+        self.reader.row_factory = sqlite3.Row
         self._files: dict[str, tuple[int, object]] = {}
         self._lock = threading.Lock()
 
@@ -86,8 +91,8 @@ class LogStore:
             self._dir(name).mkdir(parents=True, exist_ok=True)
 
     def info(self, name: str) -> dict | None:
-        rows = list(self.db.query("SELECT * FROM logs WHERE name = ?", [name]))
-        return rows[0] if rows else None
+        row = self.reader.execute("SELECT * FROM logs WHERE name = ?", [name]).fetchone()
+        return dict(row) if row is not None else None
 
     def names(self, prefix: str) -> list[str]:
         return [r["name"] for r in self.db.query(
@@ -183,7 +188,7 @@ class LogStore:
             self.db.execute("UPDATE logs SET ended = 1 WHERE name = ?", [name])
 
     def entries(self, name: str, from_seq: int, limit: int = 16) -> list[Entry]:
-        return [Entry(r[0], r[1], r[2], r[3], r[4]) for r in self.db.execute(
+        return [Entry(r[0], r[1], r[2], r[3], r[4]) for r in self.reader.execute(
             "SELECT seq, segment, offset, length, rows FROM batches WHERE log = ? AND seq >= ? "
             "ORDER BY seq LIMIT ?", [name, from_seq, limit])]
 
@@ -211,3 +216,4 @@ class LogStore:
                 f.close()  # type: ignore[attr-defined]
             self._files.clear()
             self.db.conn.close()
+            self.reader.close()
