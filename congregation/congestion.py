@@ -4,8 +4,9 @@ Every Jah measures its busy fraction over a sliding window and its input backlog
 reports them twice a second. A JOIN above `congestion.busy` (or with a full input) for
 `congestion.for` is congested: the episode is recorded once, with the figures that caused it,
 and ends when the Jah drops back below; a congested JOIN splits (`congregation/scaling.py`).
-Idle is the other way round: under a quarter of `busy`, nothing waiting, for twice `for`; the two
-JOINs of one split that are both idle merge back.
+Idle is the other way round: under a quarter of `busy`, nothing waiting, for twice `for` (at least
+STARTING_GRACE while no stream rows have come: a JOIN just created by a split may still be taking
+over); the two JOINs of one split that are both idle merge back.
 """
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from jah.streams import CREDITS
 WATCHED_ROLES = ("join", "aggregate")
 FULL_BACKLOG = CREDITS        # batches waiting at the inputs that count as a full input
 IDLE = 0.25                   # an idle JOIN is busy at most this fraction of the congestion threshold
+STARTING_GRACE = 5.0          # seconds a JOIN without stream rows yet is given before it counts as idle
 
 
 @dataclass
@@ -35,9 +37,13 @@ class CongestionWatch:
     def idle(self, jah: str, stats: dict[str, Any], busy: float, for_seconds: float,
              now: float) -> dict[str, Any] | None:
         """The idle record when `jah` has stayed under a quarter of the busy threshold, with nothing
-        waiting, for twice the congestion time: the rule by which a split pair merges back."""
-        return self.episode(jah, stats, stats.get("busy", 0.0) <= busy * IDLE and not stats.get("backlog", 0),
-                            busy * IDLE, 2 * for_seconds, now)
+        waiting, for twice the congestion time: the rule by which a split pair merges back. A JOIN
+        that has taken no stream rows yet may be starting (a split's handover under load): it
+        counts as idle only after STARTING_GRACE."""
+        calm = stats.get("busy", 0.0) <= busy * IDLE and not stats.get("backlog", 0)
+        starting = stats.get("stream_rows", 1) == 0
+        return self.episode(jah, stats, calm, busy * IDLE,
+                            max(2 * for_seconds, STARTING_GRACE) if starting else 2 * for_seconds, now)
 
     def episode(self, jah: str, stats: dict[str, Any], over: bool, busy: float, for_seconds: float,
                 now: float) -> dict[str, Any] | None:

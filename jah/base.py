@@ -40,6 +40,7 @@ class JahStats:
     blocked: float
     state: str
     state_rows: int = 0
+    stream_rows: int = 0     # rows taken on the stream input ("in"): none yet means still starting
 
 
 class Jah:
@@ -164,5 +165,6 @@ class Jah:
             blocked=round(blocked, 3),
             state=self.state,
             state_rows=self.state_rows(),
+            stream_rows=self.inputs["in"].stats.rows if "in" in self.inputs else 0,
         )
 

@@ -61,7 +61,7 @@ async def test_a_congested_join_splits_repeatedly_mid_stream_and_the_output_stay
     splits = info["scaling"]
     assert len(splits) >= 2, info["events"]
     assert splits[0]["partitions"] == [256, 128, 128]
-    assert any(s["partitions"] == [128, 64, 64] for s in splits[1:]), splits     # a half split again
+    assert any(s["partitions"] == [128, 64, 64] for s in splits[1:]), (splits, info["events"])     # a half split again
     assert all(s["kind"] == "split" and s["partitions"][0] == sum(s["partitions"][1:]) for s in splits)
     assert {w["worker"] for s in splits for w in s["into"]} == {0, 1}
 
