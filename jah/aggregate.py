@@ -39,15 +39,9 @@ class Aggregate(WindowedJah):
         batch = env.batch
         assert batch is not None
         with self.busy():
-            times = micros(batch.column(self.time))
-            late = late_rows(times, self.watermark)
-            if late.any():
-                self.partials.add(batch.filter(pa.array(~late)))
-                times = times[~late]
-            else:
-                self.partials.add(batch)
-            if times.size:
-                self.held.record(self.windows.assign(times)[1], env.origin)
+            late = late_rows(micros(batch.column(self.time)), self.watermark)
+            opened = self.partials.add(batch.filter(pa.array(~late)) if late.any() else batch)
+            self.held.record(opened, env.origin)
         rejected = batch.filter(pa.array(late)) if late.any() else batch.slice(0, 0)
         await self.emit("rejected", env.derive(rejected_batch(rejected, LATE, self.schema("rejected"))))
 

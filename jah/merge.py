@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from jah.base import Host
 from jah.envelope import Envelope
@@ -34,7 +35,7 @@ class Merge(WindowedJah):
         if env.rows:
             with self.busy():
                 self.merged.add(pa.Table.from_batches([env.batch]))
-            self.held.record(env.batch.column(WINDOW).to_numpy(), held_from)
+            self.held.record(pc.unique(env.batch.column(WINDOW)).to_pylist(), held_from)
 
     def held_from(self) -> int:
         """The first position whose rows are still open here or in an instance (0: none)."""

@@ -9,9 +9,8 @@ a crash starts there and rebuilds the open windows (`Envelope.resume_after`).
 """
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
-import numpy as np
 import pyarrow as pa
 
 from jah.base import Jah
@@ -26,9 +25,10 @@ class HeldOrigins:
         self.size_us = size_us
         self.first: dict[int, int] = {}
 
-    def record(self, starts: np.ndarray, origin: int) -> None:
-        for start in np.unique(starts).tolist():
-            self.first.setdefault(start, origin)
+    def record(self, starts: Iterable[int], origin: int) -> None:
+        """`origin` put rows in the windows starting at `starts` (repeats allowed)."""
+        for start in starts:
+            self.first.setdefault(int(start), origin)
 
     def close(self, watermark: int) -> None:
         for start in [s for s in self.first if s + self.size_us <= watermark]:

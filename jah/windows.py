@@ -366,12 +366,13 @@ class PartialAggregate:
         late = self._windows.last_end(t) <= self._closed
         return late if valid is None else late & valid
 
-    def add(self, batch: pa.RecordBatch | pa.Table) -> None:
-        """Fold a batch into the state (late and null-time rows are ignored)."""
+    def add(self, batch: pa.RecordBatch | pa.Table) -> list[int]:
+        """Fold a batch into the state (late and null-time rows are ignored); returns the starts
+        of the windows it put rows in."""
         table = batch if isinstance(batch, pa.Table) else pa.Table.from_batches([batch])
         n = table.num_rows
         if not n:
-            return
+            return []
         t, keep = to_micros(table.column(self._time))
         if self._closed is not None:
             fresh = self._windows.last_end(t) > self._closed
@@ -380,7 +381,7 @@ class PartialAggregate:
             table, t = table.filter(pa.array(keep)), t[keep]
             self.rows_dropped += n - t.size
             if not t.size:
-                return
+                return []
         rows, starts = self._windows.assign(t)
         if self._closed is not None and not self._windows.one_per_row:
             open_ = starts > self._windows.last_closed_start(self._closed)   # a hop window may be closed already
@@ -400,6 +401,7 @@ class PartialAggregate:
             if part.column(VALUE).null_count:
                 part = part.filter(pc.is_valid(part.column(VALUE)))   # COUNT(DISTINCT) skips nulls
             store.add(part, opened)   # raw: deduplicated when the store compacts or the window closes
+        return opened
 
     def _add_main(self, table: pa.Table, window: pa.Array, groups: dict,
                   column: Callable[[pa.Array | pa.ChunkedArray], pa.Array | pa.ChunkedArray]) -> list[int]:
