@@ -61,15 +61,15 @@ class Sink(Jah):
 
         async def commit() -> None:
             nonlocal first, last, rows
-            async for parts in ready:
-                group = [parts]
+            async for position in ready:
+                group = [position]
                 while len(group) < GROUP_MAX:
                     try:
                         group.append(ready.receive_nowait())
                     except (trio.WouldBlock, trio.EndOfChannel):
                         break
                 with self.busy():
-                    items = [item for parts in group for item in entries(parts)]
+                    items = [item for waiting in group for item in entries(waiting)]
                     await logs.append_many(name, items)
                 last = time.perf_counter()
                 first = first or last
