@@ -26,6 +26,7 @@ from jah.windows import finalize, partial_schema_of
 
 log = structlog.get_logger("hallelujah.commands")
 COMMANDS = ("submit", "list", "describe", "cancel", "publish", "stream", "query")
+STREAM_CLOSE_WAIT = 10.0   # seconds a stream's end waits for its client to close the connection
 
 
 class Commands:
@@ -198,7 +199,10 @@ class Commands:
                 credits = Credits()
                 nursery.start_soon(_until_closed, credits.read, conn)
                 await self._send_log(conn, name, schema, start, args.get("limit"), credits)
-                nursery.cancel_scope.cancel()
+                # The client closes once it has read the end; until then its credits are still
+                # read, so the close is clean: closing on credits unread resets the connection
+                # under the client, which may then lose the last batches or fail to send.
+                nursery.cancel_scope.deadline = trio.current_time() + STREAM_CLOSE_WAIT
 
     async def _send_log(self, conn: Connection, name: str, schema: pa.Schema, start: int,
                         limit: int | None, credits: "Credits") -> None:
