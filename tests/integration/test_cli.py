@@ -354,6 +354,18 @@ def test_run_writes_parquet_and_csv_files_into_the_output_dir(tmp_path):
     np.testing.assert_allclose(got["total"].to_numpy(), expected["total"].to_numpy(), rtol=1e-12)
 
 
+def test_run_refuses_a_bad_document_with_exit_2_and_one_line(tmp_path):
+    not_an_object = write_json(tmp_path / "list.json", [1, 2])
+    no_partner = write_json(tmp_path / "join.json", {"tradecraft": "x", "analytics": [
+        {"name": "a", "kind": "join", "stream": "s"}]})
+    unbounded = write_json(tmp_path / "pushed.json", document())
+    first, second, third = cli_many([("run", str(not_an_object)), ("run", str(no_partner)),
+                                     ("run", str(unbounded))])
+    assert "JSON object" in refused(first)
+    assert "dataset" in refused(second, "analytics[0]")
+    assert "bounded sources" in refused(third)
+
+
 def test_run_writes_an_arrow_ipc_file(tmp_path):
     doc, expected = run_document(tmp_path)
     ok(cli("run", str(doc), "--workers", "2", "--output-dir", str(tmp_path / "ipc"), "--format", "arrow"))
