@@ -94,12 +94,7 @@ async def split(d: Deployment, jah_id: str, reason: dict[str, Any], record: Any)
         return False
     new = await _relieve(d, [old], [held[:len(held) // 2], held[len(held) // 2:]],
                          [workers[0], workers[1 % len(workers)]], "ab")
-    event = {"analytic": old.analytic, "jah": jah_id, "reason": reason,
-             "partitions": [len(held)] + [len(j.spec["partitions"]) for j in new],
-             "into": [{"jah": j.id, "worker": j.host, "partitions": [j.spec["partitions"][0], j.spec["partitions"][-1]]}
-                      for j in new]}
-    log.info("join_split", **event)
-    await record(d.tc.name, "split", event)
+    await _record_split(d, "join_split", old, held, new, record, reason=reason)
     return True
 
 
@@ -194,10 +189,16 @@ async def split_aggregate(d: Deployment, jah_id: str, reason: dict[str, Any], re
             for s in feeds:
                 await ask(s, {"release": True})
     d.retiring.add(jah_id)
-    event = {"analytic": old.analytic, "jah": jah_id, "reason": reason, "boundary_us": boundary,
+    await _record_split(d, "aggregate_split", old, held, new, record, reason=reason, boundary_us=boundary)
+    return True
+
+
+async def _record_split(d: Deployment, what: str, old: JahPlan, held: list[int], new: list[JahPlan],
+                        record: Any, **detail: Any) -> None:
+    """Log a split and record it in the tradecraft's `scaling` list (describe)."""
+    event = {"analytic": old.analytic, "jah": old.id, **detail,
              "partitions": [len(held)] + [len(j.spec["partitions"]) for j in new],
              "into": [{"jah": j.id, "worker": j.host, "partitions": [j.spec["partitions"][0], j.spec["partitions"][-1]]}
                       for j in new]}
-    log.info("aggregate_split", **event)
+    log.info(what, **event)
     await record(d.tc.name, "split", event)
-    return True
