@@ -22,7 +22,7 @@ from jah.streams import OutPort
 from jah.watermarks import BEFORE_TIME, micros
 from jah.kernels.hashing import hash_columns, partitions_of
 from jah.kernels.partition import split_by_partition
-from jah.ownership import PARTITIONS, owners  # noqa: F401 - where Jahs have long found them
+from jah.ownership import PARTITIONS, owners
 
 
 def partitions(batch: pa.RecordBatch, keys: list[str]) -> np.ndarray:

@@ -16,7 +16,8 @@ import trio
 
 from jah.base import Host, Jah
 from jah.envelope import HANDOVER, Envelope
-from jah.exchange import PARTITIONS, partitions, split_rows
+from jah.exchange import partitions, split_rows
+from jah.ownership import PARTITIONS
 from jah.streams import OutPort
 
 
