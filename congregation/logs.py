@@ -86,7 +86,13 @@ class Logs:
             if entries:
                 continue
             info = await self.info(name)
-            if info is None or info["ended"]:
+            if info is None:
+                return
+            if info["ended"]:
+                # Batches appended between the look at the entries and this one came before the
+                # end (it is committed after them): a last look, and only then the end.
+                if await self._read(self.store.entries, name, seq, 1):
+                    continue
                 return
             await event.wait()
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import pyarrow as pa
 
+from congregation.logs import Logs
 from congregation.segments import Append, LogStore
 from hallelujah.frames import open_batch, schema_bytes, serialize_batch
 
@@ -36,3 +37,25 @@ def test_append_many_numbers_the_batches_with_rows_and_moves_each_sources_progre
     assert store.append_many("t/out", [Append(None, 0, "c", 1)]) == [-1]
     assert store.progress("t/out") == {"a": 3, "b": 8, "c": 1}
     store.close()
+
+
+async def test_a_follower_gets_the_batches_appended_between_its_last_look_and_the_end(tmp_path):
+    """A writer appends its last batch and ends the log just after a follower found nothing new
+    and before it read the end: the follower must still get that batch."""
+    logs = Logs(tmp_path)
+    await logs.create("t/out", schema_bytes(SCHEMA))
+    await logs.append("t/out", body(1), 1)
+    store, info = logs.store, logs.store.info
+    raced = []
+
+    def info_after_the_writer(name: str) -> dict | None:
+        if not raced:                      # the writer goes between the follower's two looks
+            raced.append(store.append(name, body(2, 3), 2))
+            store.end(name)
+        return info(name)
+
+    store.info = info_after_the_writer     # type: ignore[method-assign]
+    got = [open_batch(pa.py_buffer(b), SCHEMA).column(0).to_pylist() async for _, b in logs.follow_raw("t/out", 0)]
+    assert raced == [1]
+    assert got == [[1], [2, 3]]
+    logs.close()
