@@ -74,7 +74,7 @@ class Commands:
         return tc, stream
 
     async def cmd_submit(self, args: dict[str, Any]) -> dict[str, Any]:
-        tc = parse_document(args["document"])
+        tc = parse_document(args["document"], allowed=self.c.allowed)
         async with self.c._lock:
             if tc.name in self.c.deployments or await self.c.catalog.tradecraft(tc.name):
                 raise TradecraftError("tradecraft", f'a tradecraft named "{tc.name}" exists already '

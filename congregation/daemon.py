@@ -25,6 +25,7 @@ from congregation.logs import Logs
 from congregation.rpc import Peer
 from congregation.scaling import merge, split, split_aggregate
 from congregation.workers import LocalHost, WorkerHost, Zygote, make_zygote, prepare_congregation, settled_heap
+from hallelujah.allowed import Allowed
 from hallelujah.errors import HallelujahError, Unavailable
 from hallelujah.frames import Connection
 from hallelujah.logs import configure_logging
@@ -39,9 +40,14 @@ CONGESTION_EVERY = 0.5        # seconds between looks at the Jahs' busy fraction
 class Congregation:
     """One host's daemon. Build its Zygote first (before trio), then `await serve(...)`."""
 
-    def __init__(self, data_dir: Path, zygote: Zygote, workers: int, name: str = "congregation") -> None:
+    def __init__(self, data_dir: Path, zygote: Zygote, workers: int, name: str = "congregation",
+                 allowed: Allowed | None = None) -> None:
         prepare_congregation()
         self.data_dir = Path(data_dir)
+        # what documents may import and read here; the data dir is never readable by a source
+        base = allowed or Allowed()
+        self.allowed = Allowed(base.udf_dirs, base.source_roots,
+                               base.forbidden + (self.data_dir.expanduser().resolve(),))
         self.zygote = zygote
         self.worker_count = workers
         self.name = name
@@ -267,7 +273,8 @@ async def _unix_listener(path: str) -> trio.socket.SocketType:
 
 
 async def run_daemon(args: argparse.Namespace, zygote: Zygote) -> None:
-    congregation = Congregation(Path(args.data_dir), zygote, args.workers, args.name)
+    congregation = Congregation(Path(args.data_dir), zygote, args.workers, args.name,
+                                Allowed.of(args.udf_dir, args.source_root))
     with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
         async with trio.open_nursery() as nursery:
             address = await nursery.start(congregation.serve, args.listen)
@@ -303,6 +310,10 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     ap.add_argument("--name", default=socket.gethostname())
     ap.add_argument("--metrics", default=None, help="HOST:PORT for Prometheus metrics")
+    ap.add_argument("--udf-dir", action="append", default=[], metavar="DIR",
+                    help="a directory documents may import UDF modules from (repeatable; none by default)")
+    ap.add_argument("--source-root", action="append", default=[], metavar="DIR",
+                    help="a directory under which file sources may be read (repeatable; none by default)")
     ap.add_argument("--log-format", choices=["json", "console"], default="json")
     args = ap.parse_args(argv)
     refusal = _refused(args)

@@ -17,6 +17,7 @@ from typing import Any, BinaryIO
 import trio
 
 from hallelujah import formats
+from hallelujah.allowed import Allowed
 from hallelujah.client import Database
 from hallelujah.errors import TradecraftError
 
@@ -59,25 +60,27 @@ def run_document(document: dict[str, Any], base_dir: Path | None = None, output_
         from hallelujah.tradecraft import parse_document
     data_dir = tempfile.mkdtemp(prefix="hallelujah-run-")
     try:
-        tc = parse_document(document, base_dir)
+        base = Path(base_dir if base_dir is not None else os.getcwd()).resolve()
+        allowed = Allowed.of([str(base)], [str(base), os.getcwd()])
+        tc = parse_document(document, base_dir, allowed)
         pushed = [a.name for a in tc.analytics if a.kind == "stream" and not a.spec.get("source")]
         if pushed:
             raise TradecraftError("analytics", f'run needs bounded sources, but stream "{pushed[0]}" '
                                   f'has no "source" (submit it to a congregation and publish instead)')
         return trio.run(_run, tc.document, Path(data_dir), zygote, workers or os.cpu_count() or 1,
-                        output_dir, fmt, stdout or sys.stdout.buffer)
+                        output_dir, fmt, stdout or sys.stdout.buffer, allowed)
     finally:
         zygote.close()
         shutil.rmtree(data_dir, ignore_errors=True)
 
 
 async def _run(document: dict[str, Any], data_dir: Path, zygote: Any, workers: int,
-               output_dir: str | None, fmt: str, stdout: BinaryIO) -> RunResult:
+               output_dir: str | None, fmt: str, stdout: BinaryIO, allowed: Allowed) -> RunResult:
     from congregation.daemon import Congregation
     result = RunResult()
     start = time.perf_counter()
     async with trio.open_nursery() as nursery:
-        congregation = Congregation(data_dir, zygote, workers, "embedded")
+        congregation = Congregation(data_dir, zygote, workers, "embedded", allowed)
         address = await nursery.start(congregation.serve, None)
         db = Database([address])
         submitted = await db.submit(document)

@@ -20,6 +20,7 @@ from pathlib import Path
 import pyarrow as pa
 
 from hallelujah import formats
+from hallelujah.allowed import Allowed
 from hallelujah.errors import HallelujahError, NotFound, TradecraftError
 from hallelujah.tradecraft_schemas import (
     DERIVE, NAME, TYPES, Input, _a, _object, check_bool, import_base, parse_type, positive_duration,
@@ -112,13 +113,16 @@ class Tradecraft:
         return [a for a in self.analytics if a.output]
 
 
-def parse_document(doc: dict | str | bytes, base_dir: str | Path | None = None) -> Tradecraft:
+def parse_document(doc: dict | str | bytes, base_dir: str | Path | None = None,
+                   allowed: Allowed | None = None) -> Tradecraft:
     """Validate a whole document (dict or JSON text) and return it typed.
 
     Relative `source.path` values are resolved against `base_dir` (the document's directory;
     default the current one), which is also where a UDF's module may be imported from. Reads the
     source files of streams and ingests that declare no schema. Raises TradecraftError on the
-    first fault; never returns a partly checked document. `doc` is not modified.
+    first fault; never returns a partly checked document. `doc` is not modified. `allowed`
+    (a congregation's, or `run`'s) limits which UDF directories and source files it may name;
+    None for a client checking its own document.
     """
     obj = _load(doc)
     base = Path(os.path.abspath(base_dir if base_dir is not None else os.getcwd()))
