@@ -17,6 +17,7 @@ from typing import Any
 import structlog
 import trio
 
+from congregation import stall
 from congregation.catalog import Catalog
 from congregation.commands import Commands
 from congregation.congestion import WATCHED_ROLES, CongestionWatch
@@ -59,6 +60,7 @@ class Congregation:
         self._stopping = False
         self._lock = trio.Lock()          # one deployment change at a time
         self.commands = Commands(self)
+        self.progress = stall.Progress()  # when each tradecraft last moved a row
 
     async def serve(self, listen: str | None, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
@@ -80,6 +82,7 @@ class Congregation:
                 await nursery.start(trio.serve_listeners, self._on_connection, listeners)
                 nursery.start_soon(self._handle_events)
                 nursery.start_soon(self._watch_congestion)
+                nursery.start_soon(stall.watch, self)
                 async with trio.open_nursery() as starting:
                     for index in range(self.worker_count):
                         starting.start_soon(self._start_worker, index)
@@ -210,15 +213,19 @@ class Congregation:
             elif event == "finished" and jah.endswith("/sink") and await d.all_ended():
                 await self._finish(d)
 
+    def all_statistics(self) -> dict[str, dict[str, Any]]:
+        """The latest statistics of every Jah, on every host (the workers' as last sent)."""
+        return {jah: s for host in list(self.hosts.values())
+                for jah, s in (host.runtime.statistics() if hasattr(host, "runtime")
+                               else host.stats).items()}
+
     async def _watch_congestion(self) -> None:
         """Record each congestion episode of a watched Jah, split a congested JOIN and merge an
         idle pair back (see congregation/congestion.py and congregation/scaling.py)."""
         busy, idle = CongestionWatch(), CongestionWatch()
         while True:
             await trio.sleep(CONGESTION_EVERY)
-            stats = {jah: s for host in list(self.hosts.values())
-                     for jah, s in (host.runtime.statistics() if hasattr(host, "runtime")
-                                    else host.stats).items()}
+            stats = self.all_statistics()
             for d in list(self.deployments.values()):
                 if d.state != "running" or d.plan is None:
                     continue

@@ -41,6 +41,7 @@ class JahStats:
     state: str
     state_rows: int = 0
     stream_rows: int = 0     # rows taken on the stream input ("in"): none yet means still starting
+    pending: bool = False    # work is waiting: input queued, a sender short of credits, a file unread
 
 
 class Jah:
@@ -66,6 +67,7 @@ class Jah:
         self.inputs = {p: InPort(n) for p, n in spec.get("inputs", {}).items()}
         self.outputs = {p: OutPort(n) for p, n in spec.get("outputs", {}).items()}
         self.wired = trio.Event()
+        self.task: trio.lowlevel.Task | None = None
         self.state = "wiring"
         self._busy = 0.0
         self._samples: collections.deque[tuple[float, float]] = collections.deque()
@@ -91,6 +93,7 @@ class Jah:
 
     async def serve(self) -> None:
         """Wait for the wiring, run, then end every output (end_of_stream flows through)."""
+        self.task = trio.lowlevel.current_task()
         await self.wired.wait()
         self.state = "running"
         start = time.perf_counter()
@@ -146,6 +149,11 @@ class Jah:
         """Rows of state held (0 for a stateless Jah): what `describe` shows, what credits do not bound."""
         return 0
 
+    def awaiting(self) -> str:
+        """Where this Jah's tasks are suspended (for the stall dump)."""
+        from jah.debug import suspended_in
+        return suspended_in(self.task) if self.task is not None else "not started"
+
     def busy_fraction(self) -> float:
         now = time.perf_counter()
         self._samples.append((now, self._busy))
@@ -166,5 +174,17 @@ class Jah:
             state=self.state,
             state_rows=self.state_rows(),
             stream_rows=self.inputs["in"].stats.rows if "in" in self.inputs else 0,
+            pending=self.pending(),
         )
+
+    def pending(self) -> bool:
+        """Whether this Jah has work waiting (what a stall is: work waiting, no row moving)."""
+        return self.state == "running" and (
+            any(p.backlog() for p in self.inputs.values())
+            or any(getattr(s, "waiting", False) for p in self.outputs.values() for s in p.senders)
+            or self.has_more_input())
+
+    def has_more_input(self) -> bool:
+        """A source with more to read says so (a bounded file not yet read to its end)."""
+        return False
 

@@ -16,6 +16,7 @@ import trio
 from hallelujah.errors import HallelujahError, NotFound, Unavailable
 from hallelujah.frames import Connection, connect, schema_of
 from jah.base import Jah
+from jah.debug import dump
 from jah.streams import CREDITS, InPort, LocalSender, SocketSender, receive_stream
 
 log = structlog.get_logger("hallelujah.runtime")
@@ -71,6 +72,8 @@ class Runtime:
                 "controlReq": self.on_control_req}
 
     async def on_control_req(self, fields: dict[str, Any]) -> dict[str, Any]:
+        if not fields["jah"] and json.loads(fields["args"] or "{}").get("dump"):
+            return {"result": json.dumps({"dump": self.dump()})}
         jah = self.jahs.get(fields["jah"])
         if jah is None:
             raise NotFound(f"no Jah {fields['jah']!r} here")
@@ -178,6 +181,10 @@ class Runtime:
         scope = trio.CancelScope()
         self._stream_scopes.setdefault(jah, []).append(scope)
         return scope
+
+    def dump(self, extra: list[str] | None = None) -> str:
+        """This process's tasks and Jahs, for a person looking at a stall."""
+        return dump(self.name, list(self.jahs.values()), extra or [])
 
     def statistics(self) -> dict[str, dict[str, Any]]:
         return {jid: asdict(j.statistics()) for jid, j in self.jahs.items()}

@@ -18,6 +18,9 @@ PACED_BATCHES_PER_S = 20
 class Source(Jah):
     role = "source"
 
+    def has_more_input(self) -> bool:
+        return not self.spec["source"].get("follow")     # running, so its file is not read to the end
+
     async def run(self) -> None:
         source = self.spec["source"]
         schema = self.schema("out")

@@ -40,21 +40,37 @@ class InPort:
         self.capacity = capacity
         self.attached = 0
         self._lanes: list[trio.MemoryReceiveChannel[Envelope]] = []
+        self.lanes: list[Lane] = []
         self._arrival = trio.Event()
         self.stats = PortStats()
+        self.heads: list[Envelope | None] = []     # what the merge holds from each lane
+        self.live: set[int] = set()
 
     def attach(self) -> Lane:
         """The sending end of one more datastream into this port."""
         send, receive = trio.open_memory_channel[Envelope](self.capacity)
         self._lanes.append(receive)
         self.attached += 1
-        return Lane(send, self)
+        lane = Lane(send, self)
+        self.lanes.append(lane)
+        return lane
 
     def arrived(self) -> None:
         self._arrival.set()
 
     def backlog(self) -> int:
         return sum(lane.statistics().current_buffer_used for lane in self._lanes)
+
+    def describe(self) -> str:
+        """Each lane: batches queued, whether the merge holds its head (and at which position),
+        whether it is still live, and the datastream counters of its sender side."""
+        parts = []
+        for i, (receive, lane) in enumerate(zip(self._lanes, self.lanes)):
+            head = self.heads[i] if i < len(self.heads) else None
+            parts.append(f"lane {i}: queued {receive.statistics().current_buffer_used}/{self.capacity}, "
+                         f"head {'-' if head is None else head.origin}, "
+                         f"{'live' if i in self.live else 'ended/pending'}, {lane.describe()}")
+        return f"{self.streams} stream(s), rows {self.stats.rows}, batches {self.stats.batches}; " + "; ".join(parts)
 
     def __aiter__(self):
         return self._iterate()
@@ -63,6 +79,7 @@ class InPort:
         lanes = self._lanes
         heads: list[Envelope | None] = [None] * len(lanes)
         live = set(range(len(lanes)))
+        self.heads, self.live = heads, live
         pending: set[int] = set()      # attached while running: counted once they bring something
         marks = Combined(len(lanes))
         last = -1 << 62
@@ -127,10 +144,21 @@ class Lane:
     def __init__(self, channel: trio.MemorySendChannel[Envelope], port: InPort) -> None:
         self.channel = channel
         self.port = port
+        self.sent = 0             # envelopes put into the port
+        self.last_seq = -1        # of the socket datastream feeding it, if any
+        self.granted = 0          # credits granted to that datastream's sender
+        self.waiting = False      # blocked: the port has not taken the previous envelope
 
     async def send(self, env: Envelope) -> None:
+        self.waiting = True
         await self.channel.send(env)
+        self.waiting = False
+        self.sent += 1
         self.port.arrived()
+
+    def describe(self) -> str:
+        return (f"envelopes {self.sent}, last seq {self.last_seq}, credits granted {self.granted}"
+                f"{', blocked on the port' if self.waiting else ''}")
 
     async def aclose(self) -> None:
         await self.channel.aclose()
@@ -142,6 +170,9 @@ class Sender:
 
     async def send(self, env: Envelope) -> None:
         raise NotImplementedError
+
+    def describe(self) -> str:
+        return type(self).__name__
 
     async def aclose(self) -> None:
         pass
@@ -156,6 +187,9 @@ class LocalSender(Sender):
     async def send(self, env: Envelope) -> None:
         await self.channel.send(env)
 
+    def describe(self) -> str:
+        return f"in-process, {self.channel.describe()}"
+
     async def aclose(self) -> None:
         await self.channel.aclose()
 
@@ -169,6 +203,12 @@ class SocketSender(Sender):
         self.seq = 0
         self._granted = trio.Event()
         self.blocked = 0.0
+        self.waiting = False
+        self.used = 0
+
+    def describe(self) -> str:
+        return (f"socket to {self.conn.peer}: seq {self.seq}, credits used {self.used}, left {self.credits}, "
+                f"blocked {self.blocked:.3f}s{', waiting for credits' if self.waiting else ''}")
 
     async def serve_credits(self) -> None:
         """Read the receiver's credit grants until it closes (run in the owning nursery)."""
@@ -186,11 +226,14 @@ class SocketSender(Sender):
         while self.credits <= 0:
             self._granted = trio.Event()
             start = trio.current_time()
+            self.waiting = True
             await self._granted.wait()
+            self.waiting = False
             self.blocked += trio.current_time() - start
         if self.credits == math.inf:
             raise Unavailable(f"datastream receiver {self.conn.peer} went away")
         self.credits -= 1
+        self.used += 1
         body = env.ipc() if env.batch is not None else None
         await self.conn.send("dataReq", {
             "seq": self.seq, "origin": env.origin, "source": env.source, "marker": env.marker,
@@ -207,6 +250,7 @@ async def receive_stream(conn: Connection, lane: Lane, schema: pa.Schema,
     """Feed one incoming socket datastream into its lane of a port, granting credits as batches
     are taken."""
     await conn.send("dataCfm", {"credits": credits})
+    lane.granted += credits
     pending = 0
     try:
         while True:
@@ -219,12 +263,14 @@ async def receive_stream(conn: Connection, lane: Lane, schema: pa.Schema,
             batch = open_batch(body, schema) if body is not None else None
             env = Envelope(batch, fields["origin"], fields["source"], fields["marker"],
                            fields["markerValue"], body, parts=max(1, fields.get("parts", 1)))
+            lane.last_seq = fields["seq"]
             await lane.send(env)
             if env.marker == END_OF_STREAM:
                 return
             pending += 1
             if pending * 2 >= credits:
                 await _grant(conn, pending)
+                lane.granted += pending
                 pending = 0
     finally:
         await conn.aclose()
