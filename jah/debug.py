@@ -20,7 +20,7 @@ def _where(coro: Any) -> str:
         seen += 1
         frame = getattr(coro, "cr_frame", None) or getattr(coro, "gi_frame", None) \
             or getattr(coro, "ag_frame", None)
-        if frame is not None:
+        if frame is not None and f"{os.sep}trio{os.sep}" not in frame.f_code.co_filename:
             code = frame.f_code
             frame_text = f"{os.path.basename(code.co_filename)}:{frame.f_lineno} {code.co_name}"
         nxt = getattr(coro, "cr_await", None) or getattr(coro, "gi_yieldfrom", None) \

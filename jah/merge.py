@@ -23,6 +23,9 @@ class Merge(WindowedJah):
         self.held = HeldOrigins(windows_of(a).size_us)
         self.lanes: dict[int, int] = {}      # what each AGGREGATE instance still holds, from its last envelope
 
+    def parts_out(self, env: Envelope) -> int:
+        return 1        # the instances' parts are added up here: one whole position goes out
+
     def empty(self) -> pa.Table:
         return self.schema("out").empty_table()
 

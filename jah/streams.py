@@ -6,6 +6,7 @@ Credits are returned coalesced, half a window at a time (LIMITS.md fact 3).
 """
 from __future__ import annotations
 
+import collections
 import math
 from dataclasses import dataclass, field
 
@@ -29,10 +30,20 @@ class PortStats:
 class InPort:
     """The receiving end of one or more datastreams into a Jah's input; ends when all of them end.
 
-    Several datastreams into one port come from parallel instances of one analytic (the parts of
-    a split source and what derives from them): the port merges them back into source-position
-    order, holding at most one batch per stream, so an output is the same whatever the split.
+    Several datastreams into one port come from parallel instances of one analytic: the port
+    merges them back into source-position order, so an output is the same whatever the split.
     Their watermarks combine into one: the least over the streams still running.
+
+    Liveness (DESIGN "data plane"): the merge waits for a lane that has nothing yet. That is safe
+    for a lane whose positions are its own (a part of a split source): its sender does not depend
+    on the others, so the merge holds one batch per such lane and lets credits push back. It is
+    not safe for *coupled* lanes — instances that each carry a part of every position (`parts` >
+    1), fed by a shared EXCHANGE: an instance may hold its output back until its other input
+    moves (a STREAM_JOIN's pacing), that input comes through the EXCHANGE, and the EXCHANGE is
+    blocked sending to a sibling that is blocked on this very merge. So a coupled lane is drained
+    as it arrives, into its queue here, whatever the merge waits for; the merge's order is the
+    same. What a coupled lane can queue is bounded by the credits of the EXCHANGE towards the
+    lagging sibling (it sends each position to every instance in turn), not by luck.
     """
 
     def __init__(self, streams: int, capacity: int = 1) -> None:
@@ -43,7 +54,8 @@ class InPort:
         self.lanes: list[Lane] = []
         self._arrival = trio.Event()
         self.stats = PortStats()
-        self.heads: list[Envelope | None] = []     # what the merge holds from each lane
+        self.queues: list[collections.deque[Envelope]] = []   # taken off each lane, not yet merged
+        self.coupled: list[bool] = []
         self.live: set[int] = set()
 
     def attach(self) -> Lane:
@@ -59,16 +71,19 @@ class InPort:
         self._arrival.set()
 
     def backlog(self) -> int:
-        return sum(lane.statistics().current_buffer_used for lane in self._lanes)
+        return sum(lane.statistics().current_buffer_used for lane in self._lanes) + \
+            sum(len(q) for q in self.queues)
 
     def describe(self) -> str:
-        """Each lane: batches queued, whether the merge holds its head (and at which position),
-        whether it is still live, and the datastream counters of its sender side."""
+        """Each lane: batches in its channel and in the merge's queue (and the first position
+        there), whether it is coupled and still live, and its datastream's counters."""
         parts = []
         for i, (receive, lane) in enumerate(zip(self._lanes, self.lanes)):
-            head = self.heads[i] if i < len(self.heads) else None
-            parts.append(f"lane {i}: queued {receive.statistics().current_buffer_used}/{self.capacity}, "
-                         f"head {'-' if head is None else head.origin}, "
+            queue = self.queues[i] if i < len(self.queues) else collections.deque()
+            parts.append(f"lane {i}: channel {receive.statistics().current_buffer_used}/{self.capacity}, "
+                         f"merge queue {len(queue)}"
+                         f"{f' from position {queue[0].origin}' if queue else ''}"
+                         f"{', coupled' if i < len(self.coupled) and self.coupled[i] else ''}, "
                          f"{'live' if i in self.live else 'ended/pending'}, {lane.describe()}")
         return f"{self.streams} stream(s), rows {self.stats.rows}, batches {self.stats.batches}; " + "; ".join(parts)
 
@@ -77,22 +92,21 @@ class InPort:
 
     async def _iterate(self):
         lanes = self._lanes
-        heads: list[Envelope | None] = [None] * len(lanes)
-        live = set(range(len(lanes)))
-        self.heads, self.live = heads, live
+        queues = self.queues
+        coupled = self.coupled
+        live = self.live
+        live.update(range(len(lanes)))
         pending: set[int] = set()      # attached while running: counted once they bring something
         marks = Combined(len(lanes))
         last = -1 << 62
+        ended: list[bool] = []
+        for _ in lanes:
+            queues.append(collections.deque())
+            coupled.append(False)
+            ended.append(False)
 
         def take(i: int, env: Envelope) -> Envelope | None:
-            """File one arrival; a marker to pass on is returned."""
-            if i in pending:
-                pending.discard(i)
-                live.add(i)
-            if env.marker == NONE:
-                env.lane = i
-                heads[i] = env
-                return None
+            """File one marker at the front of its lane's queue; a marker to pass on is returned."""
             if env.marker in (END_OF_STREAM, WATERMARK):
                 if env.marker == END_OF_STREAM:
                     live.discard(i)
@@ -100,35 +114,54 @@ class InPort:
                 return Envelope(None, marker=WATERMARK, value=mark) if mark is not None and live else None
             return env                      # other markers pass at once, in their stream's order
 
+        def fill(i: int) -> list[Envelope]:
+            """Take what lane i has (all of it if coupled, else up to one batch); the markers
+            that reach the front of its queue are filed, in order, and those to pass returned."""
+            queue = queues[i]
+            out = []
+            while True:
+                while queue and queue[0].marker != NONE:
+                    marker = take(i, queue.popleft())
+                    if marker is not None:
+                        out.append(marker)
+                if (queue and not coupled[i]) or not (i in live or i in pending) or ended[i]:
+                    return out
+                try:
+                    env = lanes[i].receive_nowait()
+                except trio.WouldBlock:
+                    return out
+                if i in pending:
+                    pending.discard(i)
+                    live.add(i)
+                if env.marker == NONE:
+                    env.lane = i
+                    coupled[i] = coupled[i] or env.parts > 1
+                ended[i] = env.marker == END_OF_STREAM    # nothing follows it on its lane
+                queue.append(env)
+
         while live or pending:
             self._arrival = trio.Event()    # set by any arrival after the look below
-            for i in range(len(heads), len(lanes)):     # a datastream added while running (a split)
-                heads.append(None)
+            for i in range(len(queues), len(lanes)):     # a datastream added while running (a split)
+                queues.append(collections.deque())
+                coupled.append(False)
+                ended.append(False)
                 marks.add()
                 pending.add(i)
             # Whatever has already arrived is filed first, so markers queued behind a lane's
             # next batch are not held up by a lane that has nothing yet.
             for i in sorted(live | pending):
-                while heads[i] is None and (i in live or i in pending):
-                    try:
-                        env = lanes[i].receive_nowait()
-                    except trio.WouldBlock:
-                        break
-                    marker = take(i, env)
-                    if marker is not None:
-                        yield marker
-            ready = [i for i in live if heads[i] is not None]
+                for marker in fill(i):
+                    yield marker
+            ready = [i for i in live if queues[i]]
             if ready:
-                i = min(ready, key=lambda k: heads[k].origin)  # type: ignore[union-attr]
+                i = min(ready, key=lambda k: queues[k][0].origin)
                 # The least position goes once every lane has one; a tie with the position just
                 # passed may go at once (no lane can bring anything earlier). A datastream added
                 # while running counts once it brings something: its positions follow those of
                 # the one it relieves, but not always those its siblings have brought already,
                 # which is why POSTJOIN puts the parts of a position back together itself.
-                if len(ready) == len(live) or heads[i].origin <= last:  # type: ignore[union-attr]
-                    env = heads[i]
-                    heads[i] = None
-                    assert env is not None
+                if len(ready) == len(live) or queues[i][0].origin <= last:
+                    env = queues[i].popleft()
                     last = env.origin
                     self.stats.rows += env.rows
                     self.stats.batches += 1
@@ -223,8 +256,12 @@ class SocketSender(Sender):
             self._granted.set()
 
     async def send(self, env: Envelope) -> None:
+        """Send one envelope once a credit is free. Several tasks may send on one datastream (a
+        STREAM_JOIN's two sides share its output): they wait on one shared event, renewed only
+        once it has fired, so a grant wakes every waiter and none waits on an event nobody sets."""
         while self.credits <= 0:
-            self._granted = trio.Event()
+            if self._granted.is_set():
+                self._granted = trio.Event()
             start = trio.current_time()
             self.waiting = True
             await self._granted.wait()

@@ -81,7 +81,8 @@ class WindowedOutput:
         self.closed = []
         batch = rows.combine_chunks().to_batches()[0] if rows.num_rows else \
             pa.RecordBatch.from_pylist([], schema=rows.schema)
-        await self.jah.emit("out", Envelope(batch, env.origin, env.source, value=held_from))
+        await self.jah.emit("out", Envelope(batch, env.origin, env.source, value=held_from,
+                                            parts=self.jah.parts_out(env)))
 
 
 class WindowedJah(Jah):
@@ -103,6 +104,11 @@ class WindowedJah(Jah):
 
     def held_from(self) -> int:
         return self.held.earliest()
+
+    def parts_out(self, env: Envelope) -> int:
+        """Into how many datastreams the position of `env` goes out: an instance sends its part
+        (as many as its input says), so whoever merges the instances knows them coupled."""
+        return env.parts
 
     async def run(self) -> None:
         out = WindowedOutput(self, self.empty, self.held)
