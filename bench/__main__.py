@@ -10,6 +10,7 @@ import argparse
 import json
 import os
 import platform
+import signal
 import subprocess
 import sys
 import tempfile
@@ -21,6 +22,7 @@ import psutil
 from bench.workloads import EARLY_OUTPUT, OUTPUT_FORMAT, OUTPUTS, WORKLOADS, events_of
 
 HERE = Path(__file__).resolve().parent
+DEADLINE = 300.0    # seconds for one run; a bench that cannot finish is a failed bench
 SHARED = Path(os.environ.get("HBENCH_SHARED", HERE / "shared"))
 
 
@@ -42,14 +44,17 @@ def duckdb_in_process(workload: str, env: dict[str, str]) -> float:
     return float(json.loads(line[len("RESULT "):])["events_per_s_in_process"])
 
 
-def steady_state(document: dict, workers: int, output: str, events: int, early: bool) -> tuple[float, int, int]:
+def steady_state(document: dict, workers: int, output: str, events: int, early: bool,
+                 data: Path) -> tuple[float, int, int]:
     """(events/s, peak RSS, output rows) on a running congregation: the stream's events over the
     time from the output's first batch to its last, or from the submit where the output only
     starts late (an aggregate's first window closes after its first hour of events)."""
     import hallelujah
     with tempfile.TemporaryDirectory() as tmp:
         proc = psutil.Popen([sys.executable, "-m", "congregation", "--data-dir", tmp, "--listen",
-                             "127.0.0.1:0", "--workers", str(workers)], stdout=subprocess.PIPE, text=True)
+                             "127.0.0.1:0", "--workers", str(workers), "--source-root", str(data)],
+                            stdout=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + DEADLINE
         try:
             assert proc.stdout is not None
             address = proc.stdout.readline().split(" ready at ")[1].split()[0]
@@ -62,6 +67,9 @@ def steady_state(document: dict, workers: int, output: str, events: int, early: 
                 peak = max(peak, sum(p.memory_info().rss for p in [proc, *proc.children(recursive=True)]))
                 if info["state"] != "running":
                     break
+                if time.monotonic() > deadline:
+                    raise SystemExit(f"{document['tradecraft']}: no end after {DEADLINE:g}s on a running "
+                                     f"congregation (a stall: see its log's `stalled` line)")
                 time.sleep(0.2)       # a light poll: the measure is the log's own first and last append
             log = next(a["retained"][output] for a in info["analytics"] if output in a["retained"])
             # one batch has no steady state: then from the submit to the output's end
@@ -72,12 +80,19 @@ def steady_state(document: dict, workers: int, output: str, events: int, early: 
             proc.wait(timeout=30)
 
 
-def timed(cmd: list[str], env: dict[str, str] | None = None) -> tuple[float, int]:
-    """Wall seconds and peak RSS (bytes) of the whole process tree."""
+def timed(cmd: list[str], env: dict[str, str] | None = None, cwd: Path | None = None) -> tuple[float, int]:
+    """Wall seconds and peak RSS (bytes) of the whole process tree; a run past DEADLINE is a
+    failed bench (its processes are dumped with SIGUSR1, then killed)."""
     start = time.perf_counter()
-    proc = psutil.Popen(cmd, env=env, stdout=subprocess.DEVNULL)
+    proc = psutil.Popen(cmd, env=env, stdout=subprocess.DEVNULL, cwd=cwd)
     peak = 0
     while proc.poll() is None:
+        if time.perf_counter() - start > DEADLINE:
+            proc.send_signal(signal.SIGUSR1)
+            time.sleep(5)
+            for p in [*proc.children(recursive=True), proc]:
+                p.kill()
+            raise SystemExit(f"{' '.join(cmd)}: no end after {DEADLINE:g}s (a stall: its dump is above)")
         try:
             procs = [proc, *proc.children(recursive=True)]
             peak = max(peak, sum(p.memory_info().rss for p in procs if p.is_running()))
@@ -119,7 +134,7 @@ def main() -> None:
                 doc = Path(tmp) / f"{workload}.json"
                 doc.write_text(json.dumps(document(data)))
                 runs = [timed([sys.executable, "-m", "hallelujah", "run", str(doc), "--workers", str(workers),
-                               "--format", OUTPUT_FORMAT, "--output-dir", str(Path(tmp) / "out")])
+                               "--format", OUTPUT_FORMAT, "--output-dir", str(Path(tmp) / "out")], cwd=data)
                         for _ in range(a.repeat)]
                 got = check(Path(tmp) / "out")
             seconds, peak = min(runs)
@@ -131,7 +146,8 @@ def main() -> None:
                             "ratio_to_duckdb": round(duck / seconds, 3), "match": match})
             print(("MATCH" if match else "MISMATCH"), json.dumps(results[-1]))
             rate, peak, rows = max(steady_state(document(data), workers, OUTPUTS[workload], events,
-                                                early=workload in EARLY_OUTPUT) for _ in range(a.repeat))
+                                                early=workload in EARLY_OUTPUT, data=data)
+                                   for _ in range(a.repeat))
             results.append({"workload": workload, "mode": "congregation, steady state", "workers": workers,
                              "events": events, "seconds": round(events / rate, 3),
                              "events_per_s": round(rate), "peak_rss_mb": peak >> 20,
@@ -189,7 +205,7 @@ def measure_memory(a: argparse.Namespace, data: Path) -> dict:
         with tempfile.TemporaryDirectory() as tmp:
             doc = Path(tmp) / "enrich.json"
             doc.write_text(json.dumps(WORKLOADS["enrich"][0](where)))
-            peaks[label] = min(timed([sys.executable, "-m", "hallelujah", "run", str(doc), "--workers", "2",
+            peaks[label] = min(timed(cwd=where, cmd=[sys.executable, "-m", "hallelujah", "run", str(doc), "--workers", "2",
                                       "--format", OUTPUT_FORMAT, "--output-dir", str(Path(tmp) / "out")])[1]
                                for _ in range(a.repeat))
     return {"events_1x": a.n, "events_5x": a.n * 5, "peak_rss_mb_1x": peaks["1x"] >> 20,
