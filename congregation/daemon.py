@@ -6,6 +6,7 @@ connections; SIGTERM or SIGINT stops it cleanly.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import signal
@@ -17,17 +18,18 @@ from typing import Any
 import structlog
 import trio
 
-from congregation import stall
+from congregation import admission, stall
 from congregation.catalog import Catalog
 from congregation.commands import Commands
 from congregation.congestion import WATCHED_ROLES, CongestionWatch
+from congregation.datadir import locked_data_dir
 from congregation.deployment import Deployment
 from congregation.logs import Logs
 from congregation.rpc import Peer
 from congregation.scaling import merge, split, split_aggregate
 from congregation.workers import LocalHost, WorkerHost, Zygote, make_zygote, prepare_congregation, settled_heap
 from hallelujah.allowed import Allowed
-from hallelujah.errors import HallelujahError, Unavailable
+from hallelujah.errors import HallelujahError, InvalidInput, Unavailable
 from hallelujah.frames import Connection
 from hallelujah.logs import configure_logging
 from hallelujah.tradecraft import parse_document
@@ -36,13 +38,15 @@ from jah.runtime import Runtime
 log = structlog.get_logger("hallelujah.congregation")
 WORKER_START_TIMEOUT = 10.0
 CONGESTION_EVERY = 0.5        # seconds between looks at the Jahs' busy fraction and backlog
+CRASH_LOOP = 2                # a tradecraft whose workers died this many times ...
+CRASH_PERIOD = 120.0          # ... within this many seconds fails with that reason, not redeployed
 
 
 class Congregation:
     """One host's daemon. Build its Zygote first (before trio), then `await serve(...)`."""
 
     def __init__(self, data_dir: Path, zygote: Zygote, workers: int, name: str = "congregation",
-                 allowed: Allowed | None = None) -> None:
+                 allowed: Allowed | None = None, limits: admission.Limits | None = None) -> None:
         prepare_congregation()
         self.data_dir = Path(data_dir)
         # what documents may import and read here; the data dir is never readable by a source
@@ -56,6 +60,8 @@ class Congregation:
         self.deployments: dict[str, Deployment] = {}
         self._worker_ready: dict[int, trio.Event] = {}
         self._spawned_at: dict[int, float] = {}
+        self._deaths: dict[str, list[tuple[float, int, int]]] = {}   # tradecraft -> (at, worker, pid)
+        self.connections = admission.Admission(limits or admission.Limits())
         self._events_send, self._events_receive = trio.open_memory_channel[tuple[str, str, str]](10_000)
         self._stopping = False
         self._lock = trio.Lock()          # one deployment change at a time
@@ -75,11 +81,14 @@ class Congregation:
                                   {"logs": self.logs})
                 await nursery.start(runtime.serve)
                 self.hosts[-1] = LocalHost(runtime)
-                listeners = [trio.SocketListener(await _unix_listener(self.zygote.daemon_address))]
+                local = [trio.SocketListener(await _unix_listener(self.zygote.daemon_address))]
+                await nursery.start(trio.serve_listeners, functools.partial(self._on_connection, local=True),
+                                    local)
+                listeners: list[trio.SocketListener] = []
                 if listen:
                     host, _, port = listen.rpartition(":")
-                    listeners += await trio.open_tcp_listeners(int(port), host=host or "127.0.0.1")
-                await nursery.start(trio.serve_listeners, self._on_connection, listeners)
+                    listeners = await trio.open_tcp_listeners(int(port), host=host or "127.0.0.1")
+                    await nursery.start(trio.serve_listeners, self._on_connection, listeners)
                 nursery.start_soon(self._handle_events)
                 nursery.start_soon(self._watch_congestion)
                 nursery.start_soon(stall.watch, self)
@@ -106,22 +115,42 @@ class Congregation:
         if timeout.cancelled_caught:
             raise Unavailable(f"worker {index} (pid {pid}) did not start")
 
-    async def _on_connection(self, stream: trio.SocketStream) -> None:
-        conn = Connection(stream, "client")
-        try:
-            kind, fields, _ = await conn.receive()
-            if kind == "hello":
-                await self._serve_worker(conn, fields)
-            elif kind == "cmdReq":
+    async def _on_connection(self, stream: trio.SocketStream, local: bool = False) -> None:
+        """One connection: a client's command, or (over the private Unix socket only) a worker.
+
+        TCP connections are capped (congregation/admission.py); the Unix socket, in a directory
+        only this user can enter, serves workers and `run`'s own client uncapped.
+        """
+        peer = "local" if local else admission.peer_address(stream)
+        conn = admission.client_connection(stream, peer)
+        with self.connections.hold(peer, capped=not local) as over:
+            try:
+                if over:
+                    await admission.refuse_over_capacity(conn, over, self.connections)
+                    return
+                kind, fields = await admission.first_frame(conn, self.connections.limits.idle_timeout)
+                if kind == "hello":
+                    refusal = admission.worker_refusal(fields, conn, local, self.zygote.secret,
+                                                       self.worker_count, self.hosts)
+                    if refusal:
+                        raise admission.Refused(InvalidInput(f"refused: {refusal}"))
+                    admission.open_worker(conn, fields)
+                    await self._serve_worker(conn, fields)
+                    return
+                if kind != "cmdReq":
+                    raise admission.Refused(InvalidInput(
+                        f"refused: the first frame of a connection must be a cmdReq, not a {kind}"))
+                admission.open_command(conn, fields["command"])
                 await self.commands.on_cmd_req(conn, fields)
-            else:
-                log.warning("unexpected_first_frame", kind=kind)
-        except (EOFError, Unavailable) as exc:
-            log.debug("connection_closed", reason=str(exc))
-        except Exception:  # a bug: keep serving everyone else, and say where it was
-            log.exception("connection_failed")
-        finally:
-            await conn.aclose()
+                await admission.close_gracefully(conn)
+            except admission.Refused as refused:
+                await admission.refuse(conn, refused)
+            except (EOFError, Unavailable) as exc:
+                log.debug("connection_closed", reason=str(exc))
+            except Exception:  # a bug: keep serving everyone else, and say where it was
+                log.exception("connection_failed")
+            finally:
+                await conn.aclose()
 
     async def _serve_worker(self, conn: Connection, hello: dict[str, Any]) -> None:
         index = hello["worker"]
@@ -142,14 +171,36 @@ class Congregation:
         log.warning("worker_lost", worker=index, pid=pid)
         async with self._lock:
             self.hosts.pop(index, None)
-            affected = [d for d in self.deployments.values() if d.uses(index) and d.state == "running"]
+            # ("starting": a restart that a worker's death interrupted, left to this replacement)
+            affected = [d for d in self.deployments.values()
+                        if d.uses(index) and d.state in ("running", "starting")]
             for d in affected:
                 await d.stop(lost=index)
             await self._start_worker(index)
             for d in affected:
+                looping = self._crash_loop(d.tc.name, index, pid)
+                if looping:     # what it was given kills its worker: fail it, keep the congregation
+                    log.warning("tradecraft_crash_loop", tradecraft=d.tc.name, reason=looping)
+                    await self._fail(d, looping)
+                    continue
                 await self.catalog.record_event(d.tc.name, "restart",
                                                 {"reason": f"worker {index} (pid {pid}) lost"})
-                await self._deploy(d.tc)
+                await self._redeploy(d.tc)
+
+    def _crash_loop(self, tradecraft: str, index: int, pid: int) -> str:
+        """Count a worker's death against a tradecraft that ran on it: why it must not be
+        redeployed once its workers died CRASH_LOOP times within CRASH_PERIOD seconds, else ""."""
+        now = trio.current_time()
+        deaths = [d for d in self._deaths.get(tradecraft, []) if now - d[0] < CRASH_PERIOD]
+        deaths.append((now, index, pid))
+        self._deaths[tradecraft] = deaths
+        if len(deaths) < CRASH_LOOP:
+            return ""
+        times = {2: "twice"}.get(len(deaths), f"{len(deaths)} times")
+        before = "; ".join(f"worker {w}, pid {p}, {now - at:.1f} s before" for at, w, p in deaths[:-1])
+        return (f"its worker died {times} while running it within {CRASH_PERIOD:g} s ({before}; then "
+                f"worker {index}, pid {pid}): what it was given kills its worker, so it is not "
+                f"restarted again")
 
     def plan(self, tc: Any) -> Deployment:
         """A deployment of `tc` with its Jahs placed (raises for what cannot run)."""
@@ -178,12 +229,35 @@ class Congregation:
         await self.launch(d)
         return d
 
+    async def _redeploy(self, tc: Any) -> Deployment | None:
+        """Deploy a tradecraft again (after a restart, or a lost worker); None if it did not run.
+
+        A worker that dies meanwhile leaves it "starting", for that worker's replacement (which
+        counts the death); any other failure fails it, with the reason, not the congregation.
+        """
+        try:
+            return await self._deploy(tc)
+        except HallelujahError as exc:
+            d = self.deployments.get(tc.name)
+            if d is not None and any(d.uses(i) and getattr(h, "peer", None) and h.peer.closed
+                                     for i, h in self.hosts.items()):
+                log.warning("redeploy_interrupted", tradecraft=tc.name, error=str(exc))
+                return None
+            log.warning("redeploy_failed", tradecraft=tc.name, error=str(exc))
+            if d is not None:
+                await self._fail(d, f"could not be started again: {exc}")
+            else:
+                await self.catalog.set_state(tc.name, "failed", f"could not be started again: {exc}")
+            return None
+
     async def _resume(self) -> None:
         """After a restart: deploy again every tradecraft that was running, from its logs."""
         for row in await self.catalog.tradecrafts("running"):
             tc = parse_document(row["document"])
             async with self._lock:
-                d = await self._deploy(tc)
+                d = await self._redeploy(tc)
+            if d is None:
+                continue
             log.info("tradecraft_resumed", tradecraft=tc.name)
             if await d.all_ended():
                 await self._finish(d)
@@ -281,7 +355,9 @@ async def _unix_listener(path: str) -> trio.socket.SocketType:
 
 async def run_daemon(args: argparse.Namespace, zygote: Zygote) -> None:
     congregation = Congregation(Path(args.data_dir), zygote, args.workers, args.name,
-                                Allowed.of(args.udf_dir, args.source_root))
+                                Allowed.of(args.udf_dir, args.source_root),
+                                admission.Limits(args.max_connections, args.max_connections_per_peer,
+                                                 args.idle_timeout))
     with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
         async with trio.open_nursery() as nursery:
             address = await nursery.start(congregation.serve, args.listen)
@@ -296,16 +372,24 @@ async def run_daemon(args: argparse.Namespace, zygote: Zygote) -> None:
                 break
 
 
+def _loopback(address: str) -> bool:
+    host = address.rpartition(":")[0].strip("[]")
+    return host in ("", "127.0.0.1", "localhost", "::1") or host.startswith("127.")
+
+
 def _refused(args: argparse.Namespace) -> str:
     """What this version cannot do safely yet, said before anything starts."""
-    host = args.listen.rpartition(":")[0].strip("[]")
-    if host not in ("127.0.0.1", "localhost", "::1") and not host.startswith("127."):
-        return (f"--listen {args.listen}: only loopback addresses for now; a non-loopback listen "
-                f"needs TLS and a client token, which this version does not have yet")
+    for flag, address in (("--listen", args.listen), ("--metrics", args.metrics)):
+        if address is not None and not _loopback(address):
+            return (f"{flag} {address}: only loopback addresses for now; a non-loopback address "
+                    f"needs TLS and a client token, which this version does not have yet")
     if args.peer:
         return "--peer: clusters of congregations are not available in this version yet"
-    if args.workers < 1:
-        return f"--workers {args.workers}: at least 1"
+    for flag, value in (("--workers", args.workers), ("--max-connections", args.max_connections),
+                        ("--max-connections-per-peer", args.max_connections_per_peer),
+                        ("--idle-timeout", args.idle_timeout)):
+        if not value > 0:     # (NaN too)
+            return f"{flag} {value}: must be more than 0"
     return ""
 
 
@@ -321,6 +405,14 @@ def main(argv: list[str] | None = None) -> None:
                     help="a directory documents may import UDF modules from (repeatable; none by default)")
     ap.add_argument("--source-root", action="append", default=[], metavar="DIR",
                     help="a directory under which file sources may be read (repeatable; none by default)")
+    ap.add_argument("--max-connections", type=int, default=admission.MAX_CONNECTIONS, metavar="N",
+                    help=f"client connections served at once (default {admission.MAX_CONNECTIONS})")
+    ap.add_argument("--max-connections-per-peer", type=int, default=admission.MAX_CONNECTIONS_PER_PEER,
+                    metavar="N",
+                    help=f"of them from one address (default {admission.MAX_CONNECTIONS_PER_PEER})")
+    ap.add_argument("--idle-timeout", type=float, default=admission.IDLE_TIMEOUT, metavar="SECONDS",
+                    help="seconds a new connection has to send its first frame "
+                         f"(default {admission.IDLE_TIMEOUT:g})")
     ap.add_argument("--log-format", choices=["json", "console"], default="json")
     args = ap.parse_args(argv)
     refusal = _refused(args)
@@ -331,7 +423,8 @@ def main(argv: list[str] | None = None) -> None:
     with settled_heap():
         zygote = make_zygote()
     try:
-        trio.run(run_daemon, args, zygote)
+        with locked_data_dir(Path(args.data_dir)):     # after the zygote: its workers never hold it
+            trio.run(run_daemon, args, zygote)
     except HallelujahError as exc:
         print(f"congregation: {exc}", file=sys.stderr)
         sys.exit(exc.exit_code)

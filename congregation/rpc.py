@@ -8,7 +8,7 @@ import structlog
 import trio
 
 from hallelujah.errors import HallelujahError, Unavailable, from_wire
-from hallelujah.frames import Connection
+from hallelujah.frames import Connection, FrameRefused
 
 log = structlog.get_logger("hallelujah.rpc")
 REQUEST_TIMEOUT = 30.0
@@ -66,6 +66,9 @@ class Peer:
                 while True:
                     try:
                         kind, fields, _ = await self.conn.receive()
+                    except FrameRefused as exc:
+                        log.warning("frame_refused", peer=self.conn.peer, error=str(exc))
+                        return
                     except (EOFError, Unavailable):
                         return
                     if kind.endswith("Cfm"):

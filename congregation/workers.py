@@ -11,6 +11,7 @@ import functools
 import gc
 import json
 import os
+import secrets
 import shutil
 import signal
 import sys
@@ -50,12 +51,17 @@ def settled_heap() -> Iterator[None]:
 
 
 class Zygote:
-    """A pre-warmed process that forks workers. Create it before trio.run()."""
+    """A pre-warmed process that forks workers. Create it before trio.run().
+
+    `secret`, made before the fork, is inherited by every worker, which proves with it in its
+    `hello` that the congregation forked it (run_dir, where the sockets live, is the user's alone).
+    """
 
     def __init__(self, daemon_address: str, run_dir: str, prepare: Callable[[], None] = lambda: None) -> None:
         self.daemon_address = daemon_address
         self.run_dir = run_dir
         self.prepare = prepare
+        self.secret = secrets.token_bytes(32)
         cmd_r, cmd_w = os.pipe()
         pid_r, pid_w = os.pipe()
         self.pid = os.fork()
@@ -90,7 +96,7 @@ class Zygote:
                 code = 0
                 try:
                     with collapsed():
-                        trio.run(serve_worker, index, self.daemon_address, self.run_dir)
+                        trio.run(serve_worker, index, self.daemon_address, self.run_dir, self.secret)
                 except Unavailable:     # its congregation has gone (it stopped): nothing to serve
                     pass
                 except BaseException:   # noqa: BLE001 - the worker's last word, then exit
@@ -168,11 +174,12 @@ def make_zygote(warm_kernels: bool = True) -> Zygote:
     the kernels) then loads while this process imports and opens the rest.
     """
     run_dir = tempfile.mkdtemp(prefix="hj-")
+    os.chmod(run_dir, 0o700)      # (mkdtemp's mode already) its sockets are this user's alone
     return Zygote(os.path.join(run_dir, "congregation.sock"), run_dir,
                   functools.partial(prepare_zygote, warm_kernels))
 
 
-async def serve_worker(index: int, daemon_address: str, run_dir: str) -> None:
+async def serve_worker(index: int, daemon_address: str, run_dir: str, secret: bytes) -> None:
     """A worker's life: host Jahs for the congregation until its connection closes."""
     conn = await connect(daemon_address)
     events_send, events_receive = trio.open_memory_channel[tuple[str, str, str]](1000)
@@ -184,7 +191,8 @@ async def serve_worker(index: int, daemon_address: str, run_dir: str) -> None:
     peer = Peer(conn, runtime.handlers())
     async with trio.open_nursery() as nursery:
         await nursery.start(runtime.serve)
-        await conn.send("hello", {"worker": index, "pid": os.getpid(), "address": runtime.address})
+        await conn.send("hello", {"worker": index, "pid": os.getpid(), "address": runtime.address,
+                                  "secret": secret})
 
         async def forward_events() -> None:
             async for jah, event, detail in events_receive:

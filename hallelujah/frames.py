@@ -2,7 +2,11 @@
 
 A frame is a 4-byte little-endian length and one capnp `Message` (protocol.capnp). A `dataReq`
 frame is followed by its raw Arrow IPC body, read with `recv_into` into one fresh buffer and opened
-zero-copy; sizes are checked before anything is allocated.
+zero-copy. Each connection has its own limits (`max_frame`, `max_body`), checked before anything is
+allocated: a congregation gives a client's connection small ones (congregation/admission.py), and a
+frame beyond them raises FrameRefused. Memory follows the bytes that came, not the sizes claimed:
+the frame buffer grows only as bytes arrive, and a body's buffer is Arrow's (not zeroed, so pages a
+sender never fills are never touched).
 """
 from __future__ import annotations
 
@@ -19,11 +23,16 @@ from hallelujah.errors import Unavailable
 capnp.remove_import_hook()
 protocol = capnp.load(str(resources.files("hallelujah") / "protocol.capnp"))
 
-MAX_FRAME = 64 << 20     # a control frame (documents, descriptions) never needs more
-MAX_BODY = 1 << 31       # one Arrow batch body
+MAX_FRAME = 64 << 20     # a control frame between our own processes (documents, descriptions)
+MAX_BODY = 1 << 31       # one Arrow batch body between our own processes
+FRAME_BUFFER = 256 << 10  # a connection's frame buffer to start with (and to shrink back to)
 SOCKET_BUFFER = 4 << 20
 _LEN = struct.Struct("<I")
 _TRAVERSAL = 1 << 40
+
+
+class FrameRefused(Unavailable):
+    """A frame beyond its connection's limits, refused before anything was allocated for it."""
 
 
 def encode(kind: str, fields: dict[str, Any]) -> bytes:
@@ -61,8 +70,11 @@ def schema_of(data: bytes) -> pa.Schema:
 class Connection:
     """A framed, bidirectional connection. One task receives; sends are serialized by a lock."""
 
-    def __init__(self, stream: trio.SocketStream, peer: str = "") -> None:
+    def __init__(self, stream: trio.SocketStream, peer: str = "", max_frame: int = MAX_FRAME,
+                 max_body: int = MAX_BODY, buffer: int = FRAME_BUFFER) -> None:
         self.stream = stream
+        self.max_frame = max_frame   # bytes of one capnp frame
+        self.max_body = max_body     # bytes of one dataReq body (0: no datastream is open here)
         self.sock = stream.socket
         for option in (trio.socket.SO_SNDBUF, trio.socket.SO_RCVBUF):
             try:  # a 64 k-row batch in a few system calls, not dozens (capped by the kernel)
@@ -71,7 +83,8 @@ class Connection:
                 pass
         self.peer = peer
         self._send_lock = trio.Lock()
-        self._buf = bytearray(256 * 1024)
+        self._initial = buffer
+        self._buf = bytearray(buffer)
         self._view = memoryview(self._buf)
         self._start = 0
         self._end = 0
@@ -98,19 +111,25 @@ class Connection:
                 raise Unavailable(f"connection to {self.peer or 'peer'} lost: {exc}") from None
 
     async def _fill(self, need: int) -> None:
-        """Make at least `need` bytes available in the header buffer."""
-        if self._end - self._start >= need:
-            return
-        if self._start:
-            n = self._end - self._start
-            self._buf[:n] = self._buf[self._start:self._end]
-            self._start, self._end = 0, n
-        if need > len(self._buf):
-            self._buf.extend(bytes(need - len(self._buf)))
-            self._view = memoryview(self._buf)
+        """Make at least `need` bytes available from `_start`; the buffer grows as bytes arrive."""
         while self._end - self._start < need:
-            n = await self._recv_into(self._view[self._end:])
-            self._end += n
+            if self._end == len(self._buf):
+                self._make_room(need)
+            self._end += await self._recv_into(self._view[self._end:])
+
+    def _make_room(self, need: int) -> None:
+        """Move the unread bytes to the front, in a buffer twice as large when they fill it (but
+        no larger than `need`): a peer that claims a large frame must send it to make us hold it.
+        A larger buffer is a new one, as views of the old one may still be out."""
+        held = self._end - self._start
+        size = max(len(self._buf), min(need, 2 * held))
+        if size == len(self._buf):
+            self._buf[:held] = self._buf[self._start:self._end]
+        else:
+            grown = bytearray(size)
+            grown[:held] = self._view[self._start:self._end]
+            self._buf, self._view = grown, memoryview(grown)
+        self._start, self._end = 0, held
 
     async def _recv_into(self, view: memoryview) -> int:
         try:
@@ -121,28 +140,45 @@ class Connection:
             raise EOFError(self.peer)
         return n
 
-    async def receive(self) -> tuple[str, dict[str, Any], bytearray | None]:
-        """The next (kind, fields, body). Raises EOFError at a clean end, Unavailable otherwise."""
+    async def receive(self) -> tuple[str, dict[str, Any], pa.Buffer | None]:
+        """The next (kind, fields, body). Raises EOFError at a clean end (between frames),
+        FrameRefused for a frame beyond this connection's limits, Unavailable otherwise."""
         await self._fill(4)
         (size,) = _LEN.unpack_from(self._buf, self._start)
-        if size > MAX_FRAME:
-            raise Unavailable(f"frame of {size} bytes from {self.peer or 'peer'} exceeds {MAX_FRAME}")
-        await self._fill(4 + size)
-        kind, fields = decode(self._view[self._start + 4:self._start + 4 + size])
-        self._start += 4 + size
-        body = None
-        if kind == "dataReq" and fields["bodyLength"]:
-            body = await self._receive_body(fields["bodyLength"])
+        if size > self.max_frame:
+            raise FrameRefused(f"a frame of {size:,} bytes from {self.peer or 'peer'} exceeds "
+                               f"the limit of {self.max_frame:,} here")
+        try:
+            await self._fill(4 + size)
+            try:
+                kind, fields = decode(self._view[self._start + 4:self._start + 4 + size])
+            except (capnp.KjException, ValueError) as exc:  # not a Message, or a ragged length
+                raise FrameRefused(f"a frame of {size:,} bytes from {self.peer or 'peer'} is not a "
+                                   f"Message: {str(exc).splitlines()[0]}") from None
+            self._start += 4 + size
+            body = None
+            if kind == "dataReq" and fields["bodyLength"]:
+                body = await self._receive_body(fields["bodyLength"])
+        except EOFError:    # not a clean end: the peer went away in the middle of a frame
+            raise Unavailable(f"{self.peer or 'peer'} closed the connection in the middle of a "
+                              f"frame") from None
+        if self._start == self._end and len(self._buf) > self._initial:   # after a large frame
+            self._buf = bytearray(self._initial)
+            self._view = memoryview(self._buf)
+            self._start = self._end = 0
         return kind, fields, body
 
-    async def _receive_body(self, length: int) -> bytearray:
-        if length > MAX_BODY:
-            raise Unavailable(f"batch of {length} bytes from {self.peer or 'peer'} exceeds {MAX_BODY}")
-        body = bytearray(length)
+    async def _receive_body(self, length: int) -> pa.Buffer:
+        if length > self.max_body:
+            raise FrameRefused(
+                f"a batch body of {length:,} bytes from {self.peer or 'peer'} exceeds the limit of "
+                f"{self.max_body:,} here" if self.max_body else
+                f"a dataReq with a body from {self.peer or 'peer'}, where no datastream is open")
+        body = pa.allocate_buffer(length)
+        view = memoryview(body).cast("B")
         have = min(length, self._end - self._start)
-        body[:have] = self._buf[self._start:self._start + have]
+        view[:have] = self._view[self._start:self._start + have]
         self._start += have
-        view = memoryview(body)
         while have < length:
             have += await self._recv_into(view[have:])
         return body

@@ -80,7 +80,9 @@ struct DataReq {
 struct DataCfm { credits @0 :UInt32; }   # receiver grants this many more batches
 
 # Worker <-> Congregation house-keeping.
-struct Hello { worker @0 :Int32; pid @1 :Int32; address @2 :Text; }
+# A worker registers with this, only over its congregation's private Unix socket; `secret` is
+# the per-start secret its zygote made before forking (compared in constant time).
+struct Hello { worker @0 :Int32; pid @1 :Int32; address @2 :Text; secret @3 :Data; }
 struct Stats { jahs @0 :Text; }          # JSON {jah: {rows_in, rows_out, busy, backlog}}
 struct JahEvent { jah @0 :Text; event @1 :Text; detail @2 :Text; }   # finished, failed, progress
 
