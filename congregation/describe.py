@@ -4,6 +4,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import trio
+
 from hallelujah.tradecraft import schema_to_json
 
 
@@ -43,7 +45,10 @@ async def describe(congregation: Any, only: str = "") -> dict[str, Any]:
             })
         events = [{"at": e["at"], "kind": e["kind"], **json.loads(e["detail"])}
                   for e in await congregation.catalog.events(name)]
+        stalled = congregation.progress.stalled.get(name)
         out.append({"name": name, "state": row["state"], "error": row["error"],
+                    # seconds without a row moved while work waits (DESIGN "liveness"), or None
+                    "stalled_for": round(trio.current_time() - stalled, 1) if stalled is not None else None,
                     "submitted_at": row["submitted_at"], "finished_at": row["finished_at"],
                     "analytics": analytics,
                     "events": events,

@@ -78,6 +78,7 @@ class Zygote:
     def _serve(self, cmd_r: int, pid_w: int) -> None:
         signal.signal(signal.SIGCHLD, signal.SIG_IGN)     # workers are reaped automatically
         signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGUSR1, signal.SIG_IGN)     # the congregation asks each worker for its dump
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         try:
             with settled_heap():

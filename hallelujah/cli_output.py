@@ -37,7 +37,9 @@ def print_describe(info: dict[str, Any], as_json: bool) -> None:
         return
     console = Console()
     for tc in info["tradecrafts"]:
-        console.print(f"[bold]{tc['name']}[/bold]  {tc['state']}  {tc['error'] or ''}")
+        stalled = f"  [red]stalled {tc['stalled_for']:.0f}s[/red] (`hallelujah debug {tc['name']}` says why)" \
+            if tc.get("stalled_for") is not None else ""
+        console.print(f"[bold]{tc['name']}[/bold]  {tc['state']}{stalled}  {tc['error'] or ''}")
         jahs = Table("worker", "rows in", "rows out", "busy", "backlog", "held", "state")
         jahs.add_column("jah", overflow="fold")
         retained = Table("retained output", "rows", "ended")
