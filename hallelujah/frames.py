@@ -113,8 +113,8 @@ class Connection:
     async def _fill(self, need: int) -> None:
         """Make at least `need` bytes available from `_start`; the buffer grows as bytes arrive."""
         while self._end - self._start < need:
-            if self._end == len(self._buf):
-                self._make_room(need)
+            if self._end == len(self._buf) or (self._start and len(self._buf) - self._start < need):
+                self._make_room(need)        # full, or the frame would not fit where it starts
             self._end += await self._recv_into(self._view[self._end:])
 
     def _make_room(self, need: int) -> None:
