@@ -1,7 +1,9 @@
 """The SQLite catalog (sqlite-utils): what exists — tradecrafts, analytics, Jahs, datastreams.
 
 The only module that writes catalog.db. Calls run in one thread at a time through a
-CapacityLimiter(1), so the trio loop never blocks on SQLite.
+CapacityLimiter(1), so the trio loop never blocks on SQLite. On a full disk a write the
+congregation makes for itself (a Jah's state, an event) waits for space, so the catalog follows
+the work that a full disk only pauses; a submit is refused (NoSpace).
 """
 from __future__ import annotations
 
@@ -13,6 +15,8 @@ from typing import Any, Callable, TypeVar
 
 import sqlite_utils
 import trio
+
+from congregation.space import is_no_space, no_space, waiting_for_space
 
 T = TypeVar("T")
 
@@ -36,10 +40,27 @@ class Catalog:
                                       pk="id", if_not_exists=True)
         self.db["events"].create({"id": int, "tradecraft": str, "at": float, "kind": str,
                                   "detail": str}, pk="id", if_not_exists=True)
+        self.data_dir = Path(data_dir)
         self._limiter = trio.CapacityLimiter(1)
 
     async def _run(self, fn: Callable[..., T], *args: Any) -> T:
         return await trio.to_thread.run_sync(fn, *args, limiter=self._limiter)
+
+    async def _write(self, fn: Callable[[], None], what: str, wait: bool = True) -> None:
+        """A write (rolled back whole if it fails); a full disk raises NoSpace, or is waited out."""
+        def write() -> None:
+            try:
+                fn()
+            except sqlite3.Error as exc:
+                if self.db.conn.in_transaction:     # a failed COMMIT may leave it open
+                    self.db.conn.rollback()
+                if is_no_space(exc):
+                    raise no_space(self.data_dir, exc) from None
+                raise
+        if wait:
+            await waiting_for_space(lambda: self._run(write), what)
+        else:
+            await self._run(write)
 
     async def add_tradecraft(self, name: str, document: dict[str, Any],
                              analytics: list[dict[str, Any]]) -> None:
@@ -49,7 +70,7 @@ class Catalog:
                                                "state": "running", "error": "",
                                                "submitted_at": time.time(), "finished_at": None})
                 self.db["analytics"].insert_all([{"tradecraft": name, **a} for a in analytics])
-        await self._run(add)
+        await self._write(add, f"catalog: add {name}", wait=False)
 
     async def tradecrafts(self, state: str | None = None) -> list[dict[str, Any]]:
         def rows() -> list[dict[str, Any]]:
@@ -69,14 +90,14 @@ class Catalog:
                 self.db["tradecrafts"].update(name, {
                     "state": state, "error": error,
                     "finished_at": time.time() if state != "running" else None})
-        await self._run(update)
+        await self._write(update, f"catalog: {name} {state}")
 
     async def record_event(self, tradecraft: str, kind: str, detail: dict[str, Any]) -> None:
         def add() -> None:
             with self.db.conn:
                 self.db["events"].insert({"tradecraft": tradecraft, "at": time.time(),
                                           "kind": kind, "detail": json.dumps(detail)})
-        await self._run(add)
+        await self._write(add, f"catalog: {tradecraft} event {kind}")
 
     async def events(self, tradecraft: str) -> list[dict[str, Any]]:
         def rows() -> list[dict[str, Any]]:
@@ -92,7 +113,7 @@ class Catalog:
                     self.db.execute(f"DELETE FROM {table} WHERE tradecraft = ?", [tradecraft])
                 self.db["jahs"].insert_all([{"tradecraft": tradecraft, **j} for j in jahs])
                 self.db["datastreams"].insert_all([{"tradecraft": tradecraft, **s} for s in streams])
-        await self._run(replace)
+        await self._write(replace, f"catalog: {tradecraft} deployment")
 
     async def jahs(self, tradecraft: str) -> list[dict[str, Any]]:
         def rows() -> list[dict[str, Any]]:
@@ -104,7 +125,7 @@ class Catalog:
             with self.db.conn:
                 self.db.execute("UPDATE jahs SET state = ?, error = ? WHERE id = ?",
                                 [state, error, jah])
-        await self._run(update)
+        await self._write(update, f"catalog: {jah} {state}")
 
     async def delete_tradecraft(self, name: str) -> None:
         def delete() -> None:
@@ -112,7 +133,7 @@ class Catalog:
                 for table in ("analytics", "jahs", "datastreams", "events"):
                     self.db.execute(f"DELETE FROM {table} WHERE tradecraft = ?", [name])
                 self.db.execute("DELETE FROM tradecrafts WHERE name = ?", [name])
-        await self._run(delete)
+        await self._write(delete, f"catalog: delete {name}")
 
     async def counts(self) -> dict[str, int]:
         """Rows per table: what a refused command must leave unchanged."""

@@ -13,15 +13,14 @@ import pyarrow.compute as pc
 import structlog
 import trio
 
-from congregation.hallelu import log_name, published
+from congregation.hallelu import log_name
+from congregation.publishing import publish
 from congregation.rpc import error_fields
-from hallelujah.errors import (HallelujahError, InvalidInput, NotFound, SchemaMismatch, TradecraftError,
-                               collapsed)
-from hallelujah.frames import Connection, open_batch, schema_bytes, schema_of
+from hallelujah.errors import HallelujahError, InvalidInput, NotFound, TradecraftError, collapsed
+from hallelujah.frames import Connection, open_batch, schema_of
 from hallelujah.tradecraft import Tradecraft, parse_document, schema_to_json
 from jah.director import typed_value
 from jah.envelope import END_OF_STREAM
-from jah.streams import CREDITS
 from jah.windows import finalize, partial_schema_of
 
 log = structlog.get_logger("hallelujah.commands")
@@ -50,6 +49,8 @@ class Commands:
             if not getattr(exc, "path", None):
                 log.info("command_refused", command=command, error=str(exc))
             await conn.send("cmdCfm", {"id": rid, "error": error_fields(exc)})
+            if command in ("publish", "stream"):
+                await _drained(conn)
             return
         except Exception as exc:  # a bug of ours: the caller gets an answer, the log the traceback
             log.exception("command_failed", command=command)
@@ -150,37 +151,8 @@ class Commands:
         return {"rows": sink.getvalue().to_pybytes().hex()}
 
     async def cmd_publish(self, conn: Connection, rid: int, args: dict[str, Any]) -> None:
-        """Append each batch to the stream's input log (synced) before acknowledging it."""
-        tc, stream = self._split_ref(args["stream"])
-        a = tc.analytic(stream)
-        if not published(a) or "." in stream:
-            raise SchemaMismatch(f'"{args["stream"]}" is not a stream that takes publish '
-                                 f'(it is a {a.kind}{" with a source file" if a.kind == "stream" else ""})')
-        theirs = schema_of(bytes.fromhex(args["schema"]))
-        _check_schema(args["stream"], a.schema, theirs)
-        name = log_name(tc.name, stream)
-        await conn.send("cmdCfm", {"id": rid, "result": json.dumps({"credits": CREDITS}),
-                                   "schema": schema_bytes(a.schema)})
-        rows = batches = 0
-        while True:
-            kind, fields, body = await conn.receive()
-            if kind != "dataReq":
-                raise SchemaMismatch(f"unexpected {kind} during publish")
-            if fields["marker"] == END_OF_STREAM:
-                break
-            if body is None:
-                continue
-            batch = open_batch(body, a.schema)   # validates the body before it is kept
-            await self.c.logs.append(name, body, batch.num_rows, sync=True)
-            rows += batch.num_rows
-            batches += 1
-            await conn.send("dataCfm", {"credits": 1})
-        if args.get("end"):
-            await self.c.logs.end(name)
-            d = self.c.deployments.get(tc.name)
-            if d is not None and await d.all_ended():
-                await self.c._finish(d)
-        await conn.send("cmdCfm", {"id": rid, "result": json.dumps({"rows": rows, "batches": batches})})
+        """Keep each batch in the stream's input log (validated, once, synced) before acknowledging it."""
+        await publish(self.c, conn, rid, args, *self._split_ref(str(args.get("stream", ""))))
 
     async def cmd_stream(self, conn: Connection, rid: int, args: dict[str, Any]) -> None:
         """Send the retained output from the start (or from now), following it until it ends."""
@@ -244,23 +216,21 @@ class Credits:
         self.available -= 1
 
 
+async def _drained(conn: Connection) -> None:
+    """After a refused publish or stream: read and drop what the client still sends (batches it
+    had in flight, credits) until it closes, at most STREAM_CLOSE_WAIT. Closing on unread bytes
+    would reset the connection, and the client might lose the error it is about to read."""
+    with trio.move_on_after(STREAM_CLOSE_WAIT):
+        try:
+            while await conn.stream.receive_some(1 << 16):
+                pass
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+            pass
+
+
 async def _until_closed(fn: Any, *args: Any) -> None:
     try:
         await fn(*args)
     except (EOFError, HallelujahError):
         pass
 
-
-def _check_schema(stream: str, ours: pa.Schema, theirs: pa.Schema) -> None:
-    """Refuse a publish whose fields or types differ from the stream's, naming the first."""
-    for f in ours:
-        if f.name not in theirs.names:
-            raise SchemaMismatch(f'{stream}: field "{f.name}" ({f.type}) is missing from the data')
-        if theirs.field(f.name).type != f.type:
-            raise SchemaMismatch(f'{stream}: field "{f.name}": expected {f.type}, '
-                                 f'got {theirs.field(f.name).type}')
-    extra = [n for n in theirs.names if n not in ours.names]
-    if extra or theirs.names != ours.names:
-        raise SchemaMismatch(f'{stream}: unexpected fields {extra} (the stream has: '
-                             f'{", ".join(ours.names)})' if extra else
-                             f'{stream}: fields in the wrong order (expected {", ".join(ours.names)})')

@@ -1,4 +1,8 @@
-"""The async face of the logs of batches: appends through one thread, and followers woken on append."""
+"""The async face of the logs of batches: appends through one thread, and followers woken on append.
+
+The congregation's own appends (a sink's batches, an end) wait out a full disk; a publish is
+refused at once (NoSpace), so its client hears of it and nothing acknowledged is ever lost.
+"""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
@@ -9,6 +13,7 @@ import pyarrow as pa
 import trio
 
 from congregation.segments import Append, Entry, LogStore
+from congregation.space import waiting_for_space
 from hallelujah.frames import open_batch
 
 T = TypeVar("T")
@@ -52,21 +57,39 @@ class Logs:
     async def last_body(self, name: str) -> bytes | None:
         return await self._run(self.store.last_body, name)
 
+    async def _waiting(self, fn: Callable[..., T], name: str, *args: Any) -> T:
+        """A write of the congregation's own to log `name`, tried again once there is space
+        (nothing of a failed try was kept); the log's followers are woken after it."""
+        result = await waiting_for_space(lambda: self._run(fn, name, *args), f"{fn.__name__} {name}")
+        self._notify(name)
+        return result
+
     async def append(self, name: str, body: Any, rows: int, source: str = "", origin: int = -1,
                      sync: bool = False, resume: int | None = None) -> int:
-        seq = await self._run(self.store.append, name, body, rows, source, origin, sync, resume)
-        self._notify(name)
-        return seq
+        return await self._waiting(self.store.append, name, body, rows, source, origin, sync, resume)
 
     async def append_many(self, name: str, items: list[tuple]) -> list[int]:
         """Batches as (body, rows, source, origin, resume), in one transaction."""
-        seqs = await self._run(self.store.append_many, name, [Append(*i) for i in items])
-        self._notify(name)
-        return seqs
+        return await self._waiting(self.store.append_many, name, [Append(*i) for i in items])
 
-    async def end(self, name: str) -> None:
-        await self._run(self.store.end, name)
-        self._notify(name)
+    async def publish(self, name: str, publisher: str, seq: int, body: Any, rows: int) -> int | None:
+        """Batch `seq` of `publisher`, synced, unless kept already (None): see LogStore.publish.
+        A full disk raises NoSpace at once."""
+        kept = await self._run(self.store.publish, name, publisher, seq, body, rows)
+        if kept is not None:
+            self._notify(name)
+        return kept
+
+    async def committed(self, name: str, publisher: str) -> int:
+        return await self._read(self.store.committed, name, publisher)
+
+    async def end(self, name: str, wait_for_space: bool = True) -> None:
+        """End the log; a full disk is waited out, or (for a client's publish) raises NoSpace."""
+        if wait_for_space:
+            await self._waiting(self.store.end, name)
+        else:
+            await self._run(self.store.end, name)
+            self._notify(name)
 
     async def delete(self, prefix: str) -> None:
         await self._run(self.store.delete, prefix)

@@ -4,7 +4,11 @@ The bytes of a batch are appended to the log's current segment file (and `fdatas
 acknowledgement depends on them); only then is the index row `(log, seq, segment, offset, length,
 rows)` committed to SQLite, in the same transaction as the writer's progress (the last source
 position it has taken in). Kafka keeps its logs the same way; blobs in SQLite cost 4× (LIMITS.md).
-A crash between the two leaves unindexed bytes at a segment's end, which nothing ever reads.
+A crash between the two leaves unindexed bytes at a segment's end, which nothing ever reads; a
+write that fails (a full disk) cuts its bytes off again and commits nothing.
+
+A published batch is kept once per (publisher, sequence number): the publisher's last kept
+number is its progress, committed with the batch's index row, so a retried batch is recognized.
 """
 from __future__ import annotations
 
@@ -20,7 +24,12 @@ from pathlib import Path
 
 import sqlite_utils
 
+from congregation.space import is_no_space, no_space
+from hallelujah.errors import InvalidInput
+
 SEGMENT_BYTES = 256 << 20   # a segment rolls once it holds this much
+PUBLISHER = "publisher:"    # a publisher's progress, as a source (no analytic name has a colon)
+IOV_MAX = 1024              # buffers one writev takes
 
 
 @dataclass(frozen=True)
@@ -67,7 +76,9 @@ class LogStore:
         self.reader = sqlite3.connect(str(Path(data_dir) / "logs.db"), check_same_thread=False,
                                       isolation_level=None)
         self.reader.row_factory = sqlite3.Row
-        self._files: dict[str, tuple[int, object]] = {}
+        self.data_dir = Path(data_dir)
+        self._files: dict[str, tuple[int, int]] = {}   # log -> (segment, fd open for appending)
+        self._undo: tuple[int, int] | None = None      # (fd, size) to cut back to if a write fails
         self._lock = threading.Lock()
 
     @contextlib.contextmanager
@@ -75,17 +86,37 @@ class LogStore:
         self.db.execute("BEGIN IMMEDIATE")
         try:
             yield
+            self.db.execute("COMMIT")
         except BaseException:
-            self.db.execute("ROLLBACK")
+            if self.db.conn.in_transaction:    # SQLITE_FULL may have rolled it back already
+                self.db.execute("ROLLBACK")
             raise
-        self.db.execute("COMMIT")
+
+    @contextlib.contextmanager
+    def _writing(self) -> Iterator[None]:
+        """One write transaction under the lock. If it fails, nothing of it stays: the rows roll
+        back and the segment is cut back to its size before; a full disk raises NoSpace."""
+        with self._lock:
+            self._undo = None
+            try:
+                with self._tx():
+                    yield
+            except BaseException as exc:
+                if self._undo is not None:
+                    with contextlib.suppress(OSError):
+                        os.ftruncate(*self._undo)
+                if is_no_space(exc):
+                    raise no_space(self.data_dir, exc) from None
+                raise
+            finally:
+                self._undo = None
 
     def _dir(self, name: str) -> Path:
         return self.root / name.replace("/", "__")
 
     def create(self, name: str, schema: bytes) -> None:
         """Create the log if it does not exist (idempotent, as after a restart)."""
-        with self._lock:
+        with self._writing():
             self.db["logs"].insert({"name": name, "schema": schema, "ended": 0, "next_seq": 0,
                                     "rows": 0}, ignore=True)
             self._dir(name).mkdir(parents=True, exist_ok=True)
@@ -120,21 +151,23 @@ class LogStore:
             "SELECT seq, segment, offset, length, rows FROM batches WHERE log = ? "
             "ORDER BY seq DESC LIMIT ?", [name, limit])]
 
-    def _segment_file(self, name: str) -> tuple[int, object]:
-        seg, f = self._files.get(name, (-1, None))
-        if f is not None and f.tell() < SEGMENT_BYTES:  # type: ignore[attr-defined]
-            return seg, f
-        if f is not None:
-            f.close()  # type: ignore[attr-defined]
+    def _segment_file(self, name: str) -> tuple[int, int, int]:
+        """The log's current segment: its number, an fd appending to it, and its size."""
+        seg, fd = self._files.get(name, (-1, -1))
+        if fd >= 0:
+            size = os.lseek(fd, 0, os.SEEK_END)
+            if size < SEGMENT_BYTES:
+                return seg, fd, size
+            os.close(fd)
         last = self.db.execute("SELECT max(segment) FROM batches WHERE log = ?", [name]).fetchone()[0]
         seg = 0 if last is None else last
         path = self._dir(name) / f"{seg:08d}.seg"
         if path.exists() and path.stat().st_size >= SEGMENT_BYTES:
             seg += 1
             path = self._dir(name) / f"{seg:08d}.seg"
-        f = open(path, "ab")
-        self._files[name] = (seg, f)
-        return seg, f
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        self._files[name] = (seg, fd)
+        return seg, fd, os.lseek(fd, 0, os.SEEK_END)
 
     def append(self, name: str, body: bytes | memoryview | None, rows: int,
                source: str = "", origin: int = -1, sync: bool = False, resume: int | None = None) -> int:
@@ -149,42 +182,72 @@ class LogStore:
     def append_many(self, name: str, items: list[Append], sync: bool = False) -> list[int]:
         """Append several batches and their progress in one transaction (a group commit: one
         commit, not one per batch); returns each one's seq (-1 for no rows)."""
-        with self._lock:
-            now = time.time()
-            with self._tx():
-                seqs = [-1] * len(items)
-                kept = [i for i, item in enumerate(items) if item.rows and item.body is not None]
-                if kept:
-                    seg, f = self._segment_file(name)
-                    offset = f.tell()  # type: ignore[attr-defined]
-                    first = self.db.execute("SELECT next_seq FROM logs WHERE name = ?",
-                                            [name]).fetchone()[0]
-                    index = []
-                    for seq, i in enumerate(kept, start=first):
-                        body = items[i].body
-                        f.write(body)  # type: ignore[attr-defined]
-                        index.append([name, seq, seg, offset, len(body), items[i].rows])  # type: ignore[arg-type]
-                        offset += len(body)  # type: ignore[arg-type]
-                        seqs[i] = seq
-                    f.flush()  # type: ignore[attr-defined]
-                    if sync:
-                        os.fdatasync(f.fileno())  # type: ignore[attr-defined]
-                    self.db.conn.executemany(
-                        "INSERT INTO batches (log, seq, segment, offset, length, rows) "
-                        "VALUES (?, ?, ?, ?, ?, ?)", index)
-                    # first/last append times: a log's steady-state rate, first batch to last
-                    self.db.execute("UPDATE logs SET next_seq = ?, rows = rows + ?, "
-                                    "first_at = coalesce(first_at, ?), last_at = ? WHERE name = ?",
-                                    [first + len(kept), sum(items[i].rows for i in kept), now, now, name])
-                latest = {item.source: item for item in items if item.source}   # each source's last
-                if latest:
-                    self.db.conn.executemany(
-                        "INSERT OR REPLACE INTO progress (log, source, origin, resume) VALUES (?, ?, ?, ?)",
-                        [[name, i.source, i.origin, i.resume] for i in latest.values()])
-            return seqs
+        with self._writing():
+            return self._write(name, items, sync)
+
+    def publish(self, name: str, publisher: str, seq: int, body: bytes | memoryview | None,
+                rows: int) -> int | None:
+        """Keep batch `seq` of `publisher` (synced) unless it is kept already: its log seq (-1 for
+        no rows), or None for a repeat (a retry after a lost acknowledgement). A batch after a gap
+        in the publisher's numbers, or a new batch after the log's end, is refused."""
+        source = PUBLISHER + publisher
+        with self._writing():
+            row = self.db.execute(
+                "SELECT ended, (SELECT origin FROM progress WHERE log = ? AND source = ?) "
+                "FROM logs WHERE name = ?", [name, source, name]).fetchone()
+            if row is None:
+                raise InvalidInput(f"{name}: the stream's log is gone (was it cancelled?)")
+            ended, last = row[0], -1 if row[1] is None else row[1]
+            if seq <= last:
+                return None
+            if seq > last + 1:
+                raise InvalidInput(f'{name}: batch {seq} of publisher "{publisher}" comes after a gap: '
+                                   f'the last batch kept is {last}, so the next must be {last + 1}')
+            if ended:
+                raise InvalidInput(f"{name}: batch {seq} refused: the stream has ended "
+                                   f"(a publish with end closed it) and takes no more rows")
+            return self._write(name, [Append(body, rows, source, seq)], sync=True)[0]
+
+    def committed(self, name: str, publisher: str) -> int:
+        """The last batch number of `publisher` kept in the log (-1 for none)."""
+        row = self.reader.execute("SELECT origin FROM progress WHERE log = ? AND source = ?",
+                                  [name, PUBLISHER + publisher]).fetchone()
+        return -1 if row is None else row[0]
+
+    def _write(self, name: str, items: list[Append], sync: bool) -> list[int]:
+        """Inside `_writing`: the bytes (then their index rows) and each source's progress."""
+        now = time.time()
+        seqs = [-1] * len(items)
+        kept = [i for i, item in enumerate(items) if item.rows and item.body is not None]
+        if kept:
+            seg, fd, offset = self._segment_file(name)
+            self._undo = (fd, offset)
+            first = self.db.execute("SELECT next_seq FROM logs WHERE name = ?", [name]).fetchone()[0]
+            index = []
+            bodies = [memoryview(items[i].body).cast("B") for i in kept]  # type: ignore[arg-type]
+            for seq, (i, body) in enumerate(zip(kept, bodies), start=first):
+                index.append([name, seq, seg, offset, body.nbytes, items[i].rows])
+                offset += body.nbytes
+                seqs[i] = seq
+            _write_all(fd, bodies)
+            if sync:
+                os.fdatasync(fd)
+            self.db.conn.executemany(
+                "INSERT INTO batches (log, seq, segment, offset, length, rows) "
+                "VALUES (?, ?, ?, ?, ?, ?)", index)
+            # first/last append times: a log's steady-state rate, first batch to last
+            self.db.execute("UPDATE logs SET next_seq = ?, rows = rows + ?, "
+                            "first_at = coalesce(first_at, ?), last_at = ? WHERE name = ?",
+                            [first + len(kept), sum(items[i].rows for i in kept), now, now, name])
+        latest = {item.source: item for item in items if item.source}   # each source's last
+        if latest:
+            self.db.conn.executemany(
+                "INSERT OR REPLACE INTO progress (log, source, origin, resume) VALUES (?, ?, ?, ?)",
+                [[name, i.source, i.origin, i.resume] for i in latest.values()])
+        return seqs
 
     def end(self, name: str) -> None:
-        with self._lock, self._tx():
+        with self._writing():
             self.db.execute("UPDATE logs SET ended = 1 WHERE name = ?", [name])
 
     def entries(self, name: str, from_seq: int, limit: int = 16) -> list[Entry]:
@@ -201,9 +264,9 @@ class LogStore:
         """Delete every log whose name starts with `prefix`, files and rows."""
         with self._lock:
             for name in self.names(prefix):
-                _, f = self._files.pop(name, (0, None))
-                if f is not None:
-                    f.close()  # type: ignore[attr-defined]
+                _, fd = self._files.pop(name, (0, -1))
+                if fd >= 0:
+                    os.close(fd)
                 shutil.rmtree(self._dir(name), ignore_errors=True)
                 with self._tx():
                     for table in ("batches", "progress"):
@@ -212,8 +275,19 @@ class LogStore:
 
     def close(self) -> None:
         with self._lock:
-            for _, f in self._files.values():
-                f.close()  # type: ignore[attr-defined]
+            for _, fd in self._files.values():
+                os.close(fd)
             self._files.clear()
             self.db.conn.close()
             self.reader.close()
+
+
+def _write_all(fd: int, bodies: list[memoryview]) -> None:
+    """Every byte of `bodies`, in order, in as few system calls as the kernel takes."""
+    while bodies:
+        written = os.writev(fd, bodies[:IOV_MAX])
+        while bodies and written >= bodies[0].nbytes:
+            written -= bodies[0].nbytes
+            bodies.pop(0)
+        if written:
+            bodies[0] = bodies[0][written:]

@@ -8,6 +8,7 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import uuid
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, AsyncIterator, Callable, Iterable, Sequence
@@ -15,7 +16,7 @@ from typing import Any, AsyncIterator, Callable, Iterable, Sequence
 import pyarrow as pa
 import trio
 
-from hallelujah.errors import HallelujahError, Unavailable, collapsed, from_wire
+from hallelujah.errors import HallelujahError, InvalidInput, Unavailable, collapsed, from_wire
 from hallelujah.frames import Connection, connect, open_batch, schema_bytes, schema_of, serialize_batch
 
 DEFAULT_ADDRESS = "127.0.0.1:7077"
@@ -96,14 +97,25 @@ class Database:
 
     async def publish(self, stream: str, data: pa.Table | pa.RecordBatch | Iterable[pa.RecordBatch],
                       *, end: bool = False, schema: pa.Schema | None = None,
-                      progress: Callable[[int], None] | None = None) -> int:
+                      progress: Callable[[int], None] | None = None,
+                      publisher_id: str | None = None, first_seq: int = 0) -> int:
         """Append rows to a pushed stream; returns the rows acknowledged (each batch is in the
         stream's input log, synced, before it is acknowledged).
 
         A schema that does not match the stream is refused (SchemaMismatch) before any row is
-        sent. `end=True` closes the stream afterwards. `progress(rows_acknowledged)` is called
-        as acknowledgements arrive.
+        sent, and a batch that is not valid data of that schema before it is kept. `end=True`
+        closes the stream afterwards. `progress(rows_acknowledged)` is called as
+        acknowledgements arrive.
+
+        Each batch is numbered (from `first_seq`) under a publisher id, and the congregation keeps
+        a publisher's batch once: publishing the same data again with the same `publisher_id`
+        (after a lost connection, a killed congregation) keeps only what it does not have yet.
+        Without one, each call is a publisher of its own. Batches of a table are cut the same
+        way every time; a publisher that sends more data later continues its numbers with
+        `first_seq` (a gap is refused).
         """
+        if first_seq < 0:
+            raise InvalidInput(f"publish: first_seq {first_seq} is negative")
         batches = _batches(data)
         if schema is None:
             first = next(batches, None)
@@ -114,8 +126,10 @@ class Database:
         conn = await self._open()
         try:
             reply, _ = await self._request(conn, "publish", {
-                "stream": stream, "schema": schema_bytes(schema).hex(), "end": end})
-            return await _send_batches(conn, batches, reply["credits"], progress)
+                "stream": stream, "schema": schema_bytes(schema).hex(), "end": end,
+                "publisher": f"client-{uuid.uuid4().hex}" if publisher_id is None else publisher_id})
+            return await _send_batches(conn, batches, reply["credits"], progress, first_seq,
+                                       reply.get("committed", -1))
         finally:
             await conn.aclose()
 
@@ -152,8 +166,10 @@ def _batches(data: pa.Table | pa.RecordBatch | Iterable[pa.RecordBatch]) -> Iter
 
 
 async def _send_batches(conn: Connection, batches: Iterable[pa.RecordBatch], credits: int,
-                        progress: Callable[[int], None] | None) -> int:
-    """Send with at most `credits` batches unacknowledged; each ack means the batch is in the log."""
+                        progress: Callable[[int], None] | None, first_seq: int = 0,
+                        committed: int = -1) -> int:
+    """Send with at most `credits` batches unacknowledged; each ack means the batch is in the log.
+    Batches numbered up to `committed` are in the log already (a retry): counted, not sent."""
     acked = 0
     in_flight: list[int] = []
     acknowledged = trio.Event()
@@ -161,7 +177,11 @@ async def _send_batches(conn: Connection, batches: Iterable[pa.RecordBatch], cre
     async def read_acks() -> None:
         nonlocal acked, acknowledged
         while True:
-            kind, fields, _ = await conn.receive()
+            try:
+                kind, fields, _ = await conn.receive()
+            except EOFError:
+                raise Unavailable(f"{conn.peer} closed the connection during publish "
+                                  f"({acked:,} rows acknowledged)") from None
             if kind == "cmdCfm":
                 if fields.get("error"):
                     err = fields["error"]
@@ -174,8 +194,13 @@ async def _send_batches(conn: Connection, batches: Iterable[pa.RecordBatch], cre
             acknowledged.set()
 
     async def send_all() -> None:
-        nonlocal acknowledged
-        for seq, batch in enumerate(batches):
+        nonlocal acknowledged, acked
+        for seq, batch in enumerate(batches, start=first_seq):
+            if seq <= committed:
+                acked += batch.num_rows
+                if progress is not None:
+                    progress(acked)
+                continue
             while len(in_flight) >= credits:
                 acknowledged = trio.Event()
                 await acknowledged.wait()

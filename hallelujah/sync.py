@@ -34,8 +34,10 @@ class SyncDatabase:
     def query(self, analytic: str, group: dict[str, Any] | None = None) -> pa.Table:
         return self._run("query", analytic, group)
 
-    def publish(self, stream: str, data: Any, *, end: bool = False) -> int:
-        return self._run("publish", stream, data, end=end)
+    def publish(self, stream: str, data: Any, *, end: bool = False, publisher_id: str | None = None,
+                first_seq: int = 0) -> int:
+        """See Database.publish: the same `publisher_id` makes publishing again safe."""
+        return self._run("publish", stream, data, end=end, publisher_id=publisher_id, first_seq=first_seq)
 
     def read(self, analytic: str, *, from_start: bool = True, limit: int | None = None) -> pa.Table:
         """The retained output as a table, once it has ended (or `limit` rows)."""

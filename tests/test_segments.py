@@ -1,11 +1,16 @@
-"""The log store's group commit: several batches and their progress in one transaction."""
+"""The log store: group commits, a publisher's batches kept once, and a full disk (refused or waited out)."""
 from __future__ import annotations
 
 import pyarrow as pa
+import pytest
+import trio
 
 from congregation.logs import Logs
 from congregation.segments import Append, LogStore
+from congregation.space import RETRY_EVERY, NoSpace
+from hallelujah.errors import InvalidInput
 from hallelujah.frames import open_batch, schema_bytes, serialize_batch
+from tests.small_disk import fill, small_disk  # noqa: F401 (a fixture)
 
 SCHEMA = pa.schema([("x", pa.int64())])
 
@@ -58,4 +63,72 @@ async def test_a_follower_gets_the_batches_appended_between_its_last_look_and_th
     got = [open_batch(pa.py_buffer(b), SCHEMA).column(0).to_pylist() async for _, b in logs.follow_raw("t/out", 0)]
     assert raced == [1]
     assert got == [[1], [2, 3]]
+    logs.close()
+
+
+def test_a_publishers_batch_is_kept_once_a_gap_and_a_new_batch_after_the_end_are_refused(tmp_path):
+    store = LogStore(tmp_path)
+    store.create("t/in", schema_bytes(SCHEMA))
+    assert store.committed("t/in", "p") == -1
+    assert store.publish("t/in", "p", 0, body(1, 2), 2) == 0
+    assert store.publish("t/in", "p", 0, body(1, 2), 2) is None          # a retry: not kept again
+    assert store.publish("t/in", "q", 0, body(3), 1) == 1                # another publisher's own numbers
+    assert store.publish("t/in", "p", 1, body(), 0) == -1                # no rows: only p's number moves
+    with pytest.raises(InvalidInput, match=r't/in: batch 5 of publisher "p" comes after a gap: '
+                                           r'the last batch kept is 1, so the next must be 2'):
+        store.publish("t/in", "p", 5, body(4), 1)
+    store.end("t/in")
+    assert store.publish("t/in", "p", 1, body(), 0) is None              # a repeat after the end
+    with pytest.raises(InvalidInput, match="t/in: batch 2 refused: the stream has ended"):
+        store.publish("t/in", "p", 2, body(4), 1)
+    assert (store.committed("t/in", "p"), store.committed("t/in", "q")) == (1, 0)
+    assert [read_back(store, "t/in", e) for e in store.entries("t/in", 0, 10)] == [[1, 2], [3]]
+    assert store.info("t/in")["rows"] == 3
+    store.close()
+
+
+def read_back(store: LogStore, name: str, entry) -> list[int]:
+    return open_batch(pa.py_buffer(store.read(name, entry)), SCHEMA).column(0).to_pylist()
+
+
+def test_a_full_disk_refuses_a_publish_keeping_nothing_of_it_and_the_retry_after_freeing_is_kept(small_disk):
+    store = LogStore(small_disk)
+    store.create("t/in", schema_bytes(SCHEMA))
+    assert store.publish("t/in", "p", 0, body(*range(1000)), 1000) == 0
+    segment = small_disk / "logs" / "t__in" / "00000000.seg"
+    size = segment.stat().st_size
+    filler = fill(small_disk, leave=256 << 10)     # the write begins, then fails part way
+    big = body(*range(100_000))
+    with pytest.raises(NoSpace, match=f"no space left on the congregation's data dir {small_disk}"):
+        store.publish("t/in", "p", 1, big, 100_000)
+    assert segment.stat().st_size == size, "the failed write's bytes were cut off again"
+    assert [e.seq for e in store.entries("t/in", 0, 10)] == [0] and store.committed("t/in", "p") == 0
+    assert store.info("t/in")["rows"] == 1000
+    filler.unlink()
+    assert store.publish("t/in", "p", 1, big, 100_000) == 1
+    assert [read_back(store, "t/in", e) for e in store.entries("t/in", 0, 10)] == [list(range(1000)),
+                                                                                   list(range(100_000))]
+    store.close()
+
+
+async def test_the_congregations_own_append_waits_for_space_and_is_kept_once_freed(small_disk):
+    logs = Logs(small_disk)
+    await logs.create("t/out", schema_bytes(SCHEMA))
+    filler = fill(small_disk)
+    done = trio.Event()
+
+    async def append() -> None:
+        await logs.append_many("t/out", [(body(*range(50_000)), 50_000, "src", 7, None)])
+        done.set()
+
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(append)
+            await trio.sleep(3 * RETRY_EVERY)
+            assert not done.is_set(), "the append waits while the disk is full"
+            assert logs.store.entries("t/out", 0, 10) == []
+            filler.unlink()
+            await done.wait()
+    assert [read_back(logs.store, "t/out", e) for e in logs.store.entries("t/out", 0, 10)] == [list(range(50_000))]
+    assert logs.store.progress("t/out") == {"src": 7}
     logs.close()
