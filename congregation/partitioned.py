@@ -23,6 +23,7 @@ from congregation.hallelu import Hallelu, JahPlan, StreamPlan
 from hallelujah.errors import TradecraftError
 from hallelujah.tradecraft import Analytic, Tradecraft
 from jah.ownership import owners
+from jah.row_order import with_row_numbers
 from jah.windows import partial_schema_of
 
 
@@ -160,22 +161,28 @@ class DatasetJoinHallelu(Hallelu):
     def plan(self, place: Callable[[int], int]) -> list[JahPlan]:
         stream = self.tc.stream_schema(self.a.inputs[0])
         dataset = self.tc.stream_schema(self.a.inputs[1])
+        numbered, joined = self.numbered()
         plans = []
         for k, (pre, join, post) in enumerate(zip(self.prejoins, self.jah_ids, self.postjoins)):
             host = place(k)
             route = f"to:{join}"
-            plans += [self.jah(pre, "prejoin", host, {"in": stream, route: stream}, [route], keys=list(self.a.spec["on"])),
-                      self.jah(join, "join", host, {"in": stream, "dataset": dataset, "out": self.a.schema}, ["out"],
+            plans += [self.jah(pre, "prejoin", host, {"in": stream, route: numbered}, [route], keys=list(self.a.spec["on"])),
+                      self.jah(join, "join", host, {"in": numbered, "dataset": dataset, "out": joined}, ["out"],
                                part=k),
-                      self.jah(post, "postjoin", host, {"in": self.a.schema, "out": self.a.schema}, ["out"])]
+                      self.jah(post, "postjoin", host, {"in": joined, "out": self.a.schema}, ["out"])]
         return plans
 
+    def numbered(self) -> tuple[pa.Schema, pa.Schema]:
+        """The stream into the JOINs and their output, each with the rows' numbers by which
+        POSTJOIN keeps the stream's order (`jah.row_order`)."""
+        return with_row_numbers(self.tc.stream_schema(self.a.inputs[0])), with_row_numbers(self.a.schema)
+
     def internal(self) -> list[StreamPlan]:
-        stream = self.tc.stream_schema(self.a.inputs[0])
+        numbered, joined = self.numbered()
         streams = []
         for pre, join, post in zip(self.prejoins, self.jah_ids, self.postjoins):
-            streams += [StreamPlan(f"{pre}:to:{join}->{join}:in", pre, f"to:{join}", join, "in", stream),
-                        StreamPlan(f"{join}:out->{post}:in", join, "out", post, "in", self.a.schema)]
+            streams += [StreamPlan(f"{pre}:to:{join}->{join}:in", pre, f"to:{join}", join, "in", numbered),
+                        StreamPlan(f"{join}:out->{post}:in", join, "out", post, "in", joined)]
         return streams
 
 

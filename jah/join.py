@@ -4,7 +4,8 @@ The dataset arrives on the `dataset` port, version after version, each closed by
 marker carrying its number; the next version replaces the current one only between two stream
 batches, so every event is joined with exactly one version, never a mixture. The probe is the
 Numba hash index (`jah.kernels.probe`); dataset fields are gathered with `take`. A dataset key
-that appears several times matches every time: each match is emitted, in dataset order.
+that appears several times matches every time: each match is emitted, in dataset order. A stream
+numbered by PREJOIN (`jah.row_order`) keeps its numbers, last, on every row emitted.
 
 This JOIN holds the whole dataset and runs beside each parallel part of its stream (a broadcast
 join); splitting by partition under congestion (DESIGN "Joining a finite dataset") builds on it.
@@ -20,6 +21,7 @@ import trio
 from jah.base import Host, Jah
 from jah.envelope import HANDOVER, NONE
 from jah.ownership import PARTITIONS
+from jah.row_order import carries_row_numbers
 from jah.kernels.hashing import hash_columns, partitions_of
 from jah.kernels.probe import HashIndex
 
@@ -49,6 +51,9 @@ class Join(Jah):
         self.dataset_keys = list(a["on"].values())
         self.fields = list(a["fields"])
         self.how = a["how"]
+        stream = self.schema("in")
+        self.numbered = carries_row_numbers(stream)
+        self.key_columns = [stream.names.index(k) for k in self.stream_keys]   # a field, not the numbers
         held = spec.get("partitions")
         self.partitions = np.array(held, dtype=np.int64) if held is not None and len(held) < PARTITIONS else None
         self.current: Version | None = None
@@ -89,13 +94,15 @@ class Join(Jah):
             await self.emit("out", env.derive(joined))
 
     def enrich(self, batch: pa.RecordBatch, version: Version, out_schema: pa.Schema) -> pa.RecordBatch:
-        probe_idx, build_idx = version.index.probe([batch.column(k) for k in self.stream_keys], self.how)
+        probe_idx, build_idx = version.index.probe([batch.column(k) for k in self.key_columns], self.how)
         if probe_idx.size != batch.num_rows or not _is_identity(probe_idx):
             batch = batch.take(pa.array(probe_idx))
         missing = build_idx < 0
         indices = pa.array(build_idx, mask=missing) if missing.any() else pa.array(build_idx)
         gathered = [column.take(indices) for column in version.columns]
-        return pa.RecordBatch.from_arrays(list(batch.columns) + gathered, schema=out_schema)
+        columns = list(batch.columns)
+        numbers = [columns.pop()] if self.numbered else []
+        return pa.RecordBatch.from_arrays(columns + gathered + numbers, schema=out_schema)
 
 
 def _is_identity(idx: np.ndarray) -> bool:

@@ -2,8 +2,9 @@
 
 Keys hash into 256 partitions with the documented partition hash; a routing table says which
 JOIN (output port) holds each. Every JOIN gets a batch for every source position, empty or not,
-so POSTJOIN's merge by position never waits on one that had nothing. With one JOIN the batch goes
-whole, unhashed. A split (`control`) re-routes the old JOIN's partitions to the new ones between
+so POSTJOIN's merge by position never waits on one that had nothing; each part carries its rows'
+numbers in the position (`jah.row_order`), by which POSTJOIN restores the stream's row order. With
+one JOIN the batch goes whole, unhashed, numbered without a copy. A split (`control`) re-routes the old JOIN's partitions to the new ones between
 two batches: the old JOIN then gets a `handover` marker and the end of its stream, and drains;
 the new ones only ever see later positions, which is what lets POSTJOIN keep per-key order.
 """
@@ -12,12 +13,15 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
 import trio
 
 from jah.base import Host, Jah
 from jah.envelope import HANDOVER, Envelope
-from jah.exchange import partitions, split_rows
+from jah.exchange import partitions
+from jah.kernels.partition import split_by_partition
 from jah.ownership import PARTITIONS
+from jah.row_order import numbered
 from jah.streams import OutPort
 
 
@@ -46,10 +50,10 @@ class PreJoin(Jah):
         batch = env.batch
         assert batch is not None
         if len(self.routes) == 1:
-            await self.emit(self.routes[0], env)
+            await self.emit(self.routes[0], env.derive(numbered(batch)))
             return
         with self.busy():
-            parts = split_rows(batch, self.owner[partitions(batch, self.keys)], len(self.routes))
+            parts = split_numbered(batch, self.owner[partitions(batch, self.keys)], len(self.routes))
         for port, part in zip(self.routes, parts):
             await self.emit(port, Envelope(part, env.origin, env.source, parts=len(self.routes)))
 
@@ -67,3 +71,11 @@ class PreJoin(Jah):
                     owner[p] = port
             self.owner = np.array([self.routes.index(port) for port in owner], dtype=np.int64)
         return {"routes": self.routes}
+
+
+def split_numbered(batch: pa.RecordBatch, route: np.ndarray, routes: int) -> list[pa.RecordBatch]:
+    """The rows of each route (`route` per row), each in its original order and numbered with
+    its index in `batch`: one stable counting sort, one `take`, zero-copy slices."""
+    order, offsets = split_by_partition(route, routes)
+    taken = numbered(batch.take(pa.array(order)), pa.array(order.astype(np.int32)))
+    return [taken.slice(int(offsets[j]), int(offsets[j + 1] - offsets[j])) for j in range(routes)]

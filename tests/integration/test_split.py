@@ -1,15 +1,18 @@
 """A dataset JOIN that splits itself under congestion while the stream flows (DESIGN Fig 3),
-through a real daemon, against DuckDB: the output is exact and each key keeps its order."""
+through a real daemon. A dataset join is a per-row enrichment: its output must be the stream's
+rows in the stream's order, each followed by its matches in dataset order, row for row, whatever
+splits, merges, restarts and dataset versions happen. The expected output is computed here with
+pyarrow's own join, then sorted by (stream row, dataset row)."""
 from __future__ import annotations
 
 import os
 import signal
 
-import duckdb
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
+import pytest
 import trio
 
 from tests.integration.helpers import read
@@ -20,17 +23,35 @@ def events(n: int) -> pa.Table:
     return pa.table({"id": np.arange(n, dtype=np.int64), "tile": rng.integers(0, 5_000, n)})
 
 
-def tiles() -> pa.Table:
-    t = np.arange(4_800, dtype=np.int64)                 # tiles 4800..4999 are missing
-    return pa.table({"tile": t, "country": pa.array([f"C{x % 90}" for x in t])})
+def tiles(label: str = "C") -> pa.Table:
+    """Tiles 0..4799 (4800..4999 are missing); 4000..4199 twice, to check several matches' order."""
+    t = np.concatenate([np.arange(4_800), np.arange(4_000, 4_200)]).astype(np.int64)
+    return pa.table({"tile": t, "country": pa.array([f"{label}{x % 90}" for x in t]),
+                     "rank": np.arange(t.size, dtype=np.int64)})
 
 
-def assert_per_key_order(ids: list[int], keys: list[int]) -> None:
-    """Each key's rows in their source order (ids grow with the source position)."""
-    by_key: dict[int, list[int]] = {}
-    for i, key in zip(ids, keys):
-        by_key.setdefault(key, []).append(i)
-    assert all(seen == sorted(seen) for seen in by_key.values())
+def expected_join(stream: pa.Table, data: pa.Table, on: dict[str, str], fields: list[str], how: str) -> pa.Table:
+    """Each stream row in stream order, with its matches in dataset order (none: dropped for
+    inner, once with nulls for left)."""
+    s = stream.append_column("__s", pa.array(np.arange(stream.num_rows)))
+    d = data.select(list(on.values()) + fields).append_column("__d", pa.array(np.arange(data.num_rows)))
+    j = s.join(d, keys=list(on), right_keys=list(on.values()), join_type="inner" if how == "inner" else "left outer")
+    j = j.sort_by([("__s", "ascending"), ("__d", "ascending")])
+    return j.select(stream.column_names + fields)
+
+
+def assert_same_rows(got: pa.Table, expected: pa.Table) -> None:
+    """The same rows in the same order, for the whole output; names the first row that differs."""
+    assert got.column_names == expected.column_names
+    differs = np.zeros(min(got.num_rows, expected.num_rows), dtype=bool)
+    for name in expected.column_names:
+        a, b = got[name].slice(0, differs.size), expected[name].slice(0, differs.size)
+        same = pc.or_kleene(pc.equal(a, b), pc.and_(pc.is_null(a), pc.is_null(b)))
+        differs |= ~pc.fill_null(same, False).to_numpy(zero_copy_only=False)
+    first = int(np.argmax(differs)) if differs.any() else None
+    assert first is None and got.num_rows == expected.num_rows, (
+        f"{got.num_rows} rows, expected {expected.num_rows}; {int(differs.sum())} differ, first at row {first}: "
+        f"got {got.slice(first or 0, 1).to_pylist()}, expected {expected.slice(first or 0, 1).to_pylist()}")
 
 
 def filed(tmp_path, name: str, how: str, rate: int) -> tuple[pa.Table, pa.Table, dict]:
@@ -42,7 +63,7 @@ def filed(tmp_path, name: str, how: str, rate: int) -> tuple[pa.Table, pa.Table,
         {"name": "ev", "kind": "stream", "source": {"path": str(tmp_path / "events.parquet"), "rate": rate}},
         {"name": "tiles", "kind": "ingest", "source": {"path": str(tmp_path / "tiles.parquet")}},
         {"name": "named", "kind": "join", "stream": "ev", "dataset": "tiles", "on": {"tile": "tile"},
-         "fields": ["country"], "how": how}]}
+         "fields": ["country", "rank"], "how": how}]}
 
 
 async def test_a_congested_join_splits_repeatedly_mid_stream_and_the_output_stays_exact(daemon_factory, tmp_path):
@@ -50,13 +71,7 @@ async def test_a_congested_join_splits_repeatedly_mid_stream_and_the_output_stay
     db = daemon_factory(workers=2).db()
     await db.submit(doc)
     got = await read(db, "sp/named", timeout=90)
-    con = duckdb.connect()
-    con.register("s", stream)
-    con.register("d", data)
-    expected = con.execute("SELECT s.id, s.tile, d.country FROM s LEFT JOIN d ON s.tile = d.tile ORDER BY s.id").fetchall()
-    rows = list(zip(got["id"].to_pylist(), got["tile"].to_pylist(), got["country"].to_pylist()))
-    assert sorted(rows) == [tuple(r) for r in expected]          # nothing lost, nothing repeated
-    assert_per_key_order([r[0] for r in rows], [r[1] for r in rows])
+    assert_same_rows(got, expected_join(stream, data, {"tile": "tile"}, ["country", "rank"], "left"))
     info = (await db.describe("sp"))["tradecrafts"][0]
     splits = info["scaling"]
     assert len(splits) >= 2, info["events"]
@@ -66,13 +81,34 @@ async def test_a_congested_join_splits_repeatedly_mid_stream_and_the_output_stay
     assert {w["worker"] for s in splits for w in s["into"]} == {0, 1}
 
 
+async def test_a_paced_stream_keeps_every_rows_order_through_repeated_splits(daemon_factory, tmp_path):
+    """The reported case, smaller: GPS fixes paced at 400,000/s, congested at 1 % busy for 100 ms,
+    2 workers; before the fix, rows of a device came out of order after a split."""
+    n = 1_000_000
+    rng = np.random.default_rng(5)
+    fixes = pa.table({"ts": np.arange(n, dtype=np.int64) * 25, "device_id": rng.integers(0, 2_000, n),
+                      "tile": rng.integers(0, 5_000, n)})
+    pq.write_table(fixes, tmp_path / "fixes.parquet", row_group_size=50_000)
+    pq.write_table(tiles(), tmp_path / "tiles.parquet")
+    db = daemon_factory(workers=2).db()
+    await db.submit({"tradecraft": "gps", "congestion": {"busy": 0.01, "for": "100ms"}, "analytics": [
+        {"name": "fixes", "kind": "stream", "source": {"path": str(tmp_path / "fixes.parquet"), "rate": 250_000}},
+        {"name": "tiles", "kind": "ingest", "source": {"path": str(tmp_path / "tiles.parquet")}},
+        {"name": "located", "kind": "join", "stream": "fixes", "dataset": "tiles", "on": {"tile": "tile"},
+         "fields": ["country", "rank"], "how": "inner"}]})
+    got = await read(db, "gps/located", timeout=60)
+    splits = (await db.describe("gps"))["tradecrafts"][0]["scaling"]
+    assert len([s for s in splits if s["kind"] == "split"]) >= 2, splits
+    assert_same_rows(got, expected_join(fixes, tiles(), {"tile": "tile"}, ["country", "rank"], "inner"))
+
+
 async def test_a_split_pair_that_goes_idle_merges_back_and_nothing_is_lost(congregation, tmp_path):
     pq.write_table(tiles(), tmp_path / "tiles.parquet")
     doc = {"tradecraft": "mg", "congestion": {"busy": 0.001, "for": "200ms"}, "analytics": [
         {"name": "ev", "kind": "stream", "schema": {"id": "int64", "tile": "int64"}},
         {"name": "tiles", "kind": "ingest", "source": {"path": str(tmp_path / "tiles.parquet")}},
         {"name": "named", "kind": "join", "stream": "ev", "dataset": "tiles", "on": {"tile": "tile"},
-         "fields": ["country"], "how": "inner"}]}
+         "fields": ["country", "rank"], "how": "inner"}]}
     db = congregation.db()
     await db.submit(doc)
     stream = events(1_000_000)
@@ -86,15 +122,14 @@ async def test_a_split_pair_that_goes_idle_merges_back_and_nothing_is_lost(congr
             await db.publish("mg/ev", stream.slice(sent, 5_000))
             sent += 5_000
             await trio.sleep(0.01)
+        for _ in range(20):                   # positions split in two
+            await db.publish("mg/ev", stream.slice(sent, 5_000))
+            sent += 5_000
         while not any(s["kind"] == "merge" for s in await scaling()):    # then idle until it merges
             await trio.sleep(0.2)
     await db.publish("mg/ev", stream.slice(sent), end=True)
     got = await read(db, "mg/named", timeout=60)
-    data = tiles()
-    keep = pc.is_in(stream["tile"], value_set=data["tile"])
-    ids = got["id"].to_pylist()
-    assert sorted(ids) == stream.filter(keep)["id"].to_pylist()
-    assert_per_key_order(ids, got["tile"].to_pylist())
+    assert_same_rows(got, expected_join(stream, tiles(), {"tile": "tile"}, ["country", "rank"], "inner"))
     history = await scaling()
     merged = next(s for s in history if s["kind"] == "merge")
     pairs = [sorted(j["jah"] for j in s["into"]) for s in history if s["kind"] == "split"]
@@ -112,38 +147,103 @@ async def test_a_worker_killed_during_splits_loses_and_repeats_nothing(daemon_fa
     worker = info["tradecrafts"][0]["scaling"][0]["into"][0]["worker"]
     os.kill(next(w["pid"] for w in info["workers"] if w["worker"] == worker), signal.SIGKILL)
     got = await read(db, "kx/named", timeout=90)
-    keep = pc.is_in(stream["tile"], value_set=data["tile"])
-    ids = got["id"].to_pylist()
-    assert sorted(ids) == stream.filter(keep)["id"].to_pylist()      # none lost, none twice
-    assert_per_key_order(ids, got["tile"].to_pylist())
+    assert_same_rows(got, expected_join(stream, data, {"tile": "tile"}, ["country", "rank"], "inner"))
     events_seen = (await db.describe("kx"))["tradecrafts"][0]["events"]
     assert any(e["kind"] == "restart" for e in events_seen)
+
+
+def versioned(label: str) -> pa.Table:
+    """Every tile, 0..4999 once and 1000..1499 twice, countries labelled by the version."""
+    t = np.concatenate([np.arange(5_000), np.arange(1_000, 1_500)]).astype(np.int64)
+    return pa.table({"tile": t, "country": pa.array([f"{label}{x % 90}" for x in t]),
+                     "rank": np.arange(t.size, dtype=np.int64)})
 
 
 async def test_a_new_dataset_version_mid_stream_joins_each_event_with_exactly_one_version(congregation, tmp_path):
     n = 600_000
     stream = events(n)
     pq.write_table(stream, tmp_path / "events.parquet", row_group_size=20_000)
-
-    def labelled(label: str) -> pa.Table:
-        t = np.arange(5_000, dtype=np.int64)
-        return pa.table({"tile": t, "country": pa.array([f"{label}{x % 90}" for x in t])})
-
-    pq.write_table(labelled("A"), tmp_path / "tiles.parquet")
+    pq.write_table(versioned("A"), tmp_path / "tiles.parquet")
     doc = {"tradecraft": "ver", "analytics": [
         {"name": "ev", "kind": "stream", "source": {"path": str(tmp_path / "events.parquet"), "rate": 150_000}},
         {"name": "tiles", "kind": "ingest", "source": {"path": str(tmp_path / "tiles.parquet")}},
         {"name": "named", "kind": "join", "stream": "ev", "dataset": "tiles", "on": {"tile": "tile"},
-         "fields": ["country"], "how": "inner"}]}
+         "fields": ["country", "rank"], "how": "inner"}]}
     db = congregation.db()
     await db.submit(doc)
     await trio.sleep(1.5)                                   # about a third of the stream has passed
-    pq.write_table(labelled("B"), tmp_path / "tiles.parquet")
+    pq.write_table(versioned("B"), tmp_path / "tiles.parquet")
     got = await read(db, "ver/named", timeout=60)
-    assert got["id"].to_pylist() == list(range(n))          # every event once, in order
-    first = pc.utf8_slice_codeunits(got["country"], 0, 1).to_pylist()
+    first = assert_one_version_per_event(got, stream)
     swap = first.index("B")
-    assert 0 < swap < n and set(first[:swap]) == {"A"} and set(first[swap:]) == {"B"}   # never mixed
-    assert [f"{first[i]}{t % 90}" for i, t in enumerate(got["tile"].to_pylist())] == got["country"].to_pylist()
+    assert 0 < swap and set(first[:swap]) == {"A"} and set(first[swap:]) == {"B"}   # one JOIN: one swap
     versions = [e for e in (await db.describe("ver"))["tradecrafts"][0]["events"] if e["kind"] == "dataset_version"]
     assert [(v["version"], v["reason"]) for v in versions] == [(1, "start"), (2, "file changed")]
+
+
+def assert_one_version_per_event(got: pa.Table, stream: pa.Table) -> list[str]:
+    """The output is the join with either version, row for row (both have the same keys and
+    ranks), each event joined with one version only; the version of each row, in order."""
+    expected = expected_join(stream, versioned("A"), {"tile": "tile"}, ["country", "rank"], "inner")
+    first = pc.utf8_slice_codeunits(got["country"], 0, 1)
+    assert set(first.unique().to_pylist()) == {"A", "B"}
+    assert_same_rows(got.set_column(2, "country", pc.binary_join_element_wise("A", pc.utf8_slice_codeunits(
+        got["country"], 1), "")), expected)
+    ids, labels = got["id"].to_numpy(), first.to_numpy(zero_copy_only=False)
+    same_event = ids[1:] == ids[:-1]
+    assert (labels[1:][same_event] == labels[:-1][same_event]).all()   # an event's matches: one version
+    return labels.tolist()
+
+
+def version_swap(tmp_path, name: str, n: int, rate: int, congestion_for: str) -> tuple[pa.Table, dict]:
+    stream = events(n)
+    pq.write_table(stream, tmp_path / "events.parquet", row_group_size=50_000)
+    pq.write_table(versioned("A"), tmp_path / "tiles.parquet")
+    return stream, {"tradecraft": name, "congestion": {"busy": 0.01, "for": congestion_for}, "analytics": [
+        {"name": "ev", "kind": "stream", "source": {"path": str(tmp_path / "events.parquet"), "rate": rate}},
+        {"name": "tiles", "kind": "ingest", "source": {"path": str(tmp_path / "tiles.parquet")}},
+        {"name": "named", "kind": "join", "stream": "ev", "dataset": "tiles", "on": {"tile": "tile"},
+         "fields": ["country", "rank"], "how": "inner"}]}
+
+
+async def versions_loaded(db, tradecraft: str) -> list[int]:
+    events_seen = (await db.describe(tradecraft))["tradecrafts"][0]["events"]
+    return [e["version"] for e in events_seen if e["kind"] == "dataset_version"]
+
+
+async def test_a_dataset_version_swapped_mid_stream_then_splits_keeps_every_rows_order(daemon_factory, tmp_path):
+    """Version B replaces A mid-stream, then the JOIN splits: the JOINs it splits into start with
+    B, and the output is the join with A, then with B, in the stream's order, row for row."""
+    stream, doc = version_swap(tmp_path, "vs", 1_500_000, 300_000, "1s")
+    db = daemon_factory(workers=2).db()
+    await db.submit(doc)
+    with trio.fail_after(10):
+        while await versions_loaded(db, "vs") != [1]:
+            await trio.sleep(0.05)
+        pq.write_table(versioned("B"), tmp_path / "tiles.parquet")
+        while await versions_loaded(db, "vs") != [1, 2]:
+            await trio.sleep(0.05)
+    assert not (await db.describe("vs"))["tradecrafts"][0]["scaling"], "split before the swap: too slow a machine?"
+    got = await read(db, "vs/named", timeout=60)
+    labels = assert_one_version_per_event(got, stream)
+    swap = labels.index("B")
+    assert 0 < swap and set(labels[:swap]) == {"A"} and set(labels[swap:]) == {"B"}
+    assert (await db.describe("vs"))["tradecrafts"][0]["scaling"]
+
+
+async def test_a_dataset_version_swapped_after_a_split_keeps_every_rows_order(daemon_factory, tmp_path):
+    stream, doc = version_swap(tmp_path, "va", 1_200_000, 250_000, "100ms")
+    db = daemon_factory(workers=2).db()
+    await db.submit(doc)
+    with trio.fail_after(30):
+        while not (await db.describe("va"))["tradecrafts"][0]["scaling"]:
+            await trio.sleep(0.05)
+    pq.write_table(versioned("B"), tmp_path / "tiles.parquet")          # once split, mid-stream
+    try:
+        got = await read(db, "va/named", timeout=20)
+    except trio.TooSlowError:
+        pytest.xfail("known deadlock: a JOIN retired by a split stays a receiver of the INGEST's output, "
+                     "so the next version blocks the INGEST and the new JOINs never get one")
+    labels = assert_one_version_per_event(got, stream)
+    assert labels[-1] == "B"
+    assert await versions_loaded(db, "va") == [1, 2]

@@ -47,11 +47,9 @@ async def test_join_with_a_dataset_matches_duckdb(congregation, tmp_path, how, k
         {"name": "located", "kind": "join", "stream": "events", "dataset": "tiles", "on": keys,
          "fields": ["country", "rank"], "how": how}]})
     got = await db.read("j/located")
-    rows = sorted(zip(got["id"].to_pylist(), got["country"].to_pylist(), got["rank"].to_pylist()),
-                  key=lambda r: (r[0], -1 if r[2] is None else r[2]))
+    # row for row: the stream's order, a row's several matches in dataset order
+    rows = list(zip(got["id"].to_pylist(), got["country"].to_pylist(), got["rank"].to_pylist()))
     assert rows == reference(stream, data, keys, how)
-    # per-key (here: per-id) order is the stream's order
-    assert got["id"].to_pylist() == sorted(got["id"].to_pylist())
 
 
 async def test_a_field_on_both_sides_comes_out_prefixed_with_the_dataset_name(congregation, tmp_path):
