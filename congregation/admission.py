@@ -160,9 +160,13 @@ def _peer_pid(conn: Connection) -> int | None:
     return pid
 
 
+def log_refusal(conn: Connection, reason: str = "") -> None:
+    log.warning("connection_refused", peer=conn.peer, reason=reason or f"refused: {conn.refused}")
+
+
 async def refuse(conn: Connection, refused: Refused) -> None:
     """One log line; the peer told why in a cmdCfm (for its request's id when known), then closed."""
-    log.warning("connection_refused", peer=conn.peer, reason=str(refused.error))
+    log_refusal(conn, str(refused.error))
     with trio.move_on_after(REFUSAL_WAIT):
         try:
             await conn.send("cmdCfm", {"id": refused.rid, "error": {

@@ -141,7 +141,9 @@ class Congregation:
                     raise admission.Refused(InvalidInput(
                         f"refused: the first frame of a connection must be a cmdReq, not a {kind}"))
                 admission.open_command(conn, fields["command"])
-                await self.commands.on_cmd_req(conn, fields)
+                await self.commands.on_cmd_req(conn, fields)   # (answers a refused frame itself)
+                if conn.refused:
+                    admission.log_refusal(conn)
                 await admission.close_gracefully(conn)
             except admission.Refused as refused:
                 await admission.refuse(conn, refused)

@@ -83,6 +83,7 @@ class Connection:
                 pass
         self.peer = peer
         self._send_lock = trio.Lock()
+        self.refused = ""            # why a frame from the peer was refused, once one was
         self._initial = buffer
         self._buf = bytearray(buffer)
         self._view = memoryview(self._buf)
@@ -146,14 +147,14 @@ class Connection:
         await self._fill(4)
         (size,) = _LEN.unpack_from(self._buf, self._start)
         if size > self.max_frame:
-            raise FrameRefused(f"a frame of {size:,} bytes from {self.peer or 'peer'} exceeds "
+            raise self._refuse(f"a frame of {size:,} bytes from {self.peer or 'peer'} exceeds "
                                f"the limit of {self.max_frame:,} here")
         try:
             await self._fill(4 + size)
             try:
                 kind, fields = decode(self._view[self._start + 4:self._start + 4 + size])
             except (capnp.KjException, ValueError) as exc:  # not a Message, or a ragged length
-                raise FrameRefused(f"a frame of {size:,} bytes from {self.peer or 'peer'} is not a "
+                raise self._refuse(f"a frame of {size:,} bytes from {self.peer or 'peer'} is not a "
                                    f"Message: {str(exc).splitlines()[0]}") from None
             self._start += 4 + size
             body = None
@@ -170,7 +171,7 @@ class Connection:
 
     async def _receive_body(self, length: int) -> pa.Buffer:
         if length > self.max_body:
-            raise FrameRefused(
+            raise self._refuse(
                 f"a batch body of {length:,} bytes from {self.peer or 'peer'} exceeds the limit of "
                 f"{self.max_body:,} here" if self.max_body else
                 f"a dataReq with a body from {self.peer or 'peer'}, where no datastream is open")
@@ -182,6 +183,10 @@ class Connection:
         while have < length:
             have += await self._recv_into(view[have:])
         return body
+
+    def _refuse(self, why: str) -> FrameRefused:
+        self.refused = why
+        return FrameRefused(why)
 
     async def aclose(self) -> None:
         with trio.CancelScope(shield=True):

@@ -205,6 +205,7 @@ def test_a_hello_over_the_unix_socket_needs_the_secret_and_a_worker_not_alive(tm
                 address = await nursery.start(c.serve, None)
                 db = Database([address])
                 before = (await db.describe())["workers"]
+                assert os.stat(zygote.run_dir).st_mode & 0o777 == 0o700, "the run dir is not private"
                 await hello(secret=b"wrong")
                 await hello()                          # the real secret, worker 0 is alive
                 await hello(worker=7)
@@ -232,7 +233,7 @@ def test_a_hello_over_the_unix_socket_needs_the_secret_and_a_worker_not_alive(tm
 
 # ---- 2: sizes before allocation, idle connections, caps -------------------------------------
 
-async def test_oversized_claims_leave_memory_flat_and_idle_connections_are_closed(tmp_path):
+async def test_oversized_claims_leave_memory_flat_and_idle_connections_are_closed(tmp_path, capfd):
     daemon = Daemon(tmp_path / "data", extra=["--idle-timeout", "1.5"]).start()
     raws: list[Raw] = []
     try:
@@ -292,13 +293,17 @@ async def test_oversized_claims_leave_memory_flat_and_idle_connections_are_close
         await db.publish("pay/pay", second, end=True)
         assert_rows_equal(await read(db, "pay/big"), doubled(pa.concat_tables([first, second])), "pay/big")
         assert rss(daemon) - before < 50 * MiB + first.nbytes * 4
+        log = capfd.readouterr().err
+        reasons = [line["reason"] for line in refusals(log)]       # one line for each refusal
+        assert len(reasons) == 6 + 1 + 1 + 4, reasons
+        assert len([r for r in reasons if "exceeds the limit of 268,435,456" in r]) == 1
     finally:
         for raw in raws:
             await raw.aclose()
         assert daemon.stop() == 0
 
 
-async def test_connections_beyond_the_caps_are_refused_while_an_existing_client_keeps_reading(tmp_path):
+async def test_connections_beyond_the_caps_are_refused_while_an_existing_client_keeps_reading(tmp_path, capfd):
     daemon = Daemon(tmp_path / "data", extra=["--max-connections", "5", "--max-connections-per-peer", "3",
                                               "--idle-timeout", "60"]).start()
     held: list[Raw] = []
@@ -341,6 +346,10 @@ async def test_connections_beyond_the_caps_are_refused_while_an_existing_client_
                             await trio.sleep(0.1)
                 assert await db.publish("capped/pay", table, end=True) == table.num_rows
         assert_rows_equal(pa.Table.from_batches(got, got[0].schema), doubled(table), "capped/big")
+        reasons = [line["reason"] for line in refusals(capfd.readouterr().err)]
+        assert "the limit per address (--max-connections-per-peer 3)" in reasons[0]
+        assert "its limit (--max-connections 5)" in reasons[1]
+        assert all("--max-connections" in r for r in reasons[2:])   # (retries while the others closed)
     finally:
         for raw in held:
             await raw.aclose()
