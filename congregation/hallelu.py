@@ -97,8 +97,8 @@ class Hallelu:
             ports = {route: self.a.schema for route in self.a.routes}
         else:
             ports = {"out": self.a.schema}
-        if self.a.kind in ("transform", "manager"):
-            ports["rejected"] = self.a.rejected_schema
+        if self.a.kind in ("transform", "manager") or (self.a.kind == "stream" and not published(self.a)):
+            ports["rejected"] = self.a.rejected_schema     # a file source's rows it cannot read
         return ports
 
     def input_ports(self) -> tuple[str, ...]:

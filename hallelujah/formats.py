@@ -1,20 +1,22 @@
 """Files in and out: the formats a stream or dataset is read from and an output is written to.
 
 Everything here works on whole Arrow batches: pyarrow parses and formats, Python only steers.
-Reading a file (`read_batches`) is bounded; `follow_batches` tails a growing csv or jsonl file.
-Data is made to fit a stream's schema by `conform`, which refuses what it cannot cast safely with a
-`SchemaMismatch` naming the field. Writers (`open_writer`, `batch_to_jsonl`) live in
-`formats_write` and are re-exported here.
+Reading a file is bounded (`read_pieces`, `read_positioned`, `read_batches`); `follow_batches`
+tails a growing csv or jsonl file. Data is made to fit a stream's schema by `conform`, which
+refuses what it cannot cast safely with a `SchemaMismatch` naming the field. A source sets apart
+the rows it cannot read (`Rejects`, each with a reason naming its line or row and field) instead
+of failing whole; `read_batches`, for a client's own file, refuses the first. No message quotes a
+file's text. Text parsing lives in `formats_text`; `conform` and `Rejects` in `conform`, and the
+writers (`open_writer`, `batch_to_jsonl`) in `formats_write`, are re-exported here.
 """
 from __future__ import annotations
 
 import io
-import re
 import sqlite3
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import closing
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -23,7 +25,16 @@ import pyarrow.json as pa_json
 import pyarrow.parquet as pq
 import trio
 
+from hallelujah.conform import Piece, Raw, Rejects, conform, fit, rows_from, type_name
 from hallelujah.errors import InvalidInput, NotFound, SchemaMismatch
+from hallelujah.formats_text import (
+    csv_chunk,
+    csv_raws,
+    header,
+    jsonl_chunk,
+    line_chunks,
+    unreadable,
+)
 from hallelujah.formats_write import WRITE_FORMATS, Writer, batch_to_jsonl, open_writer
 
 READ_FORMATS = ("parquet", "csv", "jsonl", "sqlite", "arrow")
@@ -40,10 +51,6 @@ _EXTENSIONS = {
     ".arrow": "arrow", ".feather": "arrow", ".ipc": "arrow",
 }
 _MIN_BLOCK, _MAX_BLOCK = 1 << 20, 1 << 28
-_ZONED = r"(?:[Zz]|[+-]\d\d:?\d\d)$"
-_EPOCH = r"^\s*-?\d+\s*$"
-
-Data = TypeVar("Data", pa.RecordBatch, pa.Table)
 
 
 def format_of(path: str | Path, explicit: str | None = None) -> str:
@@ -97,49 +104,87 @@ def source_schema(source: dict[str, Any]) -> pa.Schema:
     try:
         if fmt == "csv":
             reader = pa_csv.open_csv(path, parse_options=pa_csv.ParseOptions(newlines_in_values=True),
-                                     convert_options=_csv_convert())
+                                     convert_options=pa_csv.ConvertOptions(null_values=[""], strings_can_be_null=True,
+                                                                           quoted_strings_can_be_null=False))
         else:
             reader = pa_json.open_json(path, read_options=pa_json.ReadOptions(block_size=_MIN_BLOCK))
         with reader:
             return reader.schema
     except pa.ArrowInvalid as e:
-        raise SchemaMismatch(f"{path}: {e}") from None
+        raise unreadable(path, e, header(path) if fmt == "csv" else None) from None
 
 
-def read_batches(
-    source: dict[str, Any], schema: pa.Schema | None = None, batch_rows: int = BATCH_ROWS
-) -> Iterator[pa.RecordBatch]:
-    """Read a whole file as batches of at most `batch_rows` rows, conformed to `schema` if given.
+def read_pieces(source: dict[str, Any], schema: pa.Schema | None = None, batch_rows: int = BATCH_ROWS
+                ) -> Iterator[Piece]:
+    """A whole file as (batch, rejects): batches of at most `batch_rows` rows that fit `schema`,
+    and with each the rows near it that could not be read (None when all could).
 
-    Memory stays bounded by a batch or a parse block, whatever the file size; an empty file yields
-    no batch. Raises NotFound for a missing file at once, and SchemaMismatch (naming the field)
-    while iterating when the data does not fit `schema`.
+    A batch may be empty when all its rows were rejected. Memory stays bounded by a batch or a
+    parse block, whatever the file size; an empty file yields nothing. Raises NotFound for a
+    missing file at once; SchemaMismatch (naming the file and field) while iterating when the
+    file's fields are not the schema's, or, without a schema, at any fault.
     """
     path = _path_of(source)
     fmt = format_of(path, source.get("format"))
-    batches: Iterator[pa.RecordBatch]
+    raws: Iterator[list[Raw]]
+    target = schema
     if fmt == "sqlite":
-        batches = _read_sqlite(path, _table_of(source), batch_rows)
+        table = _table_of(source)
+        if target is None:
+            with closing(_connect(path)) as con:
+                target = _sqlite_schema(con, path, table)
+        raws = ([r] for r in _read_sqlite(path, table, batch_rows))
     elif fmt == "parquet":
-        batches = _read_parquet(path, batch_rows)
+        raws = _typed(_read_parquet(path, batch_rows))
     elif fmt == "arrow":
-        batches = _read_arrow(path)
+        raws = _typed(_read_arrow(path))
+    elif path.stat().st_size == 0:
+        return iter(())
+    elif fmt == "csv":
+        raws = ([r] for r in csv_raws(path, schema, _block_size(path, batch_rows)))
     else:
-        batches = _read_text(path, fmt, schema, batch_rows)
-    return _sliced(path, batches, schema, batch_rows)
+        raws = _jsonl_raws(path, schema, _block_size(path, batch_rows))
+    return _sliced(path, raws, target, batch_rows)
 
 
-def _sliced(path: Path, batches: Iterator[pa.RecordBatch], schema: pa.Schema | None, batch_rows: int
-            ) -> Iterator[pa.RecordBatch]:
-    try:
-        for batch in batches:
-            # A parse block is sized in bytes, so it can hold more rows than asked: slice it
-            # (zero-copy). Empty batches carry nothing.
-            for start in range(0, batch.num_rows, batch_rows):
-                part = batch.slice(start, batch_rows)
-                yield part if schema is None else conform(part, schema)
-    except pa.ArrowInvalid as e:
-        raise _named_mismatch(path, e, schema) from None
+def read_batches(source: dict[str, Any], schema: pa.Schema | None = None, batch_rows: int = BATCH_ROWS
+                 ) -> Iterator[pa.RecordBatch]:
+    """`read_pieces`, refusing the first row that cannot be read (SchemaMismatch naming the file,
+    its line or row and the field): for a file a client publishes, or a dataset that loads whole."""
+    path = source.get("path")
+    for batch, rejects in read_pieces(source, schema, batch_rows):
+        if rejects is not None:
+            raise SchemaMismatch(f"{path}: {rejects.reasons[0]}")
+        if batch.num_rows:
+            yield batch
+
+
+def _typed(batches: Iterator[pa.RecordBatch], rows: int = 0) -> Iterator[list[Raw]]:
+    """Batches of a typed file, with their rows numbered (after `rows` rows)."""
+    for batch in batches:
+        yield [Raw(batch, rows_from(rows))]
+        rows += batch.num_rows
+
+
+def _jsonl_raws(path: Path, schema: pa.Schema | None, block: int) -> Iterator[list[Raw]]:
+    line = 0
+    for chunk, lines in line_chunks(path, block):
+        yield jsonl_chunk(path, chunk, schema, line)
+        line += lines
+
+
+def _sliced(path: Path, raws: Iterator[list[Raw]], schema: pa.Schema | None, batch_rows: int) -> Iterator[Piece]:
+    """Each block made to fit, then cut to `batch_rows` (zero-copy): a parse block is sized in
+    bytes, so it can hold more rows than asked. Its rejects go with its first part."""
+    for block in raws:
+        try:
+            batch, rejects = fit(block, schema)
+        except SchemaMismatch as e:
+            raise SchemaMismatch(f"{path}: {e}") from None
+        if rejects is not None and not batch.num_rows:
+            yield batch, rejects
+        for start in range(0, batch.num_rows, batch_rows):
+            yield batch.slice(start, batch_rows), rejects if start == 0 else None
 
 
 def _read_parquet(path: Path, batch_rows: int) -> Iterator[pa.RecordBatch]:
@@ -152,8 +197,8 @@ def _read_parquet(path: Path, batch_rows: int) -> Iterator[pa.RecordBatch]:
 def _open_arrow(path: Path) -> pa.ipc.RecordBatchFileReader:
     try:
         return pa.ipc.open_file(pa.memory_map(str(path)))
-    except pa.ArrowInvalid as e:
-        raise SchemaMismatch(f"{path}: not an Arrow IPC file: {e}") from None
+    except pa.ArrowInvalid:
+        raise SchemaMismatch(f"{path}: not an Arrow IPC file") from None
 
 
 def _read_arrow(path: Path) -> Iterator[pa.RecordBatch]:
@@ -163,96 +208,12 @@ def _read_arrow(path: Path) -> Iterator[pa.RecordBatch]:
             yield reader.get_batch(i)
 
 
-def _csv_convert(schema: pa.Schema | None = None) -> pa_csv.ConvertOptions:
-    # Only the empty unquoted cell is null, and a quoted "" is an empty string: exactly what
-    # CSVWriter writes, so a round trip keeps nulls and empty strings apart, and text such as
-    # "NA" or "null" stays text. Timestamps are read as text and parsed by `conform`, which also
-    # accepts a zone suffix or epoch numbers that pyarrow's CSV parser would refuse.
-    types = None
-    if schema is not None:
-        types = {f.name: pa.string() if pa.types.is_timestamp(f.type) else f.type for f in schema}
-    return pa_csv.ConvertOptions(
-        column_types=types, null_values=[""], strings_can_be_null=True,
-        quoted_strings_can_be_null=False,
-    )
-
-
-def _json_parse(schema: pa.Schema | None, timestamp_types: dict[str, pa.DataType] | None = None
-                ) -> pa_json.ParseOptions:
-    # A timestamp field is typed only once the first block showed whether it holds numbers or
-    # text (`timestamp_types`); otherwise pyarrow infers it and `conform` converts.
-    if schema is None:
-        return pa_json.ParseOptions()
-    fields = [f for f in schema if not pa.types.is_timestamp(f.type)]
-    fields += [pa.field(n, t) for n, t in (timestamp_types or {}).items()]
-    return pa_json.ParseOptions(explicit_schema=pa.schema(fields), unexpected_field_behavior="infer")
-
-
 def _block_size(path: Path, batch_rows: int) -> int:
     """A parse block holding about `batch_rows` lines, judged from the first MiB of the file."""
     with open(path, "rb") as f:
         sample = f.read(_MIN_BLOCK)
     per_line = len(sample) / max(sample.count(b"\n"), 1)
     return int(min(max(per_line * batch_rows * 1.1, _MIN_BLOCK), _MAX_BLOCK))
-
-
-def _read_text(path: Path, fmt: str, schema: pa.Schema | None, batch_rows: int
-               ) -> Iterator[pa.RecordBatch]:
-    if path.stat().st_size == 0:
-        return
-    block = _block_size(path, batch_rows)
-    if fmt == "csv":
-        # newlines_in_values: CSVWriter quotes a string holding a newline, so a record can span lines.
-        reader = pa_csv.open_csv(path, read_options=pa_csv.ReadOptions(block_size=block),
-                                 parse_options=pa_csv.ParseOptions(newlines_in_values=True),
-                                 convert_options=_csv_convert(schema))
-    else:
-        options = pa_json.ReadOptions(block_size=block)
-        ts_types = None
-        if schema is not None:
-            # Peek at the first block to fix each timestamp field's raw type for the whole file.
-            with pa_json.open_json(path, read_options=options, parse_options=_json_parse(schema)) as peek:
-                ts_types = {f.name: _raw_timestamp_type(peek.schema, f.name)
-                            for f in schema if pa.types.is_timestamp(f.type)}
-        reader = pa_json.open_json(path, read_options=options,
-                                   parse_options=_json_parse(schema, ts_types))
-    with reader:
-        for batch in reader:
-            yield batch if schema is None or fmt != "jsonl" else _add_absent(batch, schema)
-
-
-def _raw_timestamp_type(inferred: pa.Schema, name: str) -> pa.DataType:
-    index = inferred.get_field_index(name)
-    if index >= 0 and pa.types.is_integer(inferred.field(index).type):
-        return pa.int64()
-    return pa.string()
-
-
-def _add_absent(batch: Data, schema: pa.Schema) -> Data:
-    """In JSON an absent key means null: add the schema's fields a block never mentioned."""
-    missing = [f for f in schema if f.name not in batch.schema.names]
-    for f in missing:
-        batch = batch.append_column(f.name, pa.nulls(batch.num_rows, f.type))
-    return batch
-
-
-def _named_mismatch(path: Path, error: Exception, schema: pa.Schema | None) -> SchemaMismatch:
-    """Turn a pyarrow parse error into a SchemaMismatch that names the field when it can."""
-    text = str(error)
-    m = re.search(r"Column\((/[^)]*)\)", text) or re.search(r"column #(\d+)", text)
-    if m and m.group(1).startswith("/"):
-        text = f'field "{m.group(1)[1:]}": {text}'
-    elif m and schema is not None and int(m.group(1)) < len(_header(path)):
-        name = _header(path)[int(m.group(1))]
-        expected = _type_name(schema.field(name).type) if name in schema.names else "?"
-        text = f'field "{name}": expected {expected}: {text}'
-    return SchemaMismatch(f"{path}: {text}")
-
-
-def _header(path: Path) -> list[str]:
-    with open(path, "rb") as f:
-        line = f.readline()
-    return pa_csv.read_csv(io.BytesIO(line)).column_names if line.strip() else []
 
 
 # ---- sqlite ------------------------------------------------------------------------------------
@@ -309,134 +270,63 @@ def _sampled_type(con: sqlite3.Connection, table: str, name: str, decl: str) -> 
     return _SQLITE_TYPES[kinds.pop()] if len(kinds) == 1 else pa.string()
 
 
-def _read_sqlite(path: Path, table: str, batch_rows: int) -> Iterator[pa.RecordBatch]:
+def _read_sqlite(path: Path, table: str, batch_rows: int) -> Iterator[Raw]:
+    """The table's rows as read: timestamps still text, a value of another type than its column's
+    (sqlite types are per value) null and its row known bad."""
     with closing(_connect(path)) as con:
         schema = _sqlite_schema(con, path, table)
         # A text field may hold numbers too (sqlite types are per value): let sqlite make them text.
         columns = [f"CAST({_quote(f.name)} AS TEXT)" if f.type == pa.string() else _quote(f.name)
                    for f in schema]
         cursor = con.execute(f"SELECT {', '.join(columns)} FROM {_quote(table)}")
+        done = 0
         # sqlite3 hands out rows of Python values; zip(*rows) turns them into columns in C, and
         # pa.array converts each column at once.
         while rows := cursor.fetchmany(batch_rows):
-            yield pa.RecordBatch.from_arrays(
-                [_sqlite_array(path, f, col) for f, col in zip(schema, zip(*rows))], schema=schema)
+            at = rows_from(done)
+            known: dict[int, str] = {}
+            arrays = [_sqlite_array(f, col, at, known) for f, col in zip(schema, zip(*rows))]
+            yield Raw(pa.RecordBatch.from_arrays(arrays, names=schema.names), at, known=known)
+            done += len(rows)
 
 
-def _sqlite_array(path: Path, field: pa.Field, values: tuple[Any, ...]) -> pa.Array:
-    """One column of fetched rows as an array of the field's type (sqlite types are per value)."""
+_SQLITE_FAULTS = (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, OverflowError)
+
+
+def _sqlite_array(field: pa.Field, values: tuple[Any, ...], at: Callable[[int], str],
+                  known: dict[int, str]) -> pa.Array:
+    """One column of fetched rows as an array of the field's raw type (int64 for bools, text for
+    timestamps); a value that is not of it is null, its row added to `known`."""
     raw = pa.int64() if field.type == pa.bool_() else (
         pa.string() if pa.types.is_timestamp(field.type) else field.type)
     try:
         array = pa.array(values, type=raw)
-    except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, OverflowError) as e:
-        raise SchemaMismatch(f'{path}: field "{field.name}": expected {_type_name(raw)}: {e}') from None
-    if field.type == pa.bool_():
-        return pc.cast(array, pa.bool_())
-    return array if raw == field.type else _cast_field(field.name, array, field.type)
-
-
-# ---- conform -----------------------------------------------------------------------------------
-
-def conform(data: Data, schema: pa.Schema) -> Data:
-    """Make `data` exactly `schema`: its fields in the schema's order, each safely cast.
-
-    Allowed casts: integers to narrower ones when every value fits, integers to floats when exact,
-    float widening, ISO-8601 strings (naive ones are UTC; a zone suffix is converted to UTC;
-    all-digit text counts as epoch numbers) and integers (epoch values in the target's unit) to
-    timestamps, timestamps between units (finer digits are dropped) and time zones (to UTC wall
-    time), dictionaries to their values, all-null columns to anything. Raises SchemaMismatch naming
-    the field for a missing or extra field, an impossible cast, or a null in a non-nullable field.
-    """
-    if data.schema.equals(schema):
-        return data
-    names = data.schema.names
-    extra = [n for n in names if n not in schema.names]
-    if extra:
-        raise SchemaMismatch(f'field "{extra[0]}" is not in the schema (it has: {", ".join(schema.names)})')
-    columns = []
-    for field in schema:
-        if field.name not in names:
-            raise SchemaMismatch(f'field "{field.name}" is missing (expected {_type_name(field.type)})')
-        column = _cast_field(field.name, data.column(field.name), field.type)
-        if not field.nullable and column.null_count:
-            raise SchemaMismatch(f'field "{field.name}": expected {_type_name(field.type)} without nulls, got nulls')
-        columns.append(column)
-    if isinstance(data, pa.Table):
-        return pa.Table.from_arrays(columns, schema=schema)
-    return pa.RecordBatch.from_arrays(columns, schema=schema)
-
-
-Column = TypeVar("Column", pa.Array, pa.ChunkedArray)
-_FLOAT_NAMES = {pa.float16(): "float16", pa.float32(): "float32", pa.float64(): "float64"}
-
-
-def _type_name(kind: pa.DataType) -> str:
-    """An Arrow type as a tradecraft schema spells it (pyarrow itself says "double" for float64)."""
-    return _FLOAT_NAMES.get(kind, str(kind))
-
-
-def _cast_field(name: str, column: Column, target: pa.DataType) -> Column:
-    source = column.type
-    if source == target:
-        return column
-    if pa.types.is_dictionary(source):
-        return _cast_field(name, pc.cast(column, source.value_type), target)
-    mismatch = f'field "{name}": expected {_type_name(target)}, got {_type_name(source)}'
-    try:
-        if pa.types.is_null(source):
-            return pc.cast(column, target)
-        if pa.types.is_integer(target) and pa.types.is_integer(source):
-            return pc.cast(column, target)  # safe: refuses values that do not fit
-        if pa.types.is_floating(target) and (pa.types.is_integer(source) or pa.types.is_floating(source)):
-            return pc.cast(column, target)
-        if pa.types.is_timestamp(target):
-            if pa.types.is_string(source) or pa.types.is_large_string(source):
-                return _parse_timestamps(column, target)
-            if pa.types.is_integer(source):
-                return pc.cast(pc.cast(column, pa.int64()), target)
-            if pa.types.is_timestamp(source) or pa.types.is_date(source):
-                return pc.cast(column, options=pc.CastOptions(target, allow_time_truncate=True))
-        if {source, target} <= {pa.string(), pa.large_string()}:
-            return pc.cast(column, target)
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as e:
-        raise SchemaMismatch(f"{mismatch} ({e})") from None
-    raise SchemaMismatch(mismatch)
-
-
-def _parse_timestamps(text: Column, target: pa.DataType) -> Column:
-    # pyarrow parses naive ISO text only into a naive type and zoned text only into a zoned one,
-    # and a failed parse can cost 30x a good one: pick the parse from the cheap `ends_with` test
-    # (our writers' form ends in Z), and split a mixed column only when that fails.
-    zoned_type = pa.timestamp(target.unit, "UTC")
-    utc = pc.ends_with(text, "Z")
-    try:
-        if pc.all(utc).as_py():
-            return pc.cast(pc.cast(text, zoned_type), target)
-        if not pc.any(utc).as_py():
-            return pc.cast(text, target)
-    except pa.ArrowInvalid:
-        pass
-    if pc.all(pc.match_substring_regex(text, _EPOCH)).as_py():
-        return pc.cast(pc.cast(text, pa.int64()), target)
-    zoned = pc.match_substring_regex(text, _ZONED)
-    with_zone = pc.cast(pc.cast(pc.if_else(zoned, text, None), zoned_type), target)
-    return pc.coalesce(with_zone, pc.cast(pc.if_else(zoned, None, text), target))
+    except _SQLITE_FAULTS:
+        kept = list(values)
+        for i, value in enumerate(values):      # the slow path, for a column holding a stray value
+            try:
+                pa.array([value], type=raw)
+            except _SQLITE_FAULTS:
+                kept[i] = None
+                known.setdefault(i, f'{at(i)}: field "{field.name}": expected {type_name(raw)}')
+        array = pa.array(kept, type=raw)
+    return pc.cast(array, pa.bool_()) if field.type == pa.bool_() else array
 
 
 # ---- follow ------------------------------------------------------------------------------------
 
 async def follow_batches(
     source: dict[str, Any], schema: pa.Schema, start_offset: int = 0, poll_interval: float = 0.2
-) -> AsyncIterator[tuple[int, pa.RecordBatch]]:
-    """Tail a growing csv or jsonl file: yield `(next_offset, batch)` for complete lines appended.
+) -> AsyncIterator[tuple[int, pa.RecordBatch, Rejects | None]]:
+    """Tail a growing csv or jsonl file: yield `(next_offset, batch, rejects)` for complete lines
+    appended, `rejects` the lines among them that could not be read (None when all could).
 
     Only whole lines (ending in a newline) past `start_offset` are read, so a half-written line is
     picked up once finished; `next_offset` is where to resume after that batch (for checkpoints).
     A csv file's header line is read first, whatever the offset. When nothing is new it sleeps
     `poll_interval` seconds. A file that shrinks was replaced: it is read again from its start.
     Runs until cancelled; file IO and parsing run in a worker thread. Raises NotFound if the file
-    does not exist and SchemaMismatch if appended data does not fit `schema`.
+    does not exist and SchemaMismatch if its fields are not the schema's.
     """
     path = _path_of(source)
     fmt = format_of(path, source.get("format"))
@@ -444,9 +334,9 @@ async def follow_batches(
         raise InvalidInput(f"{path}: only csv and jsonl files can be followed, not {fmt}")
     tail = _Tail(path, fmt, schema, start_offset)
     while True:
-        batch = await trio.to_thread.run_sync(tail.read_next)
-        if batch is not None:
-            yield tail.offset, batch
+        piece = await trio.to_thread.run_sync(tail.read_next)
+        if piece is not None:
+            yield tail.offset, *piece
         elif not tail.progressed:
             await trio.sleep(poll_interval)
 
@@ -457,16 +347,17 @@ class _Tail:
     def __init__(self, path: Path, fmt: str, schema: pa.Schema, offset: int) -> None:
         self.path, self.fmt, self.schema, self.offset = path, fmt, schema, offset
         self.names: list[str] | None = None  # csv header
+        self.lines: int | None = None        # newlines before the offset, counted when first needed
         self.progressed = False
 
-    def read_next(self) -> pa.RecordBatch | None:
+    def read_next(self) -> Piece | None:
         """Parse the complete lines past the offset, advancing it; None if there are none."""
         self.progressed = False
         if not self.path.is_file():
             raise NotFound(f"followed file {str(self.path)!r} does not exist")
         with open(self.path, "rb") as f:
             if f.seek(0, io.SEEK_END) < self.offset:
-                self.offset, self.names = 0, None
+                self.offset, self.names, self.lines = 0, None, 0
             if self.fmt == "csv" and self.names is None and not self._read_header(f):
                 return None
             f.seek(self.offset)
@@ -481,12 +372,32 @@ class _Tail:
                 chunk += more
         if end == 0:
             return None
-        table = self._parse(chunk[:end])
+        chunk = chunk[:end]
+        first_line = self._lines_before()
+        if self.fmt == "csv":
+            assert self.names is not None
+            raws = [csv_chunk(self.path, chunk, self.names, self.schema, first_line)]
+        else:
+            raws = jsonl_chunk(self.path, chunk, self.schema, first_line)
+        try:
+            batch, rejects = fit(raws, self.schema)
+        except SchemaMismatch as e:
+            raise SchemaMismatch(f"{self.path}: {e}") from None
         self.offset += end
+        self.lines = first_line + chunk.count(b"\n")
         self.progressed = True
-        if table.num_rows == 0:
-            return None
-        return conform(table, self.schema).combine_chunks().to_batches()[0]
+        return None if batch.num_rows == 0 and rejects is None else (batch, rejects)
+
+    def _lines_before(self) -> int:
+        """Newlines before the offset: counted once in the file's head after a resume, then kept."""
+        if self.lines is None:
+            self.lines = 0
+            with open(self.path, "rb") as f:
+                left = self.offset
+                while left > 0 and (data := f.read(min(left, FOLLOW_CHUNK_BYTES))):
+                    self.lines += data.count(b"\n")
+                    left -= len(data)
+        return self.lines
 
     def _read_header(self, f: Any) -> bool:
         f.seek(0)
@@ -497,23 +408,11 @@ class _Tail:
         self.offset = max(self.offset, len(line))
         return True
 
-    def _parse(self, chunk: bytes) -> pa.Table:
-        try:
-            if self.fmt == "csv":
-                return pa_csv.read_csv(
-                    io.BytesIO(chunk), read_options=pa_csv.ReadOptions(column_names=self.names),
-                    convert_options=_csv_convert(self.schema))
-            block = min(max(len(chunk) + 1, _MIN_BLOCK), _MAX_BLOCK)
-            table = pa_json.read_json(io.BytesIO(chunk), read_options=pa_json.ReadOptions(block_size=block),
-                                      parse_options=_json_parse(self.schema))
-            return _add_absent(table, self.schema)
-        except pa.ArrowInvalid as e:
-            raise _named_mismatch(self.path, e, self.schema) from None
-
 
 __all__ = [
-    "BATCH_ROWS", "READ_FORMATS", "WRITE_FORMATS", "Writer", "batch_to_jsonl", "conform",
-    "follow_batches", "format_of", "open_writer", "read_batches", "source_schema",
+    "BATCH_ROWS", "READ_FORMATS", "WRITE_FORMATS", "Rejects", "Writer", "batch_to_jsonl", "conform",
+    "follow_batches", "format_of", "open_writer", "read_batches", "read_pieces", "read_positioned",
+    "source_schema",
 ]
 
 
@@ -530,8 +429,10 @@ def splittable(source: dict[str, Any]) -> int:
 
 
 def read_positioned(source: dict[str, Any], schema: pa.Schema | None, part: int = 0, parts: int = 1,
-                    batch_rows: int = BATCH_ROWS, after: int = 0) -> Iterator[tuple[int, pa.RecordBatch]]:
-    """(position, batch) for part `part` of `parts` of a file, positions increasing in file order.
+                    batch_rows: int = BATCH_ROWS, after: int = 0
+                    ) -> Iterator[tuple[int, pa.RecordBatch, Rejects | None]]:
+    """(position, batch, rejects) for part `part` of `parts` of a file, positions increasing in
+    file order (see `read_pieces` for the batches and their rejects).
 
     A position names a batch whatever the number of parts (parquet: row group and batch within
     it), so a reader restarted with another split resumes at the same place and parts can be merged
@@ -542,16 +443,20 @@ def read_positioned(source: dict[str, Any], schema: pa.Schema | None, part: int 
     if format_of(path, source.get("format")) != "parquet":
         if parts != 1:
             raise InvalidInput(f"{path}: only parquet sources can be read in parts")
-        for i, batch in enumerate(read_batches(source, schema, batch_rows), start=1):
+        for i, (batch, rejects) in enumerate(read_pieces(source, schema, batch_rows), start=1):
             if i > after:
-                yield i, batch
+                yield i, batch, rejects
         return
     with pq.ParquetFile(path, pre_buffer=False) as file:
-        for group in range(part, file.num_row_groups, parts):
-            if (group + 1) * POSITIONS_PER_ROW_GROUP <= after:
-                continue                  # every position of this group is committed already
+        rows_before = 0
+        for group in range(file.num_row_groups):
+            if group % parts != part or (group + 1) * POSITIONS_PER_ROW_GROUP <= after:
+                rows_before += file.metadata.row_group(group).num_rows
+                continue                  # another part's, or every position of it is committed already
             batches = file.read_row_group(group, use_threads=False).to_batches(batch_rows)
-            for i, batch in enumerate(_sliced(path, iter(batches), schema, batch_rows)):
+            for i, (batch, rejects) in enumerate(_sliced(path, _typed(iter(batches), rows_before), schema,
+                                                         batch_rows)):
                 position = group * POSITIONS_PER_ROW_GROUP + i + 1
                 if position > after:
-                    yield position, batch
+                    yield position, batch, rejects
+            rows_before += file.metadata.row_group(group).num_rows

@@ -1,7 +1,9 @@
 """`hallelujah run`: an embedded congregation in this process, no daemon and no TCP.
 
 Workers are forked from this process before its trio loop starts; the document runs to the end
-of its bounded sources in a temporary data dir, and each retained output is written out.
+of its bounded sources in a temporary data dir, and each retained output is written out (with
+`--output-dir`, each `rejected` one too). A run whose tradecraft failed raises `RunFailed`, naming
+the Jah and its reason, after writing what its outputs hold: never a silent success.
 """
 from __future__ import annotations
 
@@ -19,7 +21,11 @@ import trio
 from hallelujah import formats
 from hallelujah.allowed import Allowed
 from hallelujah.client import Database
-from hallelujah.errors import TradecraftError
+from hallelujah.errors import HallelujahError, TradecraftError
+
+
+class RunFailed(HallelujahError):
+    """A Jah of the run failed (its reason names it): exit 1, with whatever outputs it made written."""
 
 
 @dataclass
@@ -84,25 +90,31 @@ async def _run(document: dict[str, Any], data_dir: Path, zygote: Any, workers: i
         address = await nursery.start(congregation.serve, None)
         db = Database([address])
         submitted = await db.submit(document)
+        name = submitted["tradecraft"]
         outputs = submitted["retained"]
         if len(outputs) > 1 and output_dir is None:
             raise TradecraftError("", f"the document has {len(outputs)} outputs ({', '.join(outputs)}): "
                                   f"give --output-dir")
+        # With an output dir, each `rejected` output is written beside the others, reasons and all.
+        written = outputs + (submitted["rejected"] if output_dir is not None else [])
         async with trio.open_nursery() as writers:
-            for ref in outputs:
-                writers.start_soon(_write_output, congregation.logs, f"{submitted['tradecraft']}/{ref}",
-                                   ref, output_dir, fmt, stdout, result)
-        for ref in submitted["rejected"]:
-            info = (await db.describe(submitted["tradecraft"]))["tradecrafts"][0]
-            for a in info["analytics"]:
-                for name, log in a["retained"].items():
-                    if name == ref and log["rows"]:
-                        result.rejected[ref] = log["rows"]
+            for ref in written:
+                writers.start_soon(_write_output, congregation.logs, f"{name}/{ref}", ref, output_dir, fmt,
+                                   stdout, result)
+        info = (await db.describe(name))["tradecrafts"][0]
+        for a in info["analytics"]:
+            for ref, log in a["retained"].items():
+                if ref in submitted["rejected"] and log["rows"]:
+                    result.rejected[ref] = log["rows"]
         nursery.cancel_scope.cancel()
     result.seconds = time.perf_counter() - start
     for ref, rows in result.rejected.items():
-        print(f"hallelujah: {rows:,} rows rejected in {ref} (see its reasons with "
-              f"`--output-dir`)", file=sys.stderr)
+        where = (f"their reasons are in {result.files[ref]}" if ref in result.files
+                 else "give --output-dir to keep them with their reasons")
+        print(f"hallelujah: {rows:,} rows rejected in {ref} ({where})", file=sys.stderr)
+    if info["state"] == "failed":
+        # Its logs were ended so that the outputs above hold what it made before; the run is no success.
+        raise RunFailed(f'tradecraft "{name}" failed: {info["error"]}')
     return result
 
 

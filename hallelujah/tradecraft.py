@@ -20,10 +20,11 @@ from pathlib import Path
 import pyarrow as pa
 
 from hallelujah import formats
+from hallelujah import udf as udf_files
 from hallelujah.allowed import Allowed
 from hallelujah.errors import HallelujahError, NotFound, TradecraftError
 from hallelujah.tradecraft_schemas import (
-    DERIVE, NAME, TYPES, Input, _a, _object, check_bool, import_base, parse_type, positive_duration,
+    DERIVE, NAME, TYPES, Input, _a, _object, check_bool, parse_type, positive_duration,
     rejected_schema, schema_from_json, schema_to_json, show, suggest, type_name,
 )
 
@@ -49,6 +50,7 @@ KEYS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {   # label: (the key
 SOURCE_KEYS = {"stream": ("path", "format", "table", "follow", "rate"), "ingest": ("path", "format", "table")}
 REFERENCE_KEYS = ("input", "stream", "dataset", "with")   # the keys by which an analytic reads others
 ROUTERS = ("director", "manager")   # analytics whose output is read by route, "x.route"
+PATH_CHARS = 400                    # of a refused path, in its message
 
 
 @dataclass(frozen=True)
@@ -118,11 +120,12 @@ def parse_document(doc: dict | str | bytes, base_dir: str | Path | None = None,
     """Validate a whole document (dict or JSON text) and return it typed.
 
     Relative `source.path` values are resolved against `base_dir` (the document's directory;
-    default the current one), which is also where a UDF's module may be imported from. Reads the
-    source files of streams and ingests that declare no schema. Raises TradecraftError on the
-    first fault; never returns a partly checked document. `doc` is not modified. `allowed`
-    (a congregation's, or `run`'s) limits which UDF directories and source files it may name;
-    None for a client checking its own document.
+    default the current one), which is also where a UDF's module is looked for unless `udf_path`
+    says otherwise. Reads the source files of streams and ingests that declare no schema, and
+    runs each UDF on an empty batch. Raises TradecraftError on the first fault; never returns a
+    partly checked document. `doc` is not modified. `allowed` (a congregation's, or `run`'s)
+    limits which UDF directories and source files it may name, and is checked before any of them
+    is touched; None for a client checking its own document.
     """
     obj = _load(doc)
     base = Path(os.path.abspath(base_dir if base_dir is not None else os.getcwd()))
@@ -143,7 +146,7 @@ def parse_document(doc: dict | str | bytes, base_dir: str | Path | None = None,
     by_name: dict[str, int] = {}
     routes: list[tuple[str, ...]] = []
     for i, spec in enumerate(specs):
-        _structure(spec, f"analytics[{i}]", by_name, base)
+        _structure(spec, f"analytics[{i}]", by_name, base, allowed)
         by_name[spec["name"]] = i
         routes.append(_routes_of(spec["kind"], spec, f"analytics[{i}]") if spec["kind"] in ROUTERS else ())
 
@@ -155,17 +158,10 @@ def parse_document(doc: dict | str | bytes, base_dir: str | Path | None = None,
         _refuse_cycle(stuck, deps, refs, specs)
 
     schemas: dict[int, pa.Schema] = {}
-    undoes = [import_base(Path(p)) for p in
-              dict.fromkeys([str(base)] + [s["udf_path"] for s in specs if "udf_path" in s])]
-    try:
-        for i in order:
-            spec = specs[i]
-            inputs = {key: Input(ref, _stream_schema(ref, specs, by_name, schemas))
-                      for key, ref in refs[i].items()}
-            schemas[i] = DERIVE[spec["kind"]](spec, f"analytics[{i}]", inputs)
-    finally:
-        for undo in undoes:
-            undo()
+    for i in order:
+        spec = specs[i]
+        inputs = {key: Input(ref, _stream_schema(ref, specs, by_name, schemas)) for key, ref in refs[i].items()}
+        schemas[i] = DERIVE[spec["kind"]](spec, f"analytics[{i}]", inputs)
 
     read = {by_name[ref.partition(".")[0]] for r in refs for ref in r.values() if not ref.endswith(".rejected")}
     analytics = []
@@ -229,8 +225,9 @@ def _congestion(value: object) -> Congestion:
     return Congestion(busy=float(busy), for_seconds=seconds)
 
 
-def _structure(spec: object, path: str, by_name: dict[str, int], base: Path) -> None:
-    """Check one analytic's shape — name, kind, keys — and resolve its source path in place."""
+def _structure(spec: object, path: str, by_name: dict[str, int], base: Path, allowed: Allowed | None) -> None:
+    """Check one analytic's shape — name, kind, keys — and resolve its source path and UDF
+    directory in place, refusing what `allowed` does not let it reach."""
     if not isinstance(spec, dict):
         raise TradecraftError(path, f"{show(spec)} is not an analytic (expected an object with name and kind)")
     name = spec.get("name")
@@ -262,18 +259,45 @@ def _structure(spec: object, path: str, by_name: dict[str, int], base: Path) -> 
     if "description" in spec and not isinstance(spec["description"], str):
         raise TradecraftError(f"{path}.description", f"{show(spec['description'])} is not a string")
     if "source" in spec:
-        _resolve_source(kind, spec, path, base)
+        _resolve_source(kind, spec, path, base, allowed)
     if "udf" in spec:
-        # Where the UDF's module is found (the document's directory unless given): kept in the
-        # document, so the congregation and its workers import the same module.
-        udf_path = spec.setdefault("udf_path", str(base))
-        if not isinstance(udf_path, str):
-            raise TradecraftError(f"{path}.udf_path", f"{show(udf_path)} is not a directory")
-        spec["udf_path"] = os.path.abspath(base / os.path.expanduser(udf_path))
+        _udf_reference(spec, path, base, allowed)
+    elif "udf_path" in spec:
+        raise TradecraftError(f"{path}.udf_path", f'{show(spec["udf_path"])}: a udf_path needs a "udf"')
 
 
-def _resolve_source(kind: str, spec: dict, path: str, base_dir: Path) -> None:
-    """Check a source's keys and make its path absolute in place, relative to the document's directory."""
+def _udf_reference(spec: dict, path: str, base: Path, allowed: Allowed | None) -> None:
+    """Check a UDF's reference and where its module is, and make `udf_path` absolute in place.
+
+    The directory (the document's unless `udf_path` names one) is kept in the document, so the
+    congregation and its workers load the same file. Under `allowed`, the directory and the
+    module file (symlinks followed) must lie in a directory the operator allowed.
+    """
+    udf = spec["udf"]
+    if not isinstance(udf, str) or not udf_files.REFERENCE.fullmatch(udf):
+        raise TradecraftError(f"{path}.udf", f'{show(udf)} is not a UDF (expected "module:function")')
+    given = spec.setdefault("udf_path", str(base))
+    if not isinstance(given, str) or not given:
+        raise TradecraftError(f"{path}.udf_path", f"{show(given)} is not a directory")
+    directory = Path(os.path.abspath(base / os.path.expanduser(given)))
+    spec["udf_path"] = str(directory)
+    if allowed is not None and not allowed.may_import(directory):
+        dirs = ", ".join(str(d) for d in allowed.udf_dirs) or "none"
+        raise TradecraftError(f"{path}.udf_path", f"{show(given, PATH_CHARS)} is not a directory this "
+                                                  f"congregation loads UDFs from (its operator allows: {dirs})")
+    module = udf.partition(":")[0]
+    found = udf_files.module_file(module, directory)
+    if found is None:
+        raise TradecraftError(f"{path}.udf", f'{show(udf)}: no module "{module}" in {directory} '
+                                             f"(looked for {udf_files.looked_for(module)})")
+    if allowed is not None and not allowed.may_import(found):
+        raise TradecraftError(f"{path}.udf", f'{show(udf)}: module "{module}" leads out of {directory} '
+                                             "(a symlink to a file elsewhere)")
+
+
+def _resolve_source(kind: str, spec: dict, path: str, base_dir: Path, allowed: Allowed | None) -> None:
+    """Check a source's keys and make its path absolute in place, relative to the document's
+    directory; under `allowed`, its real path must lie under a source root."""
     source = _object(spec["source"], f"{path}.source", 'a source {"path": ..., "format": ...}')
     _known_keys(source, f"{path}.source", SOURCE_KEYS[kind], f"the source of {_a(kind)}")
     p = source.get("path")
@@ -281,6 +305,10 @@ def _resolve_source(kind: str, spec: dict, path: str, base_dir: Path) -> None:
         raise TradecraftError(f"{path}.source.path", f"{show(p)} is not a file path" if "path" in source
                               else "a source needs a path")
     source["path"] = os.path.abspath(base_dir / os.path.expanduser(p))
+    if allowed is not None and not allowed.may_read(source["path"]):
+        roots = ", ".join(str(r) for r in allowed.source_roots) or "none"
+        raise TradecraftError(f"{path}.source.path", f"{show(p, PATH_CHARS)} is not under a directory this "
+                                                     f"congregation reads sources from (its operator allows: {roots})")
     fmt = source.get("format")
     if "format" in source and fmt not in formats.READ_FORMATS:
         raise TradecraftError(f"{path}.source.format", f"{show(fmt)} is not a format to read "

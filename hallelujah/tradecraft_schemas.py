@@ -8,10 +8,8 @@ from __future__ import annotations
 
 import datetime as dt
 import difflib
-import importlib
 import json
 import re
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -19,6 +17,7 @@ from typing import Any, Callable
 import pyarrow as pa
 
 from hallelujah import expressions, formats
+from hallelujah import udf as udf_files
 from hallelujah.durations import parse_duration
 from hallelujah.errors import ExpressionError, HallelujahError, NotFound, TradecraftError
 
@@ -48,13 +47,14 @@ class Input:
         return self.label or f'the output of "{self.ref}"'
 
 
-def show(value: object) -> str:
-    """Render a JSON value for a message, short enough for one line."""
+def show(value: object, limit: int = 60) -> str:
+    """Render a JSON value for a message, short enough for one line (`limit` is larger for a
+    path: its end is what tells it apart)."""
     try:
         text = json.dumps(value, ensure_ascii=False)
     except (TypeError, ValueError):
         text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
+    return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
 def suggest(word: str, choices: Any) -> str:
@@ -254,32 +254,25 @@ def derive_transform(spec: dict, path: str, inputs: dict[str, Input]) -> pa.Sche
             raise TradecraftError(f"{path}.select", "[] selects no field")
         schema = pa.schema([schema.field(n) for n in names])
     if "udf" in spec:
-        schema = _udf_schema(spec["udf"], f"{path}.udf", schema)
+        schema = _udf_schema(spec["udf"], spec["udf_path"], f"{path}.udf", schema)
     return schema
 
 
-def _udf_schema(udf: object, path: str, schema: pa.Schema) -> pa.Schema:
-    """Import the UDF and learn its output schema by calling it on a zero-row batch."""
-    if not isinstance(udf, str) or not re.fullmatch(r"[A-Za-z_][\w.]*:[A-Za-z_]\w*", udf):
-        raise TradecraftError(path, f'{show(udf)} is not a UDF (expected "module:function")')
-    module, function = udf.split(":")
+def _udf_schema(udf: str, directory: str, path: str, schema: pa.Schema) -> pa.Schema:
+    """Load the UDF from its directory and learn its output schema by calling it on a zero-row batch.
+
+    The reference's form and its module's place were checked when the document was walked
+    (`tradecraft._udf_reference`); here its module runs, so anything it raises is a fault of the
+    document, never of the process validating it.
+    """
     try:
-        fn: Callable[[pa.RecordBatch], Any] = getattr(importlib.import_module(module), function)
-        out = fn(pa.RecordBatch.from_pylist([], schema=schema))
-    except Exception as e:  # user code: any fault is theirs to see, named (no async here to cancel)
-        raise TradecraftError(path, f"{show(udf)} failed on an empty batch: {type(e).__name__}: {e}") from None
-    if not isinstance(out, (pa.RecordBatch, pa.Table)):
-        raise TradecraftError(path, f"{show(udf)} returned {type(out).__name__}, not a pyarrow RecordBatch")
-    return out.schema
-
-
-def import_base(base_dir: Path) -> Callable[[], None]:
-    """Let UDF modules beside the document be imported; returns the undo."""
-    entry = str(base_dir)
-    if entry in sys.path:
-        return lambda: None
-    sys.path.append(entry)
-    return lambda: sys.path.remove(entry) if entry in sys.path else None
+        fn = udf_files.load(udf, directory)
+    except udf_files.UdfError as e:
+        raise TradecraftError(path, f"{show(udf)}: {e}") from None
+    try:
+        return fn(pa.RecordBatch.from_pylist([], schema=schema)).schema
+    except udf_files.UdfError as e:
+        raise TradecraftError(path, f"{show(udf)} failed on an empty batch: {e}") from None
 
 
 def derive_aggregate(spec: dict, path: str, inputs: dict[str, Input]) -> pa.Schema:

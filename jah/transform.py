@@ -1,30 +1,23 @@
 """TRANSFORM: `derive`, `where`, `select` and an optional Python `udf`, one batch at a time.
 
 Expressions run vectorized through pyarrow.compute; a row whose values make an expression (or the
-UDF) fail goes to `ANALYTIC.rejected` with the error as its reason.
+UDF) fail goes to `ANALYTIC.rejected` with the error as its reason. The UDF is loaded by its file
+(`hallelujah.udf`), and whatever it raises, `SystemExit` included, rejects rows: it never stops
+the worker.
 """
 from __future__ import annotations
 
-import importlib
-import sys
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from hallelujah import expressions
+from hallelujah import udf as udf_files
 from hallelujah.errors import HallelujahError
 from hallelujah.formats import conform
 from jah.base import Host, Jah
 from jah.rejecting import apply_rejecting, rejected_batch
-
-
-def load_udf(ref: str, path: str | None) -> Any:
-    """The UDF `module:function`, its module looked up first in `path` (the document's directory)."""
-    if path and path not in sys.path:
-        sys.path.insert(0, path)
-    module, _, name = ref.partition(":")
-    return getattr(importlib.import_module(module), name)
 
 
 class Transform(Jah):
@@ -36,7 +29,7 @@ class Transform(Jah):
         self.derive = [(name, expressions.parse(text)) for name, text in a.get("derive", {}).items()]
         self.where = expressions.parse(a["where"]) if a.get("where") else None
         self.select = a.get("select")
-        self.udf = load_udf(a["udf"], a.get("udf_path")) if a.get("udf") else None
+        self.udf = udf_files.load(a["udf"], a["udf_path"]) if a.get("udf") else None
         self.out_schema = self.schema("out")
 
     def apply(self, batch: pa.RecordBatch) -> pa.RecordBatch:
@@ -65,7 +58,9 @@ class Transform(Jah):
         rejected_schema = self.schema("rejected")
         async for env in self.batches():
             with self.busy():
-                # A UDF is user code: whatever it raises for a row rejects that row.
+                # A UDF is user code: whatever it raises for a row rejects that row (the
+                # loaded UDF turns even SystemExit into a UdfError; a batch it returns that
+                # cannot be conformed raises whatever conform meets).
                 good, bad = apply_rejecting(self.apply, env.batch,
                                             (Exception,) if self.udf else (HallelujahError, pa.ArrowException))
             # One batch per origin on every port, empty or not: a SINK takes a source position

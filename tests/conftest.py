@@ -79,9 +79,14 @@ class Daemon:
         return hallelujah.Database([self.address])
 
 
+def sandbox(tmp_path: Path) -> list[str]:
+    """The test's own dir is where its documents' sources and UDF modules lie (the data dir in it stays unreadable)."""
+    return ["--source-root", str(tmp_path), "--udf-dir", str(tmp_path)]
+
+
 @pytest.fixture
 def congregation(tmp_path: Path) -> Iterator[Daemon]:
-    daemon = Daemon(tmp_path / "data").start()
+    daemon = Daemon(tmp_path / "data", extra=sandbox(tmp_path)).start()
     yield daemon
     daemon.stop()
 
@@ -91,7 +96,7 @@ def daemon_factory(tmp_path: Path) -> Iterator[type]:
     started: list[Daemon] = []
 
     def make(workers: int = 2, data_dir: Path | None = None) -> Daemon:
-        d = Daemon(data_dir or tmp_path / "data", workers).start()
+        d = Daemon(data_dir or tmp_path / "data", workers, extra=sandbox(tmp_path)).start()
         started.append(d)
         return d
     yield make  # type: ignore[misc]

@@ -480,13 +480,14 @@ async def test_follow_batches_yields_complete_appended_csv_lines(tmp_path):
         async with trio.open_nursery() as nursery:
             nursery.start_soon(follow)
             append(path, b"id,t\n1,2023-11-14T22:13:20Z\n2,")  # header, a line, half a line
-            offset, batch = await receive.receive()
+            offset, batch, rejects = await receive.receive()
+            assert rejects is None
             assert offset == len(b"id,t\n1,2023-11-14T22:13:20Z\n")
             assert batch.schema == schema and batch.to_pylist() == [{"id": 1, "t": dt.datetime(2023, 11, 14, 22, 13, 20)}]
             with trio.move_on_after(0.1):
                 pytest.fail(f"half a line was read: {await receive.receive()}")
             append(path, b"1700000001\n3,1700000002\n")
-            offset2, batch = await receive.receive()
+            offset2, batch, _ = await receive.receive()
             assert offset2 == path.stat().st_size
             assert batch.column("id").to_pylist() == [2, 3]
             nursery.cancel_scope.cancel()
@@ -499,7 +500,7 @@ async def test_follow_batches_yields_complete_appended_csv_lines(tmp_path):
             nursery.cancel_scope.cancel()
 
 
-async def test_follow_batches_tails_jsonl_and_reports_bad_lines(tmp_path):
+async def test_follow_batches_tails_jsonl_rejects_bad_lines_and_refuses_a_field_not_in_the_schema(tmp_path):
     path = tmp_path / "events.jsonl"
     path.write_bytes(b'{"id": 1, "name": "a"}\n')
     schema = pa.schema([("id", pa.int64()), ("name", pa.string())])
@@ -510,12 +511,18 @@ async def test_follow_batches_tails_jsonl_and_reports_bad_lines(tmp_path):
                 nursery.start_soon(follow)
                 assert (await receive.receive())[1].to_pylist() == [{"id": 1, "name": "a"}]
                 append(path, b'{"id": 2, "name": "b\\n\\"q\\""}\n\n{"name": "c"}\n')
-                offset, batch = await receive.receive()
-                assert offset == path.stat().st_size
+                offset, batch, rejects = await receive.receive()
+                assert offset == path.stat().st_size and rejects is None
                 assert batch.to_pylist() == [{"id": 2, "name": 'b\n"q"'}, {"id": None, "name": "c"}]
-                append(path, b'{"id": 3, "name": 4}\n')
+                append(path, b'{"id": 3, "name": 4}\n{"id": 4, "name": "d"}\n{"id": 5, "name": "e"\n')
+                offset, batch, rejects = await receive.receive()
+                assert offset == path.stat().st_size
+                assert batch.to_pylist() == [{"id": 4, "name": "d"}]
+                assert rejects.rows.to_pylist() == [{"id": None, "name": None}] * 2
+                assert rejects.reasons == ['line 5: field "name": expected string', "line 7: not valid JSON lines"]
+                append(path, b'{"id": 6, "name": "f", "extra": 1}\n')
                 await trio.sleep_forever()
-    assert raised.group_contains(SchemaMismatch, match='field "name"')
+    assert raised.group_contains(SchemaMismatch, match='field "extra"')
 
 
 async def test_follow_batches_needs_an_existing_text_file(tmp_path):
@@ -541,8 +548,108 @@ def test_read_positioned_merges_back_in_file_order_and_resumes_after_a_position(
     source = {"path": str(tmp_path / "p.parquet")}
     parts = [list(read_positioned(source, None, k, 3, batch_rows=40)) for k in range(3)]
     merged = sorted((p for part in parts for p in part), key=lambda item: item[0])
-    assert [v for _, b in merged for v in b.column("x").to_pylist()] == list(range(1000))
+    assert [v for _, b, _ in merged for v in b.column("x").to_pylist()] == list(range(1000))
+    assert all(rejects is None for _, _, rejects in merged)
     cut = merged[len(merged) // 2][0]
     resumed = sorted((p for k in range(3) for p in read_positioned(source, None, k, 3, 40, after=cut)),
                      key=lambda item: item[0])
     assert resumed == [p for p in merged if p[0] > cut]
+
+
+# ---- rows a source cannot read -----------------------------------------------------------------
+
+SECRET = "hj-secret-row-text"
+
+
+def pieces(source: dict[str, Any], schema: pa.Schema, **kw: Any) -> tuple[list[dict], list[dict], list[str]]:
+    """(good rows, rejected rows, reasons) of read_pieces, in file order."""
+    good: list[dict] = []
+    bad: list[dict] = []
+    reasons: list[str] = []
+    for batch, rejects in formats.read_pieces(source, schema, **kw):
+        good += batch.to_pylist()
+        if rejects is not None:
+            bad += rejects.rows.to_pylist()
+            reasons += rejects.reasons
+    assert not any(SECRET in r for r in reasons), reasons
+    return good, bad, reasons
+
+
+def test_timestamps_finer_than_their_unit_are_truncated_like_a_cast_between_units():
+    text = ["2026-01-01T00:10:55.350999Z", "2026-01-01T00:10:55.123456789Z", "2026-01-01 00:10:55.999999",
+            "2026-01-01T01:10:55.5+01:00", None]
+    for unit, fraction in (("s", [0, 0, 0, 0]), ("ms", [350_000, 123_000, 999_000, 500_000]),
+                           ("us", [350_999, 123_456, 999_999, 500_000])):
+        got = conform(pa.record_batch({"t": text}), pa.schema([("t", pa.timestamp(unit))])).column(0).to_pylist()
+        assert got == [dt.datetime(2026, 1, 1, 0, 10, 55, f) for f in fraction] + [None], unit
+
+
+def test_a_csv_value_that_does_not_parse_rejects_its_row_and_the_rest_of_the_file_reads_on(tmp_path):
+    """The failing block is read again as text; blocks before it are not repeated, rows after it
+    still come, and reading twice gives the same positions (a restarted source resumes exactly)."""
+    schema = pa.schema([("id", pa.int64()), ("x", pa.float64()), ("t", pa.timestamp("ms"))])
+    n = 60_000                                                  # 2.6 MB: three parse blocks of 1 MiB
+    lines = ["id,x,t"] + [f"{i},{i / 4},2026-01-01T00:00:{i % 60:02d}.250999Z" for i in range(n)]
+    lines[30_001] = f"30000,{SECRET},2026-01-01T00:00:00Z"      # the typed parse fails in the middle block
+    lines[40_001] = f"40000,1.5,{SECRET}"                       # a timestamp that is no timestamp
+    lines[50_001] = f'50000,"{SECRET}\nstill quoted",x,{SECRET}'   # too many fields (and a quoted newline)
+    path = tmp_path / "x.csv"
+    path.write_text("\n".join(lines) + "\n")
+    assert path.stat().st_size > 2 << 20
+    good, bad, reasons = pieces({"path": path}, schema, batch_rows=256)
+    expected = [{"id": i, "x": i / 4, "t": dt.datetime(2026, 1, 1, 0, 0, i % 60, 250_000)} for i in range(n)
+                if i not in (30_000, 40_000, 50_000)]
+    assert good == expected
+    # (a row with too many fields comes with the batch read when pyarrow met it, which may be earlier)
+    assert dict(zip(reasons, bad)) == {
+        'row 30001: field "x": expected float64, got string': {"id": 30_000, "x": None, "t": dt.datetime(2026, 1, 1)},
+        'row 40001: field "t": expected timestamp[ms], got string': {"id": 40_000, "x": 1.5, "t": None},
+        "line 50002: a row has 4 fields where the header has 3": {"id": None, "x": None, "t": None}}
+    first = list(formats.read_positioned({"path": path}, schema, batch_rows=256))
+    assert len(first) > 200
+    again = list(formats.read_positioned({"path": path}, schema, batch_rows=256, after=first[100][0]))
+    assert [(p, b.to_pylist(), r and r.reasons) for p, b, r in again] == \
+        [(p, b.to_pylist(), r and r.reasons) for p, b, r in first[101:]]
+
+
+def test_a_sqlite_value_of_another_type_than_its_column_is_rejected_with_its_row(sqlite_file):
+    con = sqlite3.connect(sqlite_file)
+    con.execute("INSERT INTO \"tile list\" (tile, country) VALUES (?, 'zz')", (SECRET,))
+    con.execute("INSERT INTO \"tile list\" (tile, seen) VALUES (11, ?)", (SECRET,))
+    con.commit()
+    con.close()
+    schema = formats.source_schema({"path": sqlite_file, "table": "tile list"})
+    good, bad, reasons = pieces({"path": sqlite_file, "table": "tile list"}, schema)
+    assert [r["tile"] for r in good] == list(range(10))
+    assert [(r["tile"], r["country"], r["seen"]) for r in bad] == [(None, "zz", None), (11, None, None)]
+    assert reasons == ['row 11: field "tile": expected int64', 'row 12: field "seen": expected timestamp[us], got string']
+
+
+def test_a_declared_type_narrower_than_a_parquet_file_s_rejects_the_rows_that_do_not_fit(tmp_path):
+    pq.write_table(pa.table({"n": pa.array([1, 2**40, 3, -2**40], pa.int64())}), tmp_path / "n.parquet",
+                   row_group_size=2)
+    good, bad, reasons = pieces({"path": tmp_path / "n.parquet"}, pa.schema([("n", pa.int32())]))
+    assert good == [{"n": 1}, {"n": 3}] and bad == [{"n": None}, {"n": None}]
+    assert reasons == ['row 2: field "n": expected int32, got int64', 'row 4: field "n": expected int32, got int64']
+    with pytest.raises(SchemaMismatch, match='n.parquet: row 2: field "n": expected int32'):
+        read_all({"path": tmp_path / "n.parquet"}, pa.schema([("n", pa.int32())]))
+
+
+def test_no_read_error_quotes_the_file(tmp_path):
+    files = {"ragged.csv": f"a,b\n1,2\n{SECRET},3,4\n", "quote.csv": f'a,b\n1,"{SECRET}\n',
+             "bad.jsonl": f'{{"a": 1}}\n{SECRET}\n', "types.jsonl": f'{{"a": 1}}\n{{"a": "{SECRET}"}}\n',
+             "shape.csv": f"a,{SECRET}\n1,2\n", "conv.csv": f"a,b\n1,2\n{SECRET},3\n"}
+    schema = pa.schema([("a", pa.int64()), ("b", pa.int64())])
+    messages = []
+    for name, text in files.items():
+        (tmp_path / name).write_text(text)
+        for call in (lambda: formats.source_schema({"path": tmp_path / name}),
+                     lambda: list(read_batches({"path": tmp_path / name})),
+                     lambda: list(read_batches({"path": tmp_path / name}, schema))):
+            try:
+                call()
+            except SchemaMismatch as e:
+                messages.append(str(e))
+    assert len(messages) >= 10
+    for m in messages:
+        assert str(tmp_path) in m and (SECRET not in m or 'field "hj-secret' in m), m
