@@ -550,3 +550,40 @@ def test_the_json_schema_is_valid_for_a_real_validator_too() -> None:
     validator = jsonschema.Draft202012Validator(json_schema())
     assert validator.is_valid(doc(add(*EVERYTHING)))
     assert not validator.is_valid(doc(at(2, kind="tranform")))
+
+
+# ---- what a document may reach (hallelujah.allowed) --------------------------------------------
+
+def test_a_udf_that_exits_or_interrupts_fails_the_document_not_the_process(base: Path) -> None:
+    (base / "hj_rude.py").write_text("import sys\ndef bye(batch):\n    sys.exit(4)\n"
+                                     "def stop(batch):\n    raise KeyboardInterrupt\n")
+    (base / "hj_rude_import.py").write_text("raise SystemExit('at import')\n")
+    for udf, says in (("hj_rude:bye", "raised SystemExit: 4"), ("hj_rude:stop", "raised KeyboardInterrupt"),
+                      ("hj_rude_import:f", "raised SystemExit: at import"),
+                      ("hj_rude:nothing", 'no function "nothing"')):
+        with pytest.raises(TradecraftError, match=re.escape(says)) as e:
+            parse_document(doc(at(2, udf=udf)), base)
+        assert e.value.path == "analytics[2].udf"
+
+
+def test_allowed_limits_udf_dirs_and_source_roots_by_real_path(base: Path,
+                                                               tmp_path_factory: pytest.TempPathFactory) -> None:
+    from hallelujah.allowed import Allowed
+    outside = tmp_path_factory.mktemp("outside")
+    pq.write_table(pa.table({"tile": [1.0], "country": ["fr"], "name": ["a"]}, schema=TILES), outside / "t.parquet")
+    (base / "escape").symlink_to(outside)
+    (base / "hj_ok.py").write_text("def same(batch):\n    return batch\n")
+    allowed = Allowed.of([str(base)], [str(base)], [str(base / "data")])
+    with_udf = doc(at(2, udf="hj_ok:same"))
+    assert parse_document(with_udf, base, allowed).stream_schema("tiled").names[-1] == "tile"
+    for path in (str(outside / "t.parquet"), "escape/t.parquet", "../" + outside.name + "/t.parquet",
+                 "data/catalog.db"):
+        with pytest.raises(TradecraftError, match="is not under a directory this congregation reads sources") as e:
+            parse_document(doc(at(1, source={"path": path, "format": "parquet"})), base, allowed)
+        assert e.value.path == "analytics[1].source.path" and json.dumps(path) in str(e.value)
+    for udf_path in (str(outside), "escape", ".."):
+        with pytest.raises(TradecraftError, match="is not a directory this congregation loads UDFs") as e:
+            parse_document(doc(at(2, udf="hj_ok:same", udf_path=udf_path)), base, allowed)
+        assert e.value.path == "analytics[2].udf_path"
+    with pytest.raises(TradecraftError, match="its operator allows: none"):
+        parse_document(with_udf, base, Allowed.of([], [str(base)]))
