@@ -5,8 +5,9 @@ frame is followed by its raw Arrow IPC body, read with `recv_into` into one fres
 zero-copy. Each connection has its own limits (`max_frame`, `max_body`), checked before anything is
 allocated: a congregation gives a client's connection small ones (congregation/admission.py), and a
 frame beyond them raises FrameRefused. Memory follows the bytes that came, not the sizes claimed:
-the frame buffer grows only as bytes arrive, and a body's buffer is Arrow's (not zeroed, so pages a
-sender never fills are never touched).
+the frame buffer grows only as bytes arrive, and a body's buffer comes from Arrow's system pool:
+not zeroed, and its pages taken only as bytes fill them (mimalloc, Arrow's default pool here,
+commits megabytes up front for a large block).
 """
 from __future__ import annotations
 
@@ -27,6 +28,7 @@ MAX_FRAME = 64 << 20     # a control frame between our own processes (documents,
 MAX_BODY = 1 << 31       # one Arrow batch body between our own processes
 FRAME_BUFFER = 256 << 10  # a connection's frame buffer to start with (and to shrink back to)
 SOCKET_BUFFER = 4 << 20
+_BODY_POOL = pa.system_memory_pool()
 _LEN = struct.Struct("<I")
 _TRAVERSAL = 1 << 40
 
@@ -175,7 +177,7 @@ class Connection:
                 f"a batch body of {length:,} bytes from {self.peer or 'peer'} exceeds the limit of "
                 f"{self.max_body:,} here" if self.max_body else
                 f"a dataReq with a body from {self.peer or 'peer'}, where no datastream is open")
-        body = pa.allocate_buffer(length)
+        body = pa.allocate_buffer(length, memory_pool=_BODY_POOL)
         view = memoryview(body).cast("B")
         have = min(length, self._end - self._start)
         view[:have] = self._view[self._start:self._start + have]
