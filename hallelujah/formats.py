@@ -14,7 +14,7 @@ from __future__ import annotations
 import io
 import sqlite3
 from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import closing
+from contextlib import closing, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -97,7 +97,7 @@ def source_schema(source: dict[str, Any]) -> pa.Schema:
         with _open_arrow(path) as reader:
             return reader.schema.remove_metadata()
     if fmt == "sqlite":
-        with closing(_connect(path)) as con:
+        with _connect(path) as con:
             return _sqlite_schema(con, path, _table_of(source))
     if path.stat().st_size == 0:
         return pa.schema([])
@@ -131,7 +131,7 @@ def read_pieces(source: dict[str, Any], schema: pa.Schema | None = None, batch_r
     if fmt == "sqlite":
         table = _table_of(source)
         if target is None:
-            with closing(_connect(path)) as con:
+            with _connect(path) as con:
                 target = _sqlite_schema(con, path, table)
         raws = ([r] for r in _read_sqlite(path, table, batch_rows))
     elif fmt == "parquet":
@@ -224,10 +224,17 @@ def _table_of(source: dict[str, Any]) -> str:
     return str(source["table"])
 
 
-def _connect(path: Path) -> sqlite3.Connection:
-    # Read-only: a source is never written. check_same_thread off: a reader pulls batches with
-    # trio.to_thread.run_sync, one at a time but not always from the same thread.
-    return sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, check_same_thread=False)
+@contextmanager
+def _connect(path: Path) -> Iterator[sqlite3.Connection]:
+    """A read-only connection (a source is never written); sqlite's own errors, which may quote
+    the file's schema, become a SchemaMismatch naming the file only."""
+    # check_same_thread off: a reader pulls batches with trio.to_thread.run_sync, one at a time
+    # but not always from the same thread.
+    try:
+        with closing(sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, check_same_thread=False)) as con:
+            yield con
+    except sqlite3.Error as e:
+        raise SchemaMismatch(f"{path}: cannot be read as an SQLite database ({type(e).__name__})") from None
 
 
 def _quote(name: str) -> str:
@@ -273,7 +280,7 @@ def _sampled_type(con: sqlite3.Connection, table: str, name: str, decl: str) -> 
 def _read_sqlite(path: Path, table: str, batch_rows: int) -> Iterator[Raw]:
     """The table's rows as read: timestamps still text, a value of another type than its column's
     (sqlite types are per value) null and its row known bad."""
-    with closing(_connect(path)) as con:
+    with _connect(path) as con:
         schema = _sqlite_schema(con, path, table)
         # A text field may hold numbers too (sqlite types are per value): let sqlite make them text.
         columns = [f"CAST({_quote(f.name)} AS TEXT)" if f.type == pa.string() else _quote(f.name)

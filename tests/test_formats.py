@@ -650,6 +650,12 @@ def test_no_read_error_quotes_the_file(tmp_path):
                 call()
             except SchemaMismatch as e:
                 messages.append(str(e))
-    assert len(messages) >= 10
+    (tmp_path / "x.db").write_text(f"{SECRET}\n")
+    for call in (lambda: formats.source_schema({"path": tmp_path / "x.db", "table": "t"}),
+                 lambda: list(read_batches({"path": tmp_path / "x.db", "table": "t"}))):
+        with pytest.raises(SchemaMismatch, match="cannot be read as an SQLite database") as e:
+            call()
+        messages.append(str(e.value))
+    assert len(messages) >= 12
     for m in messages:
         assert str(tmp_path) in m and (SECRET not in m or 'field "hj-secret' in m), m
