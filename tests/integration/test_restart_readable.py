@@ -1,0 +1,54 @@
+"""What a tradecraft kept outlives its congregation: a finished tradecraft's output is still
+readable after a restart on the same data dir, and one whose document the operator no longer
+allows fails on restart with the reason instead of running."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import trio
+
+from tests.conftest import Daemon
+from tests.integration.helpers import read
+from tests.integration.test_durability import PUSHED, assert_exact, payments, reference
+
+
+async def test_a_finished_tradecraft_is_readable_after_a_restart(daemon_factory) -> None:
+    daemon = daemon_factory()
+    table = payments(0, 5_000)
+    with trio.fail_after(60):
+        db = daemon.db()
+        await db.submit(PUSHED)
+        await db.publish("pay/payments", table, end=True)
+        before = await read(db, "pay/large")
+        daemon.stop()
+        daemon.start()
+        db = daemon.db()
+        assert {t["name"]: t["state"] for t in await db.list()}["pay"] == "finished"
+        after = await read(db, "pay/large")
+    assert_exact(before, reference(table))
+    assert_exact(after, reference(table))
+
+
+async def test_a_running_tradecraft_whose_source_root_was_withdrawn_fails_on_restart(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    root.mkdir()
+    pq.write_table(payments(0, 1_000), root / "payments.parquet")
+    doc = {"tradecraft": "paced", "analytics": [
+        {"name": "payments", "kind": "stream", "source": {"path": str(root / "payments.parquet"), "follow": False,
+                                                          "rate": 10}},
+        PUSHED["analytics"][1]]}
+    daemon = Daemon(tmp_path / "data", 1, ["--source-root", str(root)]).start()
+    try:
+        with trio.fail_after(60):
+            await daemon.db().submit(doc)
+        daemon.kill()
+        daemon.extra = []                      # the operator no longer allows the root
+        daemon.start()
+        with trio.fail_after(60):
+            row = {t["name"]: t for t in await daemon.db().list()}["paced"]
+        assert row["state"] == "failed"
+        assert "refused on restart" in row["error"] and "source.path" in row["error"], row
+    finally:
+        daemon.stop()
