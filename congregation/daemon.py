@@ -253,9 +253,22 @@ class Congregation:
             return None
 
     async def _resume(self) -> None:
-        """After a restart: deploy again every tradecraft that was running, from its logs."""
-        for row in await self.catalog.tradecrafts("running"):
-            tc = parse_document(row["document"])
+        """After a restart: deploy again every tradecraft that was running, from its logs; those
+        that ended stay readable. A document is checked again against what this start allows
+        (an operator may have withdrawn a UDF dir or a source root since): refused, it fails."""
+        for row in await self.catalog.tradecrafts():
+            try:
+                tc = parse_document(row["document"], allowed=self.allowed)
+            except HallelujahError as exc:
+                if row["state"] == "running":
+                    log.warning("tradecraft_refused_on_resume", tradecraft=row["name"], error=str(exc))
+                    await self.catalog.set_state(row["name"], "failed", f"refused on restart: {exc}")
+                continue
+            if row["state"] != "running":
+                ended = Deployment(tc, self.logs)
+                ended.state = row["state"]
+                self.deployments[tc.name] = ended      # its outputs stay readable
+                continue
             async with self._lock:
                 d = await self._redeploy(tc)
             if d is None:
