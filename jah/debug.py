@@ -58,7 +58,9 @@ def task_tree() -> list[str]:
             for child in sorted(nursery.child_tasks, key=lambda t: t.name):
                 walk(child, depth + 1)
 
-    walk(trio.lowlevel.current_root_task(), 0)
+    root = trio.lowlevel.current_root_task()
+    if root is not None:
+        walk(root, 0)
     return lines
 
 

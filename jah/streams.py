@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import collections
 import math
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 import pyarrow as pa
@@ -87,10 +88,10 @@ class InPort:
                          f"{'live' if i in self.live else 'ended/pending'}, {lane.describe()}")
         return f"{self.streams} stream(s), rows {self.stats.rows}, batches {self.stats.batches}; " + "; ".join(parts)
 
-    def __aiter__(self):
+    def __aiter__(self) -> AsyncIterator[Envelope]:
         return self._iterate()
 
-    async def _iterate(self):
+    async def _iterate(self) -> AsyncIterator[Envelope]:
         lanes = self._lanes
         queues = self.queues
         coupled = self.coupled
