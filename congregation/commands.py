@@ -39,7 +39,7 @@ class Commands:
         try:
             if command not in COMMANDS:
                 raise NotFound(f'unknown command "{command}" (commands: {", ".join(COMMANDS)})')
-            args = json.loads(fields["args"] or "{}")
+            args = _arguments(command, fields["args"])
             handler = getattr(self, f"cmd_{command}")
             if command in ("publish", "stream"):
                 await handler(conn, rid, args)
@@ -214,6 +214,16 @@ class Credits:
             self._granted = trio.Event()
             await self._granted.wait()
         self.available -= 1
+
+
+def _arguments(command: str, text: str) -> dict[str, Any]:
+    try:
+        args = json.loads(text or "{}")
+    except ValueError:
+        args = None
+    if not isinstance(args, dict):
+        raise InvalidInput(f"{command}: its arguments are not a JSON object")
+    return args
 
 
 async def _drained(conn: Connection) -> None:

@@ -115,7 +115,8 @@ CORRUPT = {
 
 def refuse_each(address: str, good: pa.Table) -> list[str]:
     """Per corrupt body, on a raw connection of its own: one good batch (acknowledged), then the
-    corrupt one, which must be refused with the connection closed cleanly. The refusals' messages."""
+    corrupt one, which must be refused with the connection closed cleanly; then publishes whose
+    arguments are malformed. The refusals' messages."""
     refused = []
     for i, (what, make) in enumerate(CORRUPT.items()):
         raw = RawClient(address)
@@ -130,6 +131,13 @@ def refuse_each(address: str, good: pa.Table) -> list[str]:
         assert "pay/payments" in error["message"] and "batch 1" in error["message"], (what, error)
         assert raw.closes_cleanly(), f"{what}: the connection was reset, not closed"
         refused.append(error["message"])
+    for args in ("[1, 2]", "{not json", json.dumps({"stream": "pay/payments", "schema": "zz"})):
+        raw = RawClient(address)
+        raw.send("cmdReq", {"id": 7, "command": "publish", "args": args})
+        kind, fields = raw.receive()
+        assert kind == "cmdCfm" and fields["error"]["kind"] == "InvalidInput", (args, fields)
+        assert raw.closes_cleanly(), args
+        refused.append(fields["error"]["message"])
     return refused
 
 
@@ -147,6 +155,8 @@ async def test_a_corrupt_body_is_refused_never_kept_and_the_data_dir_still_start
             nursery.start_soon(lambda: db.publish("pay/payments", meanwhile.to_batches(max_chunksize=100)))
             refused = await trio.to_thread.run_sync(refuse_each, daemon.address, good)
         assert "offset" in refused[0].lower(), refused[0]
+        assert refused[-3:] == ["publish: its arguments are not a JSON object"] * 2 + [
+            'publish: "schema" is not an Arrow IPC schema in hex'], refused[-3:]
         assert daemon.proc.poll() is None, "the congregation is still running"
         assert daemon.stop() == 0
         daemon = daemon_factory(data_dir=daemon.data_dir)   # the refused bodies were never kept
