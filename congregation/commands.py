@@ -24,7 +24,7 @@ from jah.envelope import END_OF_STREAM
 from jah.windows import finalize, partial_schema_of
 
 log = structlog.get_logger("hallelujah.commands")
-COMMANDS = ("submit", "list", "describe", "cancel", "publish", "stream", "query")
+COMMANDS = ("submit", "list", "describe", "cancel", "publish", "stream", "query", "debug")
 STREAM_CLOSE_WAIT = 10.0   # seconds a stream's end waits for its client to close the connection
 
 
@@ -51,6 +51,9 @@ class Commands:
             await conn.send("cmdCfm", {"id": rid, "error": error_fields(exc)})
             if command in ("publish", "stream"):
                 await _drained(conn)
+            return
+        except EOFError:                  # the client closed between frames: nobody to answer
+            log.info("client_closed", command=command)
             return
         except Exception as exc:  # a bug of ours: the caller gets an answer, the log the traceback
             log.exception("command_failed", command=command)
@@ -109,6 +112,14 @@ class Commands:
     async def cmd_describe(self, args: dict[str, Any]) -> dict[str, Any]:
         from congregation.describe import describe
         return await describe(self.c, args.get("tradecraft") or "")
+
+    async def cmd_debug(self, args: dict[str, Any]) -> dict[str, Any]:
+        """What every process is doing (tasks, Jahs, datastreams): why a tradecraft is stuck."""
+        from congregation.stall import dump_all
+        name = args.get("tradecraft") or ""
+        if name:
+            self._tradecraft(name)          # NotFound names the tradecraft
+        return {"dump": await dump_all(self.c)}
 
     async def cmd_cancel(self, args: dict[str, Any]) -> dict[str, Any]:
         name = args["tradecraft"]

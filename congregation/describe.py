@@ -45,7 +45,7 @@ async def describe(congregation: Any, only: str = "") -> dict[str, Any]:
             })
         events = [{"at": e["at"], "kind": e["kind"], **json.loads(e["detail"])}
                   for e in await congregation.catalog.events(name)]
-        stalled = congregation.progress.stalled.get(name)
+        stalled = congregation.progress.stalled.get(name) if row["state"] == "running" else None
         out.append({"name": name, "state": row["state"], "error": row["error"],
                     # seconds without a row moved while work waits (DESIGN "liveness"), or None
                     "stalled_for": round(trio.current_time() - stalled, 1) if stalled is not None else None,

@@ -98,11 +98,15 @@ async def watch(congregation: Any) -> None:
         await _look_for_stalls(congregation)
 
 
+async def dump_all(congregation: Any) -> str:
+    """The congregation's tradecrafts (stalled ones say for how long), then every process."""
+    return await dump_hosts(congregation.hosts, _deployment_lines(congregation))
+
+
 async def _on_signal(congregation: Any) -> None:
     with trio.open_signal_receiver(signal.SIGUSR1) as signals:
         async for _ in signals:
-            text = await dump_hosts(congregation.hosts, _deployment_lines(congregation))
-            sys.stderr.write(text)
+            sys.stderr.write(await dump_all(congregation))
             sys.stderr.flush()
 
 
@@ -124,5 +128,4 @@ async def _look_for_stalls(congregation: Any) -> None:
         for name, d in running.items():
             rows, pending = tradecraft_activity(d.plan.jahs, stats)
             if progress.observe(name, rows, pending, trio.current_time()):
-                text = await dump_hosts(congregation.hosts, _deployment_lines(congregation))
-                log.warning("stalled", tradecraft=name, seconds=STALL_AFTER, dump=text)
+                log.warning("stalled", tradecraft=name, seconds=STALL_AFTER, dump=await dump_all(congregation))

@@ -27,6 +27,7 @@ EXAMPLES = {
     "schema": "hallelujah schema > tradecraft.schema.json",
     "query": "hallelujah query clicks/hourly --group action=click",
     "wi": "hallelujah wi",
+    "debug": "hallelujah debug gps",
 }
 
 
@@ -52,6 +53,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("file")
     p.add_argument("--format", choices=["parquet", "csv", "jsonl", "arrow"])
     p.add_argument("--end", action="store_true", help="close the stream after these rows")
+    p.add_argument("--publisher-id", help="name this publisher: publishing again with the same id "
+                                          "(after a lost acknowledgement) keeps each batch once")
     p = add("stream", "Stream an analytic's retained output.")
     p.add_argument("analytic", metavar="TRADECRAFT/ANALYTIC")
     p.add_argument("--from-start", action="store_true")
@@ -73,6 +76,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("analytic", metavar="TRADECRAFT/ANALYTIC")
     p.add_argument("--group", action="append", default=[], metavar="K=V")
     add("wi", "The terminal Window Interface.")
+    p = add("debug", "Why a stream is not moving: every process's tasks, Jahs and datastreams.")
+    p.add_argument("tradecraft", nargs="?", default="")
     return ap
 
 
@@ -127,11 +132,13 @@ async def _remote(db: Database, args: argparse.Namespace) -> int:
         await db.cancel(args.tradecraft)
         print(f"cancelled {args.tradecraft}")
     elif args.command == "publish":
-        await out.publish_file(db, args.stream, Path(args.file), args.format, args.end)
+        await out.publish_file(db, args.stream, Path(args.file), args.format, args.end, args.publisher_id)
     elif args.command == "stream":
         await out.stream_to(db, args.analytic, args.from_start, args.limit, args.format, args.output)
     elif args.command == "query":
         out.write_rows(await db.query(args.analytic, _groups(args.group)))
+    elif args.command == "debug":
+        sys.stdout.write(await db.debug(args.tradecraft))
     return 0
 
 

@@ -88,14 +88,16 @@ class RowProgress:
             self.progress.stop()
 
 
-async def publish_file(db: Database, stream: str, path: Path, fmt: str | None, end: bool) -> None:
+async def publish_file(db: Database, stream: str, path: Path, fmt: str | None, end: bool,
+                       publisher_id: str | None = None) -> None:
     """Publish a file, conformed to the stream's schema first (a mismatch sends nothing)."""
     source = {"path": str(path), "format": formats.format_of(path, fmt)}
     total = _rows_of(source)
     schema = await _stream_schema(db, stream)
     batches = formats.read_batches(source, schema)
     with RowProgress(f"publish {path.name}", total) as progress:
-        rows = await db.publish(stream, batches, end=end, schema=schema, progress=progress.update)
+        rows = await db.publish(stream, batches, end=end, schema=schema, progress=progress.update,
+                                publisher_id=publisher_id)
     print(f"published {rows:,} rows to {stream}", file=sys.stderr)
 
 

@@ -57,7 +57,8 @@ class Database:
                 kind, fields, _ = await conn.receive()
             except EOFError:
                 raise Unavailable(f"{conn.peer} closed the connection during {command}") from None
-            if kind == "cmdCfm" and fields["id"] == rid:
+            # id 0: refused before the request was read (over a cap, idle too long)
+            if kind == "cmdCfm" and fields["id"] in (rid, 0):
                 break
         if fields.get("error"):
             err = fields["error"]
@@ -87,6 +88,11 @@ class Database:
 
     async def cancel(self, tradecraft: str) -> dict[str, Any]:
         return await self.command("cancel", tradecraft=tradecraft)
+
+    async def debug(self, tradecraft: str = "") -> str:
+        """What every process of the congregation is doing: its trio tasks, each Jah and what it
+        awaits, each datastream's credits, sequence numbers and queues (`hallelujah debug`)."""
+        return str((await self.command("debug", tradecraft=tradecraft))["dump"])
 
     async def query(self, analytic: str, group: dict[str, Any] | None = None) -> pa.Table:
         """The current values of an aggregate's open windows ("TRADECRAFT/ANALYTIC"), computed

@@ -31,6 +31,9 @@ class SyncDatabase:
     def cancel(self, tradecraft: str) -> dict[str, Any]:
         return self._run("cancel", tradecraft)
 
+    def debug(self, tradecraft: str = "") -> str:
+        return self._run("debug", tradecraft)
+
     def query(self, analytic: str, group: dict[str, Any] | None = None) -> pa.Table:
         return self._run("query", analytic, group)
 
