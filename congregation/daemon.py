@@ -225,6 +225,9 @@ class Congregation:
         await d.start()
         jahs, streams = d.catalog_rows()
         await self.catalog.set_deployment(d.tc.name, jahs, streams)
+        early, d.early_events = d.early_events, []
+        for event in early:           # what its Jahs said while it was starting, in order
+            self._events_send.send_nowait(event)
 
     async def _deploy(self, tc: Any) -> Deployment:
         d = self.plan(tc)
@@ -284,6 +287,9 @@ class Congregation:
             if event == "version" and d is not None:   # recorded even if the stream has ended since
                 await self.catalog.record_event(tradecraft, "dataset_version",
                                                 {"analytic": jah.split("/")[1], **json.loads(detail)})
+                continue
+            if d is not None and d.state == "starting":
+                d.early_events.append((jah, event, detail))    # handled once it is running
                 continue
             if d is None or d.state != "running":
                 continue

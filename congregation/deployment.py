@@ -38,6 +38,7 @@ class Deployment:
         self.generation = 0                 # splits so far: names the JOINs they make
         self.retiring: set[str] = set()     # JOINs that a split relieved, draining
         self.scaling = trio.Lock()
+        self.early_events: list[tuple[str, str, str]] = []   # Jah events that came while starting
 
     def make_plan(self, hosts: dict[int, Host]) -> Plan:
         """Place instance k of every chain on the k-th least-loaded worker: a chain's Jahs share
