@@ -10,12 +10,11 @@ per-row enrichment, so its output is its stream's order whatever the splits.
 """
 from __future__ import annotations
 
-import numpy as np
 import pyarrow as pa
 
 from jah.base import Jah
 from jah.envelope import HANDOVER, NONE, Envelope, Reassembly, joined
-from jah.kernels.partition import split_by_partition
+from jah.kernels.partition import order_by_number
 from jah.row_order import split_off
 
 
@@ -51,6 +50,4 @@ def in_row_order(batch: pa.RecordBatch, several: bool = True) -> pa.RecordBatch:
     rest, numbers = split_off(batch)
     if not several or rest.num_rows < 2:
         return rest
-    rows = numbers.to_numpy().astype(np.int64)
-    order, _ = split_by_partition(rows, int(rows.max()) + 1)
-    return rest.take(pa.array(order))
+    return rest.take(pa.array(order_by_number(numbers.to_numpy())))

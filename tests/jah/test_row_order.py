@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import numpy as np
 import pyarrow as pa
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from jah.kernels.partition import order_by_number
 from jah.postjoin import in_row_order
 from jah.prejoin import split_numbered
 from jah.row_order import ROW, carries_row_numbers, numbered, with_row_numbers
@@ -57,3 +59,19 @@ def test_a_users_field_named_like_the_numbers_is_kept() -> None:
     parts = split_numbered(batch, np.array([1, 0, 1]), 2)
     got = in_row_order(pa.concat_batches([parts[1], parts[0]]))
     assert got.equals(batch)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.integers(0, 70_000), max_size=300))
+def test_order_by_number_is_a_stable_sort(numbers: list[int]) -> None:
+    given_numbers = np.array(numbers, dtype=np.int32)
+    got = order_by_number(given_numbers)
+    assert got.dtype == np.int32
+    assert got.tolist() == np.argsort(given_numbers, kind="stable").tolist()
+
+
+def test_order_by_number_refuses_a_negative_number() -> None:
+    with pytest.raises(ValueError, match="row 2 has number -5"):
+        order_by_number(np.array([0, 1, -5], dtype=np.int32))
+    with pytest.raises(TypeError, match="int32"):
+        order_by_number(np.array([0, 1], dtype=np.int64))
