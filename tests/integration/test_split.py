@@ -159,16 +159,22 @@ def versioned(label: str) -> pa.Table:
                      "rank": np.arange(t.size, dtype=np.int64)})
 
 
-async def test_a_new_dataset_version_mid_stream_joins_each_event_with_exactly_one_version(congregation, tmp_path):
-    n = 600_000
+def version_swap(tmp_path, name: str, n: int, rate: int, congestion_for: str | None) -> tuple[pa.Table, dict]:
+    """`n` events at `rate` rows/s joined with version A of the tiles; congested at 1 % busy for
+    `congestion_for` (None: the defaults, which these runs never reach)."""
     stream = events(n)
     pq.write_table(stream, tmp_path / "events.parquet", row_group_size=20_000)
     pq.write_table(versioned("A"), tmp_path / "tiles.parquet")
-    doc = {"tradecraft": "ver", "analytics": [
-        {"name": "ev", "kind": "stream", "source": {"path": str(tmp_path / "events.parquet"), "rate": 150_000}},
+    congestion = {"congestion": {"busy": 0.01, "for": congestion_for}} if congestion_for else {}
+    return stream, {"tradecraft": name, **congestion, "analytics": [
+        {"name": "ev", "kind": "stream", "source": {"path": str(tmp_path / "events.parquet"), "rate": rate}},
         {"name": "tiles", "kind": "ingest", "source": {"path": str(tmp_path / "tiles.parquet")}},
         {"name": "named", "kind": "join", "stream": "ev", "dataset": "tiles", "on": {"tile": "tile"},
          "fields": ["country", "rank"], "how": "inner"}]}
+
+
+async def test_a_new_dataset_version_mid_stream_joins_each_event_with_exactly_one_version(congregation, tmp_path):
+    stream, doc = version_swap(tmp_path, "ver", 600_000, 150_000, None)
     db = congregation.db()
     await db.submit(doc)
     await trio.sleep(1.5)                                   # about a third of the stream has passed
@@ -193,17 +199,6 @@ def assert_one_version_per_event(got: pa.Table, stream: pa.Table) -> list[str]:
     same_event = ids[1:] == ids[:-1]
     assert (labels[1:][same_event] == labels[:-1][same_event]).all()   # an event's matches: one version
     return labels.tolist()
-
-
-def version_swap(tmp_path, name: str, n: int, rate: int, congestion_for: str) -> tuple[pa.Table, dict]:
-    stream = events(n)
-    pq.write_table(stream, tmp_path / "events.parquet", row_group_size=50_000)
-    pq.write_table(versioned("A"), tmp_path / "tiles.parquet")
-    return stream, {"tradecraft": name, "congestion": {"busy": 0.01, "for": congestion_for}, "analytics": [
-        {"name": "ev", "kind": "stream", "source": {"path": str(tmp_path / "events.parquet"), "rate": rate}},
-        {"name": "tiles", "kind": "ingest", "source": {"path": str(tmp_path / "tiles.parquet")}},
-        {"name": "named", "kind": "join", "stream": "ev", "dataset": "tiles", "on": {"tile": "tile"},
-         "fields": ["country", "rank"], "how": "inner"}]}
 
 
 async def versions_loaded(db, tradecraft: str) -> list[int]:
