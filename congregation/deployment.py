@@ -102,6 +102,16 @@ class Deployment:
         if self.plan is None or jah_id not in self.plan.jahs:
             return False
         jah = self.plan.jahs.pop(jah_id)
+        # Its senders that live on (the INGEST's dataset stream) stop sending to it first: the
+        # next version would otherwise wait forever on an input nobody reads.
+        for s in [s for s in self.plan.streams if s.receiver == jah_id and s.sender in self.plan.jahs]:
+            sender = self.plan.jahs[s.sender]
+            try:
+                await self.hosts[sender.host].request("streamReq", {
+                    "stream": s.id, "jah": s.sender, "port": s.sender_port, "act": True, "detach": True,
+                    "address": "", "credits": 0, "schema": b""})
+            except Exception as exc:  # noqa: BLE001 - a sender on a host going away is detached anyway
+                log.info("detach_failed", stream=s.id, error=str(exc))
         self.plan.streams = [s for s in self.plan.streams if jah_id not in (s.sender, s.receiver)]
         if jah.host in self.hosts:
             self.hosts[jah.host].placed -= 1

@@ -59,6 +59,7 @@ struct StreamReq {
   address @5 :Text;   # receiver's socket path, or "local" for an in-process channel
   credits @6 :UInt32; # receiver's credit window (batches)
   schema @7 :Data;
+  detach @8 :Bool;    # with act: the receiver has retired; the sender stops sending to it
 }
 struct StreamCfm { id @0 :UInt64; union { ok @1 :Void; error @2 :Error; } }
 

@@ -17,7 +17,7 @@ from hallelujah.errors import HallelujahError, NotFound, Unavailable
 from hallelujah.frames import Connection, connect, schema_of
 from jah.base import Jah
 from jah.debug import dump
-from jah.streams import CREDITS, InPort, LocalSender, SocketSender, receive_stream
+from jah.streams import CREDITS, InPort, LocalSender, OutPort, Sender, SocketSender, receive_stream
 
 log = structlog.get_logger("hallelujah.runtime")
 Reporter = Callable[[str, str, str], None]
@@ -35,6 +35,7 @@ class Runtime:
         self._done: dict[str, trio.Event] = {}
         self._stream_scopes: dict[str, list[trio.CancelScope]] = {}
         self._expected: dict[str, tuple[Jah, InPort, bytes]] = {}
+        self._senders: dict[str, tuple[OutPort, Sender]] = {}   # datastream id -> its sending end here
         self._nursery: trio.Nursery | None = None
 
     def report(self, jah: str, event: str, detail: str = "") -> None:
@@ -101,6 +102,8 @@ class Runtime:
                 await self._done[jah_id].wait()
             self.jahs.pop(jah_id, None)
             self._done.pop(jah_id, None)
+            for stream in [k for k in self._senders if k.startswith(f"{jah_id}:")]:
+                del self._senders[stream]
             return {"ok": None}
         spec = json.loads(fields["spec"])
         cls = Jah.registry.get(spec["role"])
@@ -151,6 +154,11 @@ class Runtime:
             port = jah.inputs[fields["port"]]
             self._expected[fields["stream"]] = (jah, port, fields["schema"])
             return {"ok": None}
+        if fields.get("detach"):
+            wired = self._senders.pop(fields["stream"], None)
+            if wired is not None:
+                await wired[0].detach(wired[1])
+            return {"ok": None}
         out = jah.outputs.get(fields["port"]) or jah.open_output(fields["port"])
         if fields["address"] == "local":
             receiver, port, _ = self._expected.pop(fields["stream"])
@@ -165,6 +173,7 @@ class Runtime:
             assert self._nursery is not None
             self._nursery.start_soon(self._serve_credits, jah.id, sender)
             out.senders.append(sender)
+        self._senders[fields["stream"]] = (out, sender)
         jah.check_wired()
         await jah.attached(fields["port"], sender)
         return {"ok": None}

@@ -131,6 +131,8 @@ class InPort:
                     env = lanes[i].receive_nowait()
                 except trio.WouldBlock:
                     return out
+                except trio.EndOfChannel:         # its sender closed it (detached): the lane ends
+                    env = end_of_stream()
                 if i in pending:
                     pending.discard(i)
                     live.add(i)
@@ -200,9 +202,25 @@ class Lane:
 
 
 class Sender:
-    """One datastream's sending end."""
+    """One datastream's sending end.
+
+    `send` is `deliver` unless the datastream was detached (its receiver retired while this end
+    lives on, as an INGEST's stream to a JOIN a split relieved): then nothing more goes, and a
+    send blocked when it was detached returns instead of waiting for a receiver that is gone.
+    """
+
+    detached = False
 
     async def send(self, env: Envelope) -> None:
+        if self.detached:
+            return
+        try:
+            await self.deliver(env)
+        except (trio.ClosedResourceError, trio.BrokenResourceError, Unavailable):
+            if not self.detached:
+                raise
+
+    async def deliver(self, env: Envelope) -> None:
         raise NotImplementedError
 
     def describe(self) -> str:
@@ -218,7 +236,7 @@ class LocalSender(Sender):
     def __init__(self, port: InPort) -> None:
         self.channel = port.attach()
 
-    async def send(self, env: Envelope) -> None:
+    async def deliver(self, env: Envelope) -> None:
         await self.channel.send(env)
 
     def describe(self) -> str:
@@ -256,7 +274,7 @@ class SocketSender(Sender):
             self.credits = math.inf  # type: ignore[assignment]
             self._granted.set()
 
-    async def send(self, env: Envelope) -> None:
+    async def deliver(self, env: Envelope) -> None:
         """Send one envelope once a credit is free. Several tasks may send on one datastream (a
         STREAM_JOIN's two sides share its output): they wait on one shared event, renewed only
         once it has fired, so a grant wakes every waiter and none waits on an event nobody sets."""
@@ -342,4 +360,13 @@ class OutPort:
         for sender in self.senders:
             await sender.send(end_of_stream())
         for sender in self.senders:
+            await sender.aclose()
+
+    async def detach(self, sender: Sender) -> None:
+        """Stop sending to one datastream whose receiver has gone (retired): a send blocked on
+        it returns, later envelopes skip it, and its end is closed."""
+        sender.detached = True
+        if sender in self.senders:
+            self.senders.remove(sender)
+        with trio.CancelScope(shield=True):
             await sender.aclose()
