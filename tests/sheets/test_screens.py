@@ -1,0 +1,177 @@
+"""The Window Interface's screens against a real congregation: what they show is compared with
+figures computed here with pyarrow from the rows the test published."""
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pytest
+import trio
+import urwid
+
+from sheets.screens import TAIL_ROWS
+from tests.integration.helpers import wait_state
+from tests.sheets.screen import SIZES, driven, row
+
+DOCUMENT = {"tradecraft": "tc", "analytics": [
+    {"name": "x", "kind": "stream", "schema": {"id": "int64", "v": "float64"}},
+    {"name": "y", "kind": "transform", "input": "x", "where": "v >= 50"}]}
+SCHEMA = pa.schema([("id", pa.int64()), ("v", pa.float64())])
+
+
+def rows(start: int, n: int) -> pa.Table:
+    rng = np.random.default_rng(start)
+    return pa.table({"id": np.arange(start, start + n, dtype=np.int64),
+                     "v": rng.integers(0, 100, n).astype(np.float64)}, schema=SCHEMA)
+
+
+def kept(table: pa.Table) -> pa.Table:
+    return table.filter(pc.greater_equal(table["v"], 50))
+
+
+async def started(db, *tables: pa.Table) -> pa.Table:
+    await db.submit(DOCUMENT)
+    for t in tables:
+        await db.publish("tc/x", t)
+    return pa.concat_tables(tables)
+
+
+@pytest.mark.parametrize("size", SIZES)
+async def test_tradecrafts_screen_shows_totals_and_rates(congregation, size):
+    db = congregation.db()
+    with trio.fail_after(60):
+        published = await started(db, rows(0, 1_000))
+        out = kept(published).num_rows
+        async with driven(db) as wi:
+            shown = await wi.until(lambda s: "tc " in s and f" {out:,} " in s, "tc's rows", size=size)
+            assert row(shown, "tradecraft")[:6] == ["tradecraft", "state", "rows", "in", "in/s", "rows"]
+            assert row(shown, "tc")[:3] == ["tc", "running", "1,000"]
+            assert row(shown, "tc")[4] == f"{out:,}"
+            assert "congregation" in shown.split("\n")[0] and "2 workers" in shown.split("\n")[0]
+            # more rows: the rate is seen moving, then the totals settle on the new figures
+            more = rows(1_000, 3_000)
+            await db.publish("tc/x", more)
+            total_out = out + kept(more).num_rows
+            moving = await wi.until(lambda s: row(s, "tc")[3] not in ("0/s", "-"), "a rate", size=size)
+            assert row(moving, "tc")[3].endswith("/s")
+            shown = await wi.until(lambda s: row(s, "tc")[2:6] == ["4,000", "0/s", f"{total_out:,}", "0/s"],
+                                   "the new totals at rest", size=size)
+
+
+async def test_drill_down_to_jahs_and_an_analytic_output(congregation):
+    db = congregation.db()
+    with trio.fail_after(60):
+        published = await started(db, rows(0, 2_000))
+        expected = kept(published)
+        out = expected.num_rows
+        async with driven(db) as wi:
+            await wi.until(lambda s: f" {out:,} " in s, "tc's rows")
+            wi.keys("enter")
+            for size in SIZES:
+                # (a Jah's figures come with its worker's next report)
+                shown = await wi.until(lambda s: "y/transform" in s and row(s, "y/transform")[3] != "0",
+                                       "the Jahs' figures", size=size)
+                assert "tradecrafts > tc" in shown
+                jah = row(shown, "y/transform")
+                assert jah[1] == "transform" and jah[2] in ("0", "1") and jah[3:5] == ["2,000", f"{out:,}"]
+                assert row(shown, "x/logsource")[1:5] == ["logsource", "-", "0", "2,000"]
+                assert row(shown, "y/sink")[3:5] == [f"{out:,}", "0"]
+                assert row(shown, "y")[1:] == ["transform", "output"]
+            # the analytic y: rows are x, x/logsource, y, ...
+            wi.keys("g", "j", "j", "enter")
+            tail = expected.slice(out - TAIL_ROWS)
+            shown = await wi.until(lambda s: f"({TAIL_ROWS} of {out:,})" in s, "y's last rows")
+            assert "tradecrafts > tc > y" in shown
+            assert row(shown, "id")[:2] == ["id", "int64"] and row(shown, "v") == ["v", "float64"]
+            assert row(shown, "y")[1:] == [f"{out:,}", "no"]
+            assert row(shown, "y.rejected")[1:] == ["0", "no"]
+            big = wi.screen((160, 48))      # all the last rows fit the bigger screen
+            for r in tail.to_pylist():
+                assert row(big, str(r["id"])) == [str(r["id"]), f"{r['v']:g}"]
+            wi.keys("esc")
+            assert "y/transform" in wi.screen() and "tradecrafts > tc\n" in wi.screen() + "\n"
+            wi.keys("esc")
+            assert row(wi.screen(), "tradecrafts") == ["tradecrafts"]
+            wi.keys("esc")                   # Esc at the top stays there
+            assert row(wi.screen(), "tradecrafts") == ["tradecrafts"]
+
+
+async def test_cancel_asks_first_then_cancels(congregation):
+    db = congregation.db()
+    with trio.fail_after(60):
+        await started(db, rows(0, 100))
+        async with driven(db) as wi:
+            await wi.until(lambda s: "tc " in s and "running" in s, "tc running")
+            wi.keys("c")
+            assert "Cancel tradecraft tc?" in wi.screen()
+            wi.keys("n")
+            assert "not cancelled" in wi.screen() and "Cancel tradecraft" not in wi.screen()
+            assert {t["name"]: t["state"] for t in await db.list()} == {"tc": "running"}
+            wi.keys("c")
+            assert "Cancel tradecraft tc?" in wi.screen((160, 48))
+            wi.keys("y")
+            await wi.until(lambda s: "cancelled tc" in s, "the cancel's answer")
+            assert [t for t in await db.list() if t["state"] == "running"] == []
+            await wi.until(lambda s: "tc " not in s.split("\n", 3)[3], "tc gone from the list")
+
+
+async def test_read_only_refuses_cancel(congregation):
+    db = congregation.db()
+    with trio.fail_after(60):
+        await started(db, rows(0, 100))
+        async with driven(db, read_only=True) as wi:
+            await wi.until(lambda s: "tc " in s and "running" in s, "tc running")
+            assert "read-only" in wi.screen().split("\n")[0]
+            wi.keys("enter", "c")
+            shown = wi.screen()
+            assert "read-only: cancel of tc refused" in shown and "Cancel tradecraft" not in shown
+            wi.keys("y")
+            await trio.sleep(0.5)
+            assert {t["name"]: t["state"] for t in await db.list()} == {"tc": "running"}
+
+
+async def test_help_moves_and_quit(congregation):
+    db = congregation.db()
+    with trio.fail_after(60):
+        await started(db, rows(0, 10))
+        async with driven(db) as wi:
+            await wi.until(lambda s: "tc " in s, "tc")
+            wi.keys("enter")
+            table = wi.app.screen.table
+            await wi.until(lambda s: "y/transform" in s, "the Jahs")
+            wi.keys("G")
+            assert table.focused() == ("y", "y/transform")
+            wi.keys("k")
+            assert table.focused() == ("y", "y/sink")
+            wi.keys("g")
+            assert table.focused() == ("x", "")
+            wi.keys("j")
+            assert table.focused() == ("x", "x/logsource")
+            wi.keys("?")
+            shown = wi.screen()
+            assert "help" in shown and "cancel this tradecraft" in shown and "quit" in shown
+            wi.keys("esc")
+            assert "help" not in wi.screen() and "tradecrafts > tc" in wi.screen()
+            with pytest.raises(urwid.ExitMainLoop):
+                wi.keys("q")
+
+
+async def test_event_log_shows_a_restart(congregation):
+    """Kill the worker a Jah runs on: the congregation records a restart, and `E` shows it."""
+    import os
+    import signal
+    db = congregation.db()
+    with trio.fail_after(60):
+        await started(db, rows(0, 10))
+        info = await db.describe("tc")
+        worker = next(j["worker"] for a in info["tradecrafts"][0]["analytics"] for j in a["jahs"] if j["worker"] >= 0)
+        pid = next(w["pid"] for w in info["workers"] if w["worker"] == worker)
+        async with driven(db) as wi:
+            await wi.until(lambda s: "tc " in s, "tc")
+            wi.keys("E")
+            assert row(wi.screen(), "at")[:3] == ["at", "tradecraft", "event"]
+            os.kill(pid, signal.SIGKILL)
+            shown = await wi.until(lambda s: " restart " in s, "the restart event")
+            assert f"worker {worker} (pid {pid}) lost" in shown
+            assert "tradecrafts > events" in shown
+            await wait_state(db, "tc", "running")

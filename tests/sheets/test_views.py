@@ -1,0 +1,115 @@
+"""The Window Interface's view models: pure functions of describe answers, checked against
+figures computed here from the answer's own parts."""
+from __future__ import annotations
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from sheets import views
+
+
+def jah(id_: str, role: str, worker: int, rows_in: int, rows_out: int, **more) -> dict:
+    return {"id": id_, "role": role, "worker": worker, "rows_in": rows_in, "rows_out": rows_out,
+            "busy": 0.25, "backlog": 3, "state_rows": 7, "state": "running", "error": "", **more}
+
+
+def log(rows: int, ended: bool = False) -> dict:
+    return {"rows": rows, "batches": 1, "ended": ended, "first_at": None, "last_at": None}
+
+
+def tradecraft(name: str, pushed: int, kept: int, **more) -> dict:
+    return {"name": name, "state": "running", "error": "", "stalled_for": None, "events": [],
+            "analytics": [
+                {"name": "x", "kind": "stream", "output": False, "retained": {"x": log(pushed)},
+                 "schema": {"id": "int64"}, "jahs": [jah(f"{name}/x/logsource", "logsource", -1, 0, pushed)]},
+                {"name": "y", "kind": "transform", "output": True,
+                 "retained": {"y": log(kept), "y.rejected": log(0)}, "schema": {"id": "int64", "w": "float64"},
+                 "jahs": [jah(f"{name}/y/transform", "transform", 0, pushed, kept),
+                          jah(f"{name}/y/sink", "sink", -1, kept, 0)]}],
+            **more}
+
+
+def test_totals_come_from_the_streams_and_the_outputs():
+    assert views.totals(tradecraft("a", 1000, 420)) == (1000, 420)
+
+
+def test_a_stream_without_a_log_counts_its_jahs():
+    tc = tradecraft("a", 10, 4)
+    tc["analytics"][0]["retained"] = {}
+    tc["analytics"][0]["jahs"] += [jah("a/x/ingest", "ingest", 1, 0, 5)]
+    assert views.totals(tc) == (15, 4)
+
+
+def test_rates_from_two_samples():
+    info = {"tradecrafts": [tradecraft("a", 1000, 420), tradecraft("b", 5, 5)]}
+    previous = {"a": views.Sample(10.0, 400, 20)}
+    rows = views.tradecraft_rows(info, previous, 12.0)
+    assert [(r.name, r.rows_in, r.rows_out, r.in_rate, r.out_rate) for r in rows] == [
+        ("a", 1000, 420, 300.0, 200.0), ("b", 5, 5, None, None)]
+    assert views.samples(rows, 12.0)["b"] == views.Sample(12.0, 5, 5)
+
+
+@given(st.integers(0, 10**12), st.integers(0, 10**12), st.floats(-5, 5, allow_nan=False))
+def test_a_rate_is_never_negative_nor_made_of_no_time(now, then, seconds):
+    r = views.rate(now, then, seconds)
+    if seconds <= 0:
+        assert r is None
+    else:
+        assert r is not None and r >= 0 and (r == 0) == (now <= then)
+
+
+def test_note_says_stalled_before_error():
+    assert views.note(tradecraft("a", 1, 1, stalled_for=12.4)) == "stalled 12s"
+    assert views.note({**tradecraft("a", 1, 1), "state": "failed", "error": "x is gone"}) == "x is gone"
+
+
+def test_jah_rows_follow_describe():
+    rows = views.jah_rows(tradecraft("a", 1000, 420))
+    assert [(r.analytic, r.jah, r.role, r.worker, r.rows_in, r.rows_out, r.backlog, r.held) for r in rows] == [
+        ("x", "x/logsource", "logsource", "-", 0, 1000, 3, 7),
+        ("y", "y/transform", "transform", "0", 1000, 420, 3, 7),
+        ("y", "y/sink", "sink", "-", 420, 0, 3, 7)]
+
+
+def test_retained_schema_and_events():
+    tc = tradecraft("a", 10, 4, events=[{"at": 20.0, "kind": "restart", "reason": "worker 0 lost"},
+                                        {"at": 10.0, "kind": "congested", "jah": "a/y/transform"}])
+    y = views.find_analytic(views.find({"tradecrafts": [tc]}, "a"), "y")
+    assert views.retained_lines(y) == [("y", 4, False), ("y.rejected", 0, False)]
+    assert views.schema_lines(y) == [("id", "int64"), ("w", "float64")]
+    assert views.event_lines([tc]) == [(10.0, "a", "congested", "jah=a/y/transform"),
+                                       (20.0, "a", "restart", "reason=worker 0 lost")]
+    assert views.find({"tradecrafts": [tc]}, "nosuch") is None and views.find_analytic(tc, "z") is None
+
+
+@given(st.integers(0, 10**14))
+def test_a_count_is_short_and_exact_when_small(n):
+    shown = views.count(n)
+    assert len(shown) <= 7
+    if abs(n) < 100_000:
+        assert int(shown.replace(",", "")) == n
+    else:
+        value, unit = float(shown[:-1]), {"k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12}[shown[-1]]
+        assert abs(value * unit - n) <= 0.05 * unit + 1e-9 * abs(n)
+
+
+words = st.text(st.characters(min_codepoint=33, max_codepoint=126), min_size=0, max_size=30)
+numbers = st.integers(0, 10**9).map(views.count)
+
+
+@given(st.data(), st.integers(1, 8), st.integers(20, 200))
+def test_table_lines_fit_the_width_and_keep_numbers_whole(data, ncols, width):
+    numeric = data.draw(st.lists(st.booleans(), min_size=ncols, max_size=ncols))
+    headers = data.draw(st.lists(words.filter(bool), min_size=ncols, max_size=ncols))
+    rows = data.draw(st.lists(st.tuples(*[numbers if n else words for n in numeric]), max_size=6))
+    lines = views.table_lines(headers, rows, width, numeric)
+    assert len(lines) == len(rows) + 1
+    assert all(len(line) <= width for line in lines)
+    # when the numbers and 3 characters of each text column fit, no number is cut
+    widest = [max(len(r[i]) for r in [headers, *rows]) for i in range(ncols)]
+    least = sum(w if n else min(w, 3) for w, n in zip(widest, numeric)) + 2 * (ncols - 1)
+    if least <= width:
+        for row, line in zip(rows, lines[1:]):
+            for cell, n in zip(row, numeric):
+                if n:
+                    assert cell in line
