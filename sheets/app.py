@@ -70,18 +70,20 @@ class App:
         self.frame.body = self.overlay if self.overlay is not None else self.screen
 
     def status_text(self) -> str:
+        """Whether the congregation answers comes first, so a narrow terminal still shows it."""
         info = self.feed.info or {}
-        parts = ["Hallelujah wi", ",".join(self.db.addresses)]
-        if info:
-            parts.append(f"congregation {info.get('congregation', '?')}, {len(info.get('workers', []))} workers")
-        if self.read_only:
-            parts.append("read-only")
+        parts = ["Hallelujah wi"]
         if self.feed.error:
             age = "" if self.feed.answered_at is None else \
                 f" (last answer {trio.current_time() - self.feed.answered_at:.0f}s ago)"
-            parts.append(self.feed.error + age)
+            parts.append(f"unreachable{age}: {self.feed.error}")
         elif self.feed.answered_at is None:
             parts.append("connecting...")
+        if self.read_only:
+            parts.append("read-only")
+        parts.append(",".join(self.db.addresses))
+        if info:
+            parts.append(f"congregation {info.get('congregation', '?')}, {len(info.get('workers', []))} workers")
         return "  |  ".join(parts)
 
     def say(self, text: str) -> None:
