@@ -1,0 +1,79 @@
+"""End to end in a real terminal: `python -m sheets.wi --at ADDR` in tmux, driven with send-keys
+and read with capture-pane: open a tradecraft, cancel it, quit."""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pyarrow as pa
+import pytest
+
+
+
+pytestmark = pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed (apt-get install -y tmux)")
+ROOT = Path(__file__).resolve().parents[2]
+
+
+class Tmux:
+    """One tmux server of our own (its own socket), so nothing else's sessions are touched."""
+
+    def __init__(self) -> None:
+        self.socket = f"wi-test-{uuid.uuid4().hex[:8]}"
+
+    def __call__(self, *args: str) -> str:
+        return subprocess.run(["tmux", "-L", self.socket, *args], check=True, capture_output=True,
+                              text=True, timeout=10).stdout
+
+    def screen(self) -> str:
+        return self("capture-pane", "-p", "-t", "wi")
+
+    def until(self, what: str, timeout: float = 20) -> str:
+        deadline, shown = time.monotonic() + timeout, ""
+        while time.monotonic() < deadline:
+            shown = self.screen()
+            if what in shown:
+                return shown
+            time.sleep(0.1)
+        raise AssertionError(f"tmux never showed {what!r} in {timeout}s; last screen:\n{shown}")
+
+    def keys(self, *keys: str) -> None:
+        self("send-keys", "-t", "wi", *keys)
+
+
+async def test_wi_in_tmux_opens_cancels_and_quits(congregation, tmp_path):
+    db = congregation.db()
+    await db.submit({"tradecraft": "tc", "analytics": [
+        {"name": "x", "kind": "stream", "schema": {"id": "int64"}},
+        {"name": "y", "kind": "transform", "input": "x", "where": "id % 3 == 0"}]})
+    await db.publish("tc/x", pa.table({"id": pa.array(range(300), pa.int64())}))
+    exit_file = tmp_path / "exit"
+    command = (f"cd {ROOT} && {sys.executable} -m sheets.wi --at {congregation.address}; "
+               f"echo $? > {exit_file}")
+    tmux = Tmux()
+    env = {**os.environ, "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8"}
+    subprocess.run(["tmux", "-L", tmux.socket, "new-session", "-d", "-s", "wi", "-x", "100", "-y", "30",
+                    "sh", "-c", command], check=True, timeout=10, env=env)
+    try:
+        shown = tmux.until(" 100 ")           # 100 of the 300 ids are kept (id % 3 == 0)
+        assert "tc" in shown and "running" in shown and "300" in shown
+        tmux.keys("Enter")
+        shown = tmux.until("y/transform")
+        assert "tradecrafts > tc" in shown
+        tmux.keys("c")
+        tmux.until("Cancel tradecraft tc?")
+        tmux.keys("y")
+        tmux.until("cancelled tc")
+        assert [t for t in await db.list() if t["state"] == "running"] == []
+        tmux.keys("q")
+        deadline = time.monotonic() + 10
+        while not exit_file.exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert exit_file.exists(), f"wi did not quit on q; last screen:\n{tmux.screen()}"
+        assert exit_file.read_text().strip() == "0"
+    finally:
+        subprocess.run(["tmux", "-L", tmux.socket, "kill-server"], capture_output=True, timeout=10)
