@@ -145,7 +145,7 @@ class App:
             self.say("no tradecraft here to cancel")
         elif self.read_only:
             self.say(f"read-only: cancel of {name} refused (started with --read-only)")
-            log.info("wi_refused", action="cancel", tradecraft=name, reason="read-only")
+            log.warning("wi_refused", action="cancel", tradecraft=name, reason="read-only")
         else:
             self.confirming = lambda: self.cancel(name)
             self.overlay = dialog([f"Cancel tradecraft {name}?", "", "y: cancel it    any other key: keep it"],

@@ -2,13 +2,16 @@
 and read with capture-pane: open a tradecraft, cancel it, quit."""
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
 import sys
 import time
 import uuid
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import pyarrow as pa
 import pytest
@@ -45,20 +48,41 @@ class Tmux:
         self("send-keys", "-t", "wi", *keys)
 
 
-async def test_wi_in_tmux_opens_cancels_and_quits(congregation, tmp_path):
+async def started(congregation) -> None:
     db = congregation.db()
     await db.submit({"tradecraft": "tc", "analytics": [
         {"name": "x", "kind": "stream", "schema": {"id": "int64"}},
         {"name": "y", "kind": "transform", "input": "x", "where": "id % 3 == 0"}]})
     await db.publish("tc/x", pa.table({"id": pa.array(range(300), pa.int64())}))
-    exit_file = tmp_path / "exit"
-    command = (f"cd {ROOT} && {sys.executable} -m sheets.wi --at {congregation.address}; "
-               f"echo $? > {exit_file}")
+
+
+@contextmanager
+def wi_in_tmux(address: str, tmp_path: Path, *args: str) -> Iterator[Tmux]:
+    """`python -m sheets.wi` in a 100x30 tmux pane; its exit code lands in tmp_path/exit, its log
+    lines in tmp_path/wi.log."""
+    command = f"cd {ROOT} && {sys.executable} -m sheets.wi --at {address} {' '.join(args)}; echo $? > {tmp_path / 'exit'}"
     tmux = Tmux()
-    env = {**os.environ, "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8"}
+    env = {**os.environ, "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8", "HALLELUJAH_WI_LOG": str(tmp_path / "wi.log")}
     subprocess.run(["tmux", "-L", tmux.socket, "new-session", "-d", "-s", "wi", "-x", "100", "-y", "30",
                     "sh", "-c", command], check=True, timeout=10, env=env)
     try:
+        yield tmux
+    finally:
+        subprocess.run(["tmux", "-L", tmux.socket, "kill-server"], capture_output=True, timeout=10)
+
+
+def quit_with_q(tmux: Tmux, tmp_path: Path) -> None:
+    tmux.keys("q")
+    deadline = time.monotonic() + 10
+    while not (tmp_path / "exit").exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert (tmp_path / "exit").exists(), f"wi did not quit on q; last screen:\n{tmux.screen()}"
+    assert (tmp_path / "exit").read_text().strip() == "0"
+
+
+async def test_wi_in_tmux_opens_cancels_and_quits(congregation, tmp_path):
+    await started(congregation)
+    with wi_in_tmux(congregation.address, tmp_path) as tmux:
         shown = tmux.until(" 100 ")           # 100 of the 300 ids are kept (id % 3 == 0)
         assert "tc" in shown and "running" in shown and "300" in shown
         tmux.keys("Enter")
@@ -68,12 +92,19 @@ async def test_wi_in_tmux_opens_cancels_and_quits(congregation, tmp_path):
         tmux.until("Cancel tradecraft tc?")
         tmux.keys("y")
         tmux.until("cancelled tc")
-        assert [t for t in await db.list() if t["state"] == "running"] == []
-        tmux.keys("q")
-        deadline = time.monotonic() + 10
-        while not exit_file.exists() and time.monotonic() < deadline:
-            time.sleep(0.1)
-        assert exit_file.exists(), f"wi did not quit on q; last screen:\n{tmux.screen()}"
-        assert exit_file.read_text().strip() == "0"
-    finally:
-        subprocess.run(["tmux", "-L", tmux.socket, "kill-server"], capture_output=True, timeout=10)
+        assert [t for t in await congregation.db().list() if t["state"] == "running"] == []
+        quit_with_q(tmux, tmp_path)
+
+
+async def test_wi_in_tmux_read_only_refuses_cancel_and_logs_it_off_screen(congregation, tmp_path):
+    await started(congregation)
+    with wi_in_tmux(congregation.address, tmp_path, "--read-only") as tmux:
+        tmux.until(" 100 ")
+        tmux.keys("c")
+        shown = tmux.until("read-only: cancel of tc refused")
+        assert "Cancel tradecraft" not in shown and "wi_refused" not in shown
+        tmux.keys("y")
+        quit_with_q(tmux, tmp_path)
+    assert {t["name"]: t["state"] for t in await congregation.db().list()} == {"tc": "running"}
+    lines = [json.loads(line) for line in (tmp_path / "wi.log").read_text().splitlines()]
+    assert [(e["event"], e["tradecraft"], e["reason"]) for e in lines] == [("wi_refused", "tc", "read-only")]
