@@ -70,7 +70,7 @@ class TradecraftScreen(Screen):
 
     def __init__(self, name: str) -> None:
         self.name = self.crumb = name
-        self.head = urwid.Text("", wrap="clip")
+        self.head = urwid.Text("")              # wraps: a failed tradecraft's whole reason is read here
         self.table = Table(["analytic / jah", "role", "wkr", "rows in", "rows out", "busy", "backlog",
                             "held", "state"], [False, False, False, True, True, True, True, True, False])
         super().__init__(urwid.Frame(self.table, header=self.head))
@@ -84,7 +84,8 @@ class TradecraftScreen(Screen):
             rows.append(((a["name"], ""), [a["name"], a["kind"], "", "", "", "", "", "",
                                            "output" if a.get("output") else ""]))
             rows += [((j.analytic, j.jah), ["  " + j.jah, j.role, j.worker, views.count(j.rows_in),
-                                            views.count(j.rows_out), f"{j.busy:.2f}", str(j.backlog),
+                                            views.count(j.rows_out), "-" if j.busy is None else f"{j.busy:.2f}",
+                                            views.count(j.backlog),
                                             views.count(j.held), j.state])
                      for j in jahs if j.analytic == a["name"]]
         self.table.set_rows(rows)

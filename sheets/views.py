@@ -13,8 +13,8 @@ Info = dict[str, Any]
 class Sample:
     """A tradecraft's row totals at one moment: two of them make a rate."""
     at: float
-    rows_in: int
-    rows_out: int
+    rows_in: int | None
+    rows_out: int | None
 
 
 @dataclass(frozen=True)
@@ -22,8 +22,8 @@ class TradecraftRow:
     name: str
     state: str
     note: str                  # "stalled 12s" or the error of a failed tradecraft
-    rows_in: int
-    rows_out: int
+    rows_in: int | None        # None: describe's answer does not say (no log, no live Jah)
+    rows_out: int | None
     in_rate: float | None      # rows/s since the previous sample; None before there is one
     out_rate: float | None
 
@@ -34,36 +34,40 @@ class JahRow:
     jah: str                   # the Jah's id without its tradecraft
     role: str
     worker: str
-    rows_in: int
-    rows_out: int
-    busy: float
-    backlog: int
-    held: int                  # rows of state (open windows, a join's rows)
+    rows_in: int | None        # None: no live figures (the Jah is gone, or not reported yet)
+    rows_out: int | None
+    busy: float | None
+    backlog: int | None
+    held: int | None           # rows of state (open windows, a join's rows)
     state: str
 
 
-def _analytic_rows(a: Info, name: str) -> int | None:
-    log = a.get("retained", {}).get(name)
-    return int(log["rows"]) if log is not None else None
+def _rows(a: Info, field: str) -> int | None:
+    """Rows an analytic holds: its own retained log, else its live Jahs' `field`, else unknown."""
+    log = a.get("retained", {}).get(a["name"])
+    if log is not None:
+        return int(log["rows"])
+    live = [j[field] for j in a.get("jahs", []) if field in j]
+    return int(sum(live)) if live else None
 
 
-def totals(tc: Info) -> tuple[int, int]:
+def _sum(parts: list[int | None]) -> int | None:
+    return None if any(p is None for p in parts) else sum(p for p in parts if p is not None)
+
+
+def totals(tc: Info) -> tuple[int | None, int | None]:
     """Rows into a tradecraft (its streams) and out of it (its outputs). Read from the retained
-    logs, which outlive the Jahs; a stream without a log counts its Jahs' rows out."""
-    rows_in = rows_out = 0
-    for a in tc.get("analytics", []):
-        kept = _analytic_rows(a, a["name"])
-        if a.get("kind") == "stream":
-            rows_in += kept if kept is not None else sum(j.get("rows_out", 0) for j in a.get("jahs", []))
-        if a.get("output"):
-            rows_out += kept if kept is not None else sum(j.get("rows_in", 0) for j in a.get("jahs", []))
-    return rows_in, rows_out
+    logs, which outlive the Jahs, else from live Jahs; None when the answer does not say (a
+    finished file source keeps no log and its Jahs are gone), never a made-up 0."""
+    analytics = tc.get("analytics", [])
+    return (_sum([_rows(a, "rows_out") for a in analytics if a.get("kind") == "stream"]),
+            _sum([_rows(a, "rows_in") for a in analytics if a.get("output")]))
 
 
-def rate(now: int, then: int, seconds: float) -> float | None:
-    """Rows per second between two counts; None without a positive interval, never negative
-    (a restarted count is not a negative flow)."""
-    if seconds <= 0:
+def rate(now: int | None, then: int | None, seconds: float) -> float | None:
+    """Rows per second between two counts; None without a positive interval or a count, never
+    negative (a restarted count is not a negative flow)."""
+    if seconds <= 0 or now is None or then is None:
         return None
     return max(0.0, (now - then) / seconds)
 
@@ -109,10 +113,12 @@ def find_analytic(tc: Info | None, analytic: str) -> Info | None:
 
 def jah_rows(tc: Info) -> list[JahRow]:
     """Every Jah of a tradecraft, analytic by analytic, as describe reports them."""
+    def live(j: Info, field: str) -> int | None:
+        return int(j[field]) if field in j else None
     return [JahRow(a["name"], j["id"].split("/", 1)[-1], j.get("role", ""),
                    "-" if j.get("worker", -1) < 0 else str(j["worker"]),
-                   int(j.get("rows_in", 0)), int(j.get("rows_out", 0)), float(j.get("busy", 0.0)),
-                   int(j.get("backlog", 0)), int(j.get("state_rows", 0)), str(j.get("state", "")))
+                   live(j, "rows_in"), live(j, "rows_out"), float(j["busy"]) if "busy" in j else None,
+                   live(j, "backlog"), live(j, "state_rows"), str(j.get("state", "")))
             for a in tc.get("analytics", []) for j in a.get("jahs", [])]
 
 
@@ -133,9 +139,11 @@ def event_lines(tcs: Sequence[Info]) -> list[tuple[float, str, str, str]]:
     return sorted(out, key=lambda e: e[0])
 
 
-def count(n: int) -> str:
+def count(n: int | None) -> str:
     """A row count that fits a narrow column (7 characters): exact to 99,999, then k/M/G/T with
-    one decimal."""
+    one decimal; "-" when unknown."""
+    if n is None:
+        return "-"
     if abs(n) < 100_000:
         return f"{n:,}"
     for unit, size in (("k", 1e3), ("M", 1e6), ("G", 1e9)):

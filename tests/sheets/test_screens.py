@@ -69,7 +69,7 @@ async def test_drill_down_to_jahs_and_an_analytic_output(congregation):
             wi.keys("enter")
             for size in SIZES:
                 # (a Jah's figures come with its worker's next report)
-                shown = await wi.until(lambda s: "y/transform" in s and row(s, "y/transform")[3] != "0",
+                shown = await wi.until(lambda s: "y/transform" in s and row(s, "y/transform")[3] not in ("0", "-"),
                                        "the Jahs' figures", size=size)
                 assert "tradecrafts > tc" in shown
                 jah = row(shown, "y/transform")
@@ -175,3 +175,35 @@ async def test_event_log_shows_a_restart(congregation):
             assert f"worker {worker} (pid {pid}) lost" in shown
             assert "tradecrafts > events" in shown
             await wait_state(db, "tc", "running")
+
+
+async def test_finished_and_failed_tradecrafts_say_so(congregation, tmp_path):
+    """A file source that ends: its output's total stays after its Jahs are gone. A file whose
+    fields are not the declared ones: failed, with the reason on the row."""
+    db = congregation.db()
+    n = 500
+    (tmp_path / "ok.csv").write_text("id,v\n" + "".join(f"{i},{i % 100}\n" for i in range(n)))
+    (tmp_path / "bad.csv").write_text("id,b\n1,2\n")
+    expected = kept(pa.table({"id": pa.array(range(n), pa.int64()),
+                              "v": pa.array([float(i % 100) for i in range(n)])})).num_rows
+    with trio.fail_after(60):
+        await db.submit({"tradecraft": "done", "analytics": [
+            {"name": "x", "kind": "stream", "schema": {"id": "int64", "v": "float64"},
+             "source": {"path": str(tmp_path / "ok.csv")}},
+            {"name": "y", "kind": "transform", "input": "x", "where": "v >= 50"}]})
+        await db.submit({"tradecraft": "broken", "analytics": [
+            {"name": "x", "kind": "stream", "schema": {"id": "int64", "a": "int64"},
+             "source": {"path": str(tmp_path / "bad.csv")}}]})
+        await wait_state(db, "done", "finished")
+        await wait_state(db, "broken", "failed")
+        async with driven(db) as wi:
+            for size in SIZES:
+                shown = await wi.until(lambda s: "done " in s and "broken " in s, "both", size=size)
+                # rows in: describe keeps no count of a finished file source (no log, no Jah): "-", not 0
+                assert row(shown, "done")[:5] == ["done", "finished", "-", "-", f"{expected}"]
+                failed = row(shown, "broken")
+                assert failed[1] == "failed" and "broken/x/source:" in failed, failed
+            wi.keys("g", "j", "enter")      # the whole reason, wrapped, on the tradecraft's screen
+            shown = wi.screen()
+            assert "tradecrafts > broken" in shown
+            assert 'field "b" is not in the schema (it has: id, a)' in " ".join(shown.split())

@@ -40,6 +40,19 @@ def test_a_stream_without_a_log_counts_its_jahs():
     assert views.totals(tc) == (15, 4)
 
 
+def test_a_count_nobody_reports_is_unknown_not_zero():
+    tc = tradecraft("a", 10, 4)
+    tc["analytics"][0]["retained"] = {}
+    for a in tc["analytics"]:
+        a["jahs"] = [{"id": j["id"], "role": j["role"], "worker": j["worker"], "state": "running", "error": ""}
+                     for j in a["jahs"]]      # a finished tradecraft's Jahs: no live figures
+    assert views.totals(tc) == (None, 4)
+    row = views.tradecraft_rows({"tradecrafts": [tc]}, {"a": views.Sample(1.0, None, 2)}, 2.0)[0]
+    assert (row.rows_in, row.in_rate, row.rows_out, row.out_rate) == (None, None, 4, 2.0)
+    assert {(j.rows_in, j.rows_out, j.busy, j.backlog, j.held) for j in views.jah_rows(tc)} == {(None,) * 5}
+    assert views.count(None) == "-"
+
+
 def test_rates_from_two_samples():
     info = {"tradecrafts": [tradecraft("a", 1000, 420), tradecraft("b", 5, 5)]}
     previous = {"a": views.Sample(10.0, 400, 20)}
