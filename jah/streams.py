@@ -353,13 +353,14 @@ class OutPort:
         if env.marker == NONE:
             self.stats.rows += env.rows
             self.stats.batches += 1
-        for sender in self.senders:
+        for sender in list(self.senders):     # a copy: a sender may be detached meanwhile
             await sender.send(env)
 
     async def end(self) -> None:
-        for sender in self.senders:
+        senders = list(self.senders)
+        for sender in senders:
             await sender.send(end_of_stream())
-        for sender in self.senders:
+        for sender in senders:
             await sender.aclose()
 
     async def detach(self, sender: Sender) -> None:
