@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import os
 import types
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 import trio
 

@@ -6,8 +6,9 @@ an outgoing one), and accepts datastream connections on its own Unix socket.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import asdict
-from typing import Any, Callable
+from typing import Any
 
 import pyarrow as pa
 import structlog

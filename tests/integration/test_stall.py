@@ -76,7 +76,7 @@ async def test_a_waiting_join_is_flagged_stalled_and_says_where_it_waits(stall_d
 
 def test_sigusr1_writes_every_process_dump(tmp_path: Path) -> None:
     """The dump goes to the congregation's stderr: its own tasks, then each worker's."""
-    err = open(tmp_path / "stderr", "w+")
+    err = open(tmp_path / "stderr", "w+")  # noqa: SIM115 - the daemon writes to it while the test reads
     proc = subprocess.Popen([sys.executable, "-m", "congregation", "--data-dir", str(tmp_path / "data"),
                              "--listen", "127.0.0.1:0", "--workers", "2"], stdout=subprocess.PIPE,
                             stderr=err, text=True, start_new_session=True)
@@ -103,7 +103,7 @@ def test_sigusr1_writes_every_process_dump(tmp_path: Path) -> None:
 
 def test_hallelujah_debug_prints_the_dump_and_names_an_unknown_tradecraft(congregation: Daemon) -> None:
     cli = [sys.executable, "-m", "hallelujah", "--at", congregation.address, "debug"]
-    done = subprocess.run(cli, capture_output=True, text=True, timeout=60)
+    done = subprocess.run(cli, capture_output=True, text=True, timeout=60, check=False)
     assert done.returncode == 0 and "=== worker-0" in done.stdout and "tasks:" in done.stdout, done.stderr
-    done = subprocess.run([*cli, "nope"], capture_output=True, text=True, timeout=60)
+    done = subprocess.run([*cli, "nope"], capture_output=True, text=True, timeout=60, check=False)
     assert done.returncode != 0 and 'no tradecraft "nope"' in done.stderr and "Traceback" not in done.stderr
