@@ -4,6 +4,7 @@ waits (the STREAM_JOIN in `_pace`) with each datastream's credits and queues, an
 stream ends the tradecraft finishes with the exact result."""
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -107,3 +108,27 @@ def test_hallelujah_debug_prints_the_dump_and_names_an_unknown_tradecraft(congre
     assert done.returncode == 0 and "=== worker-0" in done.stdout and "tasks:" in done.stdout, done.stderr
     done = subprocess.run([*cli, "nope"], capture_output=True, text=True, timeout=60, check=False)
     assert done.returncode != 0 and 'no tradecraft "nope"' in done.stderr and "Traceback" not in done.stderr
+
+
+def test_sigusr1_on_a_run_dumps_every_process_and_the_run_finishes(tmp_path: Path) -> None:
+    n = 20_000
+    pq.write_table(pa.table({"id": np.arange(n, dtype=np.int64)}), tmp_path / "ids.parquet")
+    doc = {"tradecraft": "paced", "analytics": [
+        {"name": "ids", "kind": "stream", "source": {"path": "ids.parquet", "rate": 8_000}},
+        {"name": "odd", "kind": "transform", "input": "ids", "where": "id % 2 == 1"}]}
+    (tmp_path / "paced.json").write_text(json.dumps(doc))
+    proc = subprocess.Popen([sys.executable, "-m", "hallelujah", "run", "paced.json", "--workers", "2",
+                             "--format", "arrow", "--output-dir", "out"], cwd=tmp_path,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        time.sleep(1.5)                  # the run is reading its paced source (2.5 s of it)
+        proc.send_signal(signal.SIGUSR1)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
+    assert proc.returncode == 0, err
+    assert "=== embedded" in err and "=== worker-0" in err and "jah paced/" in err, err
+    with pa.ipc.open_file(tmp_path / "out" / "odd.arrow") as f:
+        assert f.read_all().column("id").to_pylist() == list(range(1, n, 2))
