@@ -31,7 +31,7 @@ class TradecraftRow:
 @dataclass(frozen=True)
 class JahRow:
     analytic: str
-    jah: str                   # the Jah's id without its tradecraft
+    jah: str                   # the Jah's id without its tradecraft and analytic ("transform", ".rejected/sink")
     role: str
     worker: str
     rows_in: int | None        # None: no live figures (the Jah is gone, or not reported yet)
@@ -111,11 +111,20 @@ def find_analytic(tc: Info | None, analytic: str) -> Info | None:
     return None
 
 
+def jah_label(jah_id: str, analytic: str) -> str:
+    """A Jah's id as its analytic's screen shows it: what follows "TRADECRAFT/ANALYTIC"."""
+    rest = jah_id.split("/", 1)[-1]
+    after = rest[len(analytic):]
+    if rest.startswith(analytic) and after[:1] in ("/", "."):
+        return after.lstrip("/")
+    return rest
+
+
 def jah_rows(tc: Info) -> list[JahRow]:
     """Every Jah of a tradecraft, analytic by analytic, as describe reports them."""
     def live(j: Info, field: str) -> int | None:
         return int(j[field]) if field in j else None
-    return [JahRow(a["name"], j["id"].split("/", 1)[-1], j.get("role", ""),
+    return [JahRow(a["name"], jah_label(j["id"], a["name"]), j.get("role", ""),
                    "-" if j.get("worker", -1) < 0 else str(j["worker"]),
                    live(j, "rows_in"), live(j, "rows_out"), float(j["busy"]) if "busy" in j else None,
                    live(j, "backlog"), live(j, "state_rows"), str(j.get("state", "")))

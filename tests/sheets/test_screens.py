@@ -69,13 +69,13 @@ async def test_drill_down_to_jahs_and_an_analytic_output(congregation):
             wi.keys("enter")
             for size in SIZES:
                 # (a Jah's figures come with its worker's next report)
-                shown = await wi.until(lambda s: "y/transform" in s and row(s, "y/transform")[3] not in ("0", "-"),
+                shown = await wi.until(lambda s: "transform " in s and row(s, "transform")[3] not in ("0", "-"),
                                        "the Jahs' figures", size=size)
                 assert "tradecrafts > tc" in shown
-                jah = row(shown, "y/transform")
+                jah = row(shown, "transform")
                 assert jah[1] == "transform" and jah[2] in ("0", "1") and jah[3:5] == ["2,000", f"{out:,}"]
-                assert row(shown, "x/logsource")[1:5] == ["logsource", "-", "0", "2,000"]
-                assert row(shown, "y/sink")[3:5] == [f"{out:,}", "0"]
+                assert row(shown, "logsource")[1:5] == ["logsource", "-", "0", "2,000"]
+                assert row(shown, "sink")[3:5] == [f"{out:,}", "0"]
                 assert row(shown, "y")[1:] == ["transform", "output"]
             # the analytic y: rows are x, x/logsource, y, ...
             wi.keys("g", "j", "j", "enter")
@@ -89,7 +89,7 @@ async def test_drill_down_to_jahs_and_an_analytic_output(congregation):
             for r in tail.to_pylist():
                 assert row(big, str(r["id"])) == [str(r["id"]), f"{r['v']:g}"]
             wi.keys("esc")
-            assert "y/transform" in wi.screen() and "tradecrafts > tc\n" in wi.screen() + "\n"
+            assert "transform " in wi.screen() and "tradecrafts > tc\n" in wi.screen() + "\n"
             wi.keys("esc")
             assert row(wi.screen(), "tradecrafts") == ["tradecrafts"]
             wi.keys("esc")                   # Esc at the top stays there
@@ -138,15 +138,15 @@ async def test_help_moves_and_quit(congregation):
             await wi.until(lambda s: "tc " in s, "tc")
             wi.keys("enter")
             table = wi.app.screen.table
-            await wi.until(lambda s: "y/transform" in s, "the Jahs")
+            await wi.until(lambda s: "transform " in s, "the Jahs")
             wi.keys("G")
-            assert table.focused() == ("y", "y/transform")
+            assert table.focused() == ("y", "transform")
             wi.keys("k")
-            assert table.focused() == ("y", "y/sink")
+            assert table.focused() == ("y", "sink")
             wi.keys("g")
             assert table.focused() == ("x", "")
             wi.keys("j")
-            assert table.focused() == ("x", "x/logsource")
+            assert table.focused() == ("x", "logsource")
             wi.keys("?")
             shown = wi.screen()
             assert "help" in shown and "cancel this tradecraft" in shown and "quit" in shown

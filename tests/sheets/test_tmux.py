@@ -86,7 +86,7 @@ async def test_wi_in_tmux_opens_cancels_and_quits(congregation, tmp_path):
         shown = tmux.until(" 100 ")           # 100 of the 300 ids are kept (id % 3 == 0)
         assert "tc" in shown and "running" in shown and "300" in shown
         tmux.keys("Enter")
-        shown = tmux.until("y/transform")
+        shown = tmux.until("logsource")
         assert "tradecrafts > tc" in shown
         tmux.keys("c")
         tmux.until("Cancel tradecraft tc?")

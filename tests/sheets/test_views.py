@@ -79,9 +79,12 @@ def test_note_says_stalled_before_error():
 def test_jah_rows_follow_describe():
     rows = views.jah_rows(tradecraft("a", 1000, 420))
     assert [(r.analytic, r.jah, r.role, r.worker, r.rows_in, r.rows_out, r.backlog, r.held) for r in rows] == [
-        ("x", "x/logsource", "logsource", "-", 0, 1000, 3, 7),
-        ("y", "y/transform", "transform", "0", 1000, 420, 3, 7),
-        ("y", "y/sink", "sink", "-", 420, 0, 3, 7)]
+        ("x", "logsource", "logsource", "-", 0, 1000, 3, 7),
+        ("y", "transform", "transform", "0", 1000, 420, 3, 7),
+        ("y", "sink", "sink", "-", 420, 0, 3, 7)]
+    assert views.jah_label("a/y.rejected/sink", "y") == ".rejected/sink"
+    assert views.jah_label("a/other/sink", "y") == "other/sink"
+    assert views.jah_label("a/yy/sink", "y") == "yy/sink"
 
 
 def test_retained_schema_and_events():
