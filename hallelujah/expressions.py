@@ -9,7 +9,8 @@ over whole batches: no Python runs per row.
 Semantics, where Python and Arrow could differ: ints of every width compute as int64 and raise
 on overflow; with a float (and always for ``/``) both sides are float64; ``//`` and ``%`` follow
 Python's signs (for floats through ``floor(a / b)``); division by zero raises, even for floats.
-Nulls propagate, except through Kleene ``and``/``or``, ``coalesce`` and ``is_null``.
+Nulls propagate, except through Kleene ``and``/``or``, ``coalesce`` and ``is_null``. ``x in (a, b)``
+takes literals only and is SQL's: null when x is null, or when nothing matches and a literal is null.
 """
 from __future__ import annotations
 
@@ -224,6 +225,37 @@ class _Operator(_Node):
             return _ARITH_FN[op](*args)
         quotient, remainder = _floor_divmod(args[0], args[1], out == INT64)
         return quotient if op == "//" else remainder
+
+
+class _In(_Node):
+    """`x in (a, b, ...)` or `x not in (...)`: one ``is_in`` over a value set of literals, with SQL's nulls."""
+
+    def __init__(self, pos: int, negate: bool, arg: _Node, items: list[_Literal]) -> None:
+        super().__init__(pos, arg)
+        self.negate, self.items = negate, items
+        self.label = f'operator "{"not in" if negate else "in"}"'
+
+    def _type(self, types: list[pa.DataType], schema: pa.Schema) -> pa.DataType:
+        for item in self.items:  # each literal against the operand, so a fault names its value
+            try:
+                _common([types[0], item.type], self.label, item.pos)
+            except ExpressionError:
+                raise ExpressionError(f"{self.label}: {item.value!r} is not a value of {types[0]} "
+                                      f"at position {item.pos}", item.pos) from None
+        return BOOL
+
+    def _run(self, values: list[Value], types: list[pa.DataType], out: pa.DataType, data: Data) -> Value:
+        common = _common([types[0]] + [i.type for i in self.items], self.label, self.pos)
+        if common == NULL:  # the operand is null, so is every answer
+            return pa.scalar(None, BOOL)
+        x = _to(values[0], common)
+        found = pc.is_in(x, value_set=pa.array([i.value for i in self.items if i.value is not None], common),
+                         skip_nulls=True)
+        if any(i.value is None for i in self.items):  # no match against a null is unknown, not false
+            found = pc.if_else(found, True, pa.scalar(None, BOOL))
+        if x.null_count if not isinstance(x, pa.Scalar) else not x.is_valid:
+            found = pc.if_else(pc.is_valid(x), found, pa.scalar(None, BOOL))
+        return pc.invert(found) if self.negate else found
 
 
 def _floor_divmod(a: Value, b: Value, integer: bool) -> tuple[Value, Value]:
@@ -473,7 +505,12 @@ class _Converter:
         """a < b < c means (a < b) and (b < c), as in Python, with each operand parsed once."""
         operands = [node.left, *node.comparators]
         places = [self.between(a, b) for a, b in itertools.pairwise(operands)]
+        if isinstance(node.ops[0], (ast.In, ast.NotIn)) and len(node.ops) == 1:
+            return self.member(node, places[0], depth)
         for op, pos in zip(node.ops, places):
+            if isinstance(op, (ast.In, ast.NotIn)):
+                raise self.refuse(node, f'operator "{_OTHER_OPS[type(op)]}" cannot be chained with '
+                                        "another comparison (use and)", pos)
             if type(op) not in _COMPARE:
                 hint = " (use is_null(x))" if isinstance(op, (ast.Is, ast.IsNot)) else ""
                 raise self.refuse(node, f'operator "{_OTHER_OPS.get(type(op), "?")}" is not allowed{hint}', pos)
@@ -483,6 +520,18 @@ class _Converter:
             pair = _Operator(places[i], _COMPARE[type(node.ops[i])], nodes[i], nodes[i + 1])
             tree = _Operator(places[i], "and", tree, pair)
         return tree
+
+    def member(self, node: ast.Compare, pos: int, depth: int) -> _In:
+        """`x in (1, 2)`: the list must be written out, of literals only, so it is typed at submit."""
+        negate, listed = isinstance(node.ops[0], ast.NotIn), node.comparators[0]
+        op = "not in" if negate else "in"
+        if not isinstance(listed, (ast.Tuple, ast.List)) or not listed.elts:
+            raise self.refuse(listed, f'operator "{op}" needs a list of literals, as in x {op} (1, 2)')
+        items = [self.convert(e, depth + 1) for e in listed.elts]
+        for elt, item in zip(listed.elts, items):
+            if not isinstance(item, _Literal):
+                raise self.refuse(elt, f'operator "{op}" takes only literals in its list')
+        return _In(pos, negate, self.convert(node.left, depth), items)  # type: ignore[arg-type]
 
     def call(self, node: ast.Call, depth: int) -> _Node:
         pos = self.pos(node)

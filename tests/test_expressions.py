@@ -218,7 +218,7 @@ def test_type_errors_name_the_fault_and_its_position(text: str, position: int, w
     ("i ** 2", 2),
     ("~i", 0),
     ("i is None", 2),
-    ("i in (1, 2)", 2),
+    ("i in (1, 2) in (true,)", 2),
     ("b'x'", 0),
     ("1j", 0),
     ("{1: 2}", 0),
@@ -461,3 +461,61 @@ def test_evaluate_matches_a_python_reference(rows: list[Row], kind: str, data: s
         values = got.to_pylist()
         assert len(values) == len(want)
         assert all(_same(g, w) for g, w in zip(values, want)), (text, values, want)
+
+
+# ---- in / not in -------------------------------------------------------------------------------
+
+def _sql_in(values: list[Any], items: list[Any], negate: bool) -> list[Any]:
+    """SQL's three-valued `x [not] in (items)` through numpy: null for a null x, and for no match when a literal is null."""
+    listed = [v for v in items if v is not None]
+    x = np.array([0 if v is None else v for v in values], dtype=object)
+    found = np.isin(x, np.array(listed, dtype=object)) if listed else np.zeros(len(x), bool)
+    unknown = np.array([v is None for v in values]) | (~found & (len(listed) < len(items)))
+    return [None if u else bool(f) != negate for f, u in zip(found, unknown)]
+
+
+@pytest.mark.parametrize("field, items", [
+    ("i", [7, 0, 99]), ("i", [7, None]), ("j", [2, -2]), ("j", [5.0, 2.5]), ("x", [1.5, 0, 7]),
+    ("s", ["Ab", "", "nope"]), ("s", ["xyz", None]), ("b", [True]), ("i", [None]),
+])
+@pytest.mark.parametrize("negate", [False, True])
+def test_in_and_not_in_match_numpy_with_sql_nulls(field: str, items: list[Any], negate: bool) -> None:
+    text = f"{field} {'not in' if negate else 'in'} ({', '.join('null' if v is None else repr(v) for v in items)},)"
+    assert type_of(text) == pa.bool_()
+    assert ev(text) == _sql_in(BATCH.column(field).to_pylist(), items, negate)
+
+
+def test_in_takes_a_list_too_and_a_where_drops_its_null_rows() -> None:
+    kept = BATCH.filter(parse("i in [7, -7, 3]").evaluate(BATCH))
+    assert kept.column("i").to_pylist() == [7, -7, 3]  # the null row is neither in nor not in
+    assert BATCH.filter(parse("i not in [7, -7, 3]").evaluate(BATCH)).column("i").to_pylist() == [0]
+
+
+def test_in_over_a_table_of_chunks_and_with_a_literal_on_the_left() -> None:
+    table = pa.Table.from_batches([BATCH, BATCH])
+    assert ev("s in ('Ab', 'xyz')", table) == [True, False, None, False, True] * 2
+    assert ev("3 in (1, 3)") == [True] * 5
+    assert ev("null not in (1, 3)") == [None] * 5
+
+
+@pytest.mark.parametrize("text, position, words", [
+    ("i in (1, 'x')", 9, "'x' is not a value of int64"),
+    ("s not in ('NL', 2)", 16, "2 is not a value of string"),
+    ("b in (true, 1)", 12, "1 is not a value of bool"),
+    ("ts in ('1970-01-01',)", 7, "is not a value of timestamp[s]"),
+])
+def test_an_in_list_is_typed_against_its_operand_naming_the_value(text: str, position: int, words: str) -> None:
+    with pytest.raises(ExpressionError) as e:
+        type_of(text)
+    assert e.value.position == position
+    assert words in str(e.value)
+
+
+@pytest.mark.parametrize("text, position", [
+    ("i in j", 5), ("i in (j, 1)", 6), ("i in ()", 5), ("i in (1 + 1,)", 6), ("1 < i in (1, 2)", 6),
+    ("i in {1, 2}", 5), ("i in (abs(1),)", 6),
+])
+def test_an_in_list_must_be_written_out_in_literals(text: str, position: int) -> None:
+    with pytest.raises(ExpressionError) as e:
+        parse(text)
+    assert e.value.position == position
