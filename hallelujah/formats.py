@@ -11,6 +11,7 @@ writers (`open_writer`, `batch_to_jsonl`) in `formats_write`, are re-exported he
 """
 from __future__ import annotations
 
+import dataclasses
 import io
 import sqlite3
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -122,7 +123,8 @@ def read_pieces(source: dict[str, Any], schema: pa.Schema | None = None, batch_r
     A batch may be empty when all its rows were rejected. Memory stays bounded by a batch or a
     parse block, whatever the file size; an empty file yields nothing. Raises NotFound for a
     missing file at once; SchemaMismatch (naming the file and field) while iterating when the
-    file's fields are not the schema's, or, without a schema, at any fault.
+    file's fields are not the schema's, or, without a schema, at any fault. A schema that is a
+    subset of the file's fields is all that is read (see `_projection`).
     """
     path = _path_of(source)
     fmt = format_of(path, source.get("format"))
@@ -133,15 +135,16 @@ def read_pieces(source: dict[str, Any], schema: pa.Schema | None = None, batch_r
         if target is None:
             with _connect(path) as con:
                 target = _sqlite_schema(con, path, table)
-        raws = ([r] for r in _read_sqlite(path, table, batch_rows))
+        raws = ([r] for r in _read_sqlite(path, table, batch_rows, schema))
     elif fmt == "parquet":
-        raws = _typed(_read_parquet(path, batch_rows))
+        raws = _typed(_read_parquet(path, batch_rows, schema))
     elif fmt == "arrow":
-        raws = _typed(_read_arrow(path))
+        raws = _typed(_read_arrow(path, schema))
     elif path.stat().st_size == 0:
         return iter(())
     elif fmt == "csv":
-        raws = ([r] for r in csv_raws(path, schema, _block_size(path, batch_rows)))
+        keep = _projection(header(path), schema)
+        raws = (_selected([r], keep) for r in csv_raws(path, schema, _block_size(path, batch_rows)))
     else:
         raws = _jsonl_raws(path, schema, _block_size(path, batch_rows))
     return _sliced(path, raws, target, batch_rows)
@@ -167,10 +170,38 @@ def _typed(batches: Iterator[pa.RecordBatch], rows: int = 0) -> Iterator[list[Ra
 
 
 def _jsonl_raws(path: Path, schema: pa.Schema | None, block: int) -> Iterator[list[Raw]]:
-    line = 0
+    line, keep = 0, _projection(_jsonl_head_fields(path), schema)
     for chunk, lines in line_chunks(path, block):
-        yield jsonl_chunk(path, chunk, schema, line)
+        yield _selected(jsonl_chunk(path, chunk, schema, line), keep)
         line += lines
+
+
+def _jsonl_head_fields(path: Path) -> list[str]:
+    """The fields of a JSON lines file's first whole lines (up to a MiB), as pyarrow infers them:
+    what a JSON lines file has instead of a header. None parse, or no line yet: none."""
+    with open(path, "rb") as f:
+        head = f.read(_MIN_BLOCK)
+    try:
+        return pa_json.read_json(io.BytesIO(head[:head.rfind(b"\n") + 1])).column_names
+    except pa.ArrowInvalid:
+        return []
+
+
+def _projection(names: list[str], schema: pa.Schema | None) -> list[str] | None:
+    """The file's fields to read, in its order, when a stream declares only some of them: then
+    nothing else is read (or, for text, kept). None, to read every field, when the schema is not a
+    strict subset of `names`: `conform` then names the field that is missing or extra."""
+    if schema is None or not set(schema.names) < set(names):
+        return None
+    return [n for n in names if n in schema.names]
+
+
+def _selected(raws: list[Raw], keep: list[str] | None) -> list[Raw]:
+    """`raws` with only the fields in `keep` (all when None); a field a block lacks stays missing."""
+    if keep is None:
+        return raws
+    return [dataclasses.replace(r, batch=r.batch.select([n for n in keep if n in r.batch.schema.names]))
+            for r in raws]
 
 
 def _sliced(path: Path, raws: Iterator[list[Raw]], schema: pa.Schema | None, batch_rows: int) -> Iterator[Piece]:
@@ -187,11 +218,12 @@ def _sliced(path: Path, raws: Iterator[list[Raw]], schema: pa.Schema | None, bat
             yield batch.slice(start, batch_rows), rejects if start == 0 else None
 
 
-def _read_parquet(path: Path, batch_rows: int) -> Iterator[pa.RecordBatch]:
+def _read_parquet(path: Path, batch_rows: int, schema: pa.Schema | None) -> Iterator[pa.RecordBatch]:
     # pre_buffer=True (pyarrow's default) keeps every row group read so far in memory: the whole
     # file by the end. Without it, memory stays at a batch or two, and reading is 3x faster.
     with pq.ParquetFile(path, pre_buffer=False) as file:
-        yield from file.iter_batches(batch_size=batch_rows)
+        yield from file.iter_batches(batch_size=batch_rows,
+                                     columns=_projection(file.schema_arrow.names, schema))
 
 
 def _open_arrow(path: Path) -> pa.ipc.RecordBatchFileReader:
@@ -201,11 +233,13 @@ def _open_arrow(path: Path) -> pa.ipc.RecordBatchFileReader:
         raise SchemaMismatch(f"{path}: not an Arrow IPC file") from None
 
 
-def _read_arrow(path: Path) -> Iterator[pa.RecordBatch]:
-    # memory-mapped: each batch is read zero-copy, and pages come in only as they are used
+def _read_arrow(path: Path, schema: pa.Schema | None) -> Iterator[pa.RecordBatch]:
+    # memory-mapped: each batch is read zero-copy, and pages come in only as they are used, so
+    # the columns a stream does not declare are never read
     with _open_arrow(path) as reader:
+        keep = _projection(reader.schema.names, schema)
         for i in range(reader.num_record_batches):
-            yield reader.get_batch(i)
+            yield reader.get_batch(i) if keep is None else reader.get_batch(i).select(keep)
 
 
 def _block_size(path: Path, batch_rows: int) -> int:
@@ -277,11 +311,14 @@ def _sampled_type(con: sqlite3.Connection, table: str, name: str, decl: str) -> 
     return _SQLITE_TYPES[kinds.pop()] if len(kinds) == 1 else pa.string()
 
 
-def _read_sqlite(path: Path, table: str, batch_rows: int) -> Iterator[Raw]:
+def _read_sqlite(path: Path, table: str, batch_rows: int, declared: pa.Schema | None = None) -> Iterator[Raw]:
     """The table's rows as read: timestamps still text, a value of another type than its column's
-    (sqlite types are per value) null and its row known bad."""
+    (sqlite types are per value) null and its row known bad. Only the `declared` columns are
+    selected when they are some of the table's."""
     with _connect(path) as con:
         schema = _sqlite_schema(con, path, table)
+        if (keep := _projection(schema.names, declared)) is not None:
+            schema = pa.schema([schema.field(n) for n in keep])
         # A text field may hold numbers too (sqlite types are per value): let sqlite make them text.
         columns = [f"CAST({_quote(f.name)} AS TEXT)" if f.type == pa.string() else _quote(f.name)
                    for f in schema]
@@ -355,6 +392,8 @@ class _Tail:
         self.path, self.fmt, self.schema, self.offset = path, fmt, schema, offset
         self.names: list[str] | None = None  # csv header
         self.lines: int | None = None        # newlines before the offset, counted when first needed
+        self.keep: list[str] | None = None   # the declared fields, when they are some of the file's
+        self.head: list[str] | None = None   # a jsonl file's fields, once it has a line
         self.progressed = False
 
     def read_next(self) -> Piece | None:
@@ -364,7 +403,7 @@ class _Tail:
             raise NotFound(f"followed file {str(self.path)!r} does not exist")
         with open(self.path, "rb") as f:
             if f.seek(0, io.SEEK_END) < self.offset:
-                self.offset, self.names, self.lines = 0, None, 0
+                self.offset, self.names, self.lines, self.head = 0, None, 0, None
             if self.fmt == "csv" and self.names is None and not self._read_header(f):
                 return None
             f.seek(self.offset)
@@ -386,8 +425,11 @@ class _Tail:
             raws = [csv_chunk(self.path, chunk, self.names, self.schema, first_line)]
         else:
             raws = jsonl_chunk(self.path, chunk, self.schema, first_line)
+            if self.head is None:  # the file's first lines decide, wherever it resumes
+                self.head = _jsonl_head_fields(self.path) or None
+                self.keep = _projection(self.head or [], self.schema)
         try:
-            batch, rejects = fit(raws, self.schema)
+            batch, rejects = fit(_selected(raws, self.keep), self.schema)
         except SchemaMismatch as e:
             raise SchemaMismatch(f"{self.path}: {e}") from None
         self.offset += end
@@ -412,6 +454,7 @@ class _Tail:
         if not line.endswith(b"\n"):
             return False
         self.names = pa_csv.read_csv(io.BytesIO(line)).column_names
+        self.keep = _projection(self.names, self.schema)
         self.offset = max(self.offset, len(line))
         return True
 
@@ -455,12 +498,12 @@ def read_positioned(source: dict[str, Any], schema: pa.Schema | None, part: int 
                 yield i, batch, rejects
         return
     with pq.ParquetFile(path, pre_buffer=False) as file:
-        rows_before = 0
+        keep, rows_before = _projection(file.schema_arrow.names, schema), 0
         for group in range(file.num_row_groups):
             if group % parts != part or (group + 1) * POSITIONS_PER_ROW_GROUP <= after:
                 rows_before += file.metadata.row_group(group).num_rows
                 continue                  # another part's, or every position of it is committed already
-            batches = file.read_row_group(group, use_threads=False).to_batches(batch_rows)
+            batches = file.read_row_group(group, columns=keep, use_threads=False).to_batches(batch_rows)
             for i, (batch, rejects) in enumerate(_sliced(path, _typed(iter(batches), rows_before), schema,
                                                          batch_rows)):
                 position = group * POSITIONS_PER_ROW_GROUP + i + 1

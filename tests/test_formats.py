@@ -11,6 +11,7 @@ import json
 import math
 import sqlite3
 import threading
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -301,9 +302,59 @@ def test_reading_data_that_does_not_fit_names_the_field(tmp_path):
     json_path.write_text('{"id": 1, "lat": 2.5}\n{"id": 2, "lat": "north"}\n')
     with pytest.raises(SchemaMismatch, match='field "lat"'):
         read_all({"path": json_path}, schema)
-    json_path.write_text('{"id": 1, "lat": 2.5, "extra": true}\n')
-    with pytest.raises(SchemaMismatch, match='field "extra"'):
+    json_path.write_text('{"id": 1, "lat": 2.5}\n' * 50_000 + '{"id": 1, "lat": 2.5, "extra": true}\n')
+    with pytest.raises(SchemaMismatch, match='field "extra"'):  # not a field of the file's first MiB
         read_all({"path": json_path}, schema)
+    csv_path.write_text("id,b\n1,2\n")
+    with pytest.raises(SchemaMismatch, match='field "b" is not in the schema'):  # not a subset: no projection
+        read_all({"path": csv_path}, schema)
+
+
+WIDE = pa.table({"d": pa.array([3, None, 1], pa.int32()), "id": [10, 20, 30], "name": ["a", None, "c"],
+                 "lat": [1.5, 2.5, None]})
+
+
+@pytest.mark.parametrize("fmt", READ_FORMATS)
+def test_a_schema_that_is_some_of_the_file_s_fields_reads_only_those(tmp_path, fmt):
+    path = tmp_path / f"wide.{fmt}"
+    source: dict[str, Any] = {"path": path, "format": fmt}
+    if fmt == "sqlite":
+        with closing(sqlite3.connect(path)) as con, con:
+            con.execute("CREATE TABLE t (d INTEGER, id INTEGER, name TEXT, lat REAL)")
+            con.executemany("INSERT INTO t VALUES (?, ?, ?, ?)", [tuple(r.values()) for r in WIDE.to_pylist()])
+        source["table"] = "t"
+    else:
+        with open_writer(path, fmt, WIDE.schema) as w:
+            w.write(WIDE.to_batches()[0])
+    schema = pa.schema([("lat", pa.float64()), ("d", pa.int64())])  # in another order, d wider
+    got = read_all(source, schema)
+    assert got.schema == schema
+    assert got.to_pylist() == WIDE.select(["lat", "d"]).cast(schema).to_pylist()
+    if fmt == "parquet":  # read in parts too, each row group with only the declared columns
+        positioned = [b for _, b, _ in formats.read_positioned(source, schema, 0, 1)]
+        assert pa.Table.from_batches(positioned).equals(got)
+
+
+def test_projection_reads_only_the_declared_parquet_columns(tmp_path, monkeypatch):
+    path = tmp_path / "wide.parquet"
+    pq.write_table(WIDE, path)
+    asked: list[Any] = []
+    real = pq.ParquetFile.iter_batches
+
+    def spy(self: pq.ParquetFile, *args: Any, **kw: Any) -> Any:
+        asked.append(kw.get("columns"))
+        return real(self, *args, **kw)
+    monkeypatch.setattr(pq.ParquetFile, "iter_batches", spy)  # pyarrow's, not ours: what it is asked for
+    read_all({"path": path}, pa.schema([("name", pa.string()), ("d", pa.int32())]))
+    read_all({"path": path}, WIDE.schema)
+    assert asked == [["d", "name"], None]
+
+
+def test_a_jsonl_file_s_fields_are_those_of_its_first_lines(tmp_path):
+    path = tmp_path / "wide.jsonl"
+    path.write_text('{"id": 1, "skip": "x", "lat": 2.5}\n{"id": 2, "lat": 3.5, "other": [1]}\n')
+    schema = pa.schema([("id", pa.int64()), ("lat", pa.float64())])
+    assert read_all({"path": path}, schema).to_pylist() == [{"id": 1, "lat": 2.5}, {"id": 2, "lat": 3.5}]
 
 
 def test_missing_file_is_not_found(tmp_path):
@@ -523,6 +574,27 @@ async def test_follow_batches_tails_jsonl_rejects_bad_lines_and_refuses_a_field_
                 append(path, b'{"id": 6, "name": "f", "extra": 1}\n')
                 await trio.sleep_forever()
     assert raised.group_contains(SchemaMismatch, match='field "extra"')
+
+
+@pytest.mark.parametrize("fmt, head, line", [
+    ("csv", b"id,skip,name\n", b"%d,x,n%d\n"),
+    ("jsonl", b"", b'{"id": %d, "skip": "x", "name": "n%d"}\n'),
+])
+async def test_follow_batches_reads_only_the_declared_fields_even_after_a_resume(tmp_path, fmt, head, line):
+    path = tmp_path / f"events.{fmt}"
+    path.write_bytes(head + line % (1, 1))
+    schema = pa.schema([("name", pa.string()), ("id", pa.int64())])
+    for start, first in ((0, 1), (path.stat().st_size, 2)):
+        follow, receive = await collect_follow({"path": path}, schema, start_offset=start)
+        with trio.fail_after(10):
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(follow)
+                if start:
+                    append(path, line % (2, 2))
+                _, batch, rejects = await receive.receive()
+                assert rejects is None and batch.schema == schema
+                assert batch.to_pylist() == [{"name": f"n{first}", "id": first}]
+                nursery.cancel_scope.cancel()
 
 
 async def test_follow_batches_needs_an_existing_text_file(tmp_path):
