@@ -2,6 +2,7 @@
 (refresh, reading an output's last rows, cancel) that run beside the screen so it never waits."""
 from __future__ import annotations
 
+import math
 from typing import Any, Awaitable, Callable
 
 import structlog
@@ -9,7 +10,6 @@ import trio
 import urwid
 
 import hallelujah
-from sheets import feed as feeds
 from sheets.feed import Feed
 from sheets.screens import TAIL_ROWS, AnalyticScreen, EventsScreen, Screen, TradecraftsScreen
 from sheets.widgets import dialog
@@ -17,6 +17,7 @@ from sheets.widgets import dialog
 log = structlog.get_logger("sheets")
 PALETTE = [("header", "black", "light gray"), ("focus", "black", "light cyan"),
            ("status", "white", "dark blue"), ("alert", "white", "dark red")]
+READ_ALL = 200_000      # an output up to this many rows is read from its start for its last rows
 GLOBAL_KEYS = [("q", "quit"), ("?", "this help"), ("j/k", "down / up"), ("g/G", "first / last row"),
                ("Enter", "open"), ("Esc", "back"), ("c", "cancel a tradecraft (asks first)"),
                ("E", "event log")]
@@ -27,8 +28,9 @@ class App:
     congregation answers, and one line for the last message."""
 
     def __init__(self, db: hallelujah.Database, read_only: bool = False, *, every: float = 1.0,
-                 timeout: float = 2.0) -> None:
+                 timeout: float = 2.0, read_all: int = READ_ALL) -> None:
         self.db, self.read_only, self.every, self.timeout = db, read_only, every, timeout
+        self.read_all = read_all
         self.feed = Feed(db, timeout)
         self.stack: list[Screen] = [TradecraftsScreen()]
         self.status = urwid.Text("", wrap="clip")
@@ -42,7 +44,6 @@ class App:
         self.widget = AppWidget(self)
         self.redraw: Callable[[], None] = lambda: None
         self.nursery: trio.Nursery | None = None
-        self._tail_scope: trio.CancelScope | None = None
         self.show()
 
     @property
@@ -59,7 +60,6 @@ class App:
         """New answers (or none): update the screen shown, then redraw."""
         self.screen.update(self.feed)
         self.show()
-        self.follow_tail()
         self.redraw()
 
     def show(self) -> None:
@@ -93,13 +93,13 @@ class App:
         self.stack.append(screen)
         screen.update(self.feed)
         self.show()
-        self.follow_tail()
+        self.follow_output()
 
     def pop(self) -> None:
         if len(self.stack) > 1:
-            self.stack.pop()
-            if self._tail_scope is not None:
-                self._tail_scope.cancel()
+            gone = self.stack.pop()
+            if isinstance(gone, AnalyticScreen):
+                gone.following.cancel()
             self.screen.update(self.feed)
             self.show()
 
@@ -166,29 +166,42 @@ class App:
         await self.feed.refresh()
         self.changed()
 
-    def follow_tail(self) -> None:
-        """Read the last rows of the shown analytic's output when it has grown since the last read."""
+    def follow_output(self) -> None:
+        """Follow the shown analytic's output in a task of its own, until the screen is left."""
         screen = self.screen
-        if self._tail_scope is not None or not isinstance(screen, AnalyticScreen) or self.nursery is None:
+        if not isinstance(screen, AnalyticScreen) or self.nursery is None:
             return
         rows = screen.output_rows()
         if rows is None:
-            screen.tail_note = "it retains no output" if screen.info is not None else ""
-        elif rows != screen.tail_of:
-            self._tail_scope = trio.CancelScope()
-            self.nursery.start_soon(self.read_tail, screen, rows, self._tail_scope)
+            screen.tail_how = "it retains no output" if screen.info is not None else "not known yet"
+            return
+        self.nursery.start_soon(self.watch_output, screen, rows)
 
-    async def read_tail(self, screen: AnalyticScreen, rows: int, scope: trio.CancelScope) -> None:
-        try:
-            with scope, trio.fail_after(self.timeout * 2):
-                screen.tail = await feeds.tail(self.db, screen.ref, rows, TAIL_ROWS)
-                screen.tail_of, screen.tail_note = rows, f"{min(rows, TAIL_ROWS)} of {rows:,}"
-        except trio.TooSlowError:
-            screen.tail_note = f"no answer in {self.timeout * 2:g}s"
-        except hallelujah.HallelujahError as exc:
-            screen.tail_note = f"cannot read: {exc}"
-        finally:
-            self._tail_scope = None
+    async def watch_output(self, screen: AnalyticScreen, rows: int) -> None:
+        """One stream of the output: from its start when it is small enough to read whole
+        (`read_all` rows), else from now; its last rows are kept and shown as batches come (at
+        most 4 times a second, and with every refresh)."""
+        screen.tail_skipped = 0 if rows <= self.read_all else rows
+        shown_at = -math.inf
+        with screen.following:
+            try:
+                with trio.CancelScope(deadline=trio.current_time() + self.timeout * 2) as opening:
+                    async with self.db.stream(screen.ref, from_start=not screen.tail_skipped) as batches:
+                        opening.deadline = math.inf
+                        screen.tail_how = "following"
+                        async for batch in batches:
+                            screen.tail.add(batch)
+                            if trio.current_time() - shown_at >= 0.25:
+                                shown_at = trio.current_time()
+                                self.show_tail(screen)
+                        screen.tail_how = "ended"
+                if opening.cancelled_caught:
+                    screen.tail_how = f"no answer in {self.timeout * 2:g}s"
+            except (hallelujah.HallelujahError, EOFError, OSError) as exc:
+                screen.tail_how = f"cannot read: {exc or type(exc).__name__}"
+            self.show_tail(screen)
+
+    def show_tail(self, screen: AnalyticScreen) -> None:
         if screen is self.screen:
             screen.page.refresh()
             self.redraw()

@@ -53,18 +53,24 @@ class Feed:
         return views.find(self.info, name)
 
 
-async def tail(db: hallelujah.Database, ref: str, rows: int, keep: int) -> pa.Table:
-    """The last `keep` of the first `rows` rows of a retained output (stream with a limit, so it
-    ends even while the output is still growing)."""
-    kept: list[pa.RecordBatch] = []
-    held = 0
-    async with db.stream(ref, from_start=True, limit=rows) as batches:
-        async for batch in batches:
-            kept.append(batch)
-            held += batch.num_rows
-            while kept and held - kept[0].num_rows >= keep:
-                held -= kept.pop(0).num_rows
-    if not kept:
-        return pa.table({})
-    table = pa.Table.from_batches(kept)
-    return table.slice(max(0, table.num_rows - keep))
+class Tail:
+    """The last `keep` rows of the batches seen so far (an output followed as it grows)."""
+
+    def __init__(self, keep: int) -> None:
+        self.keep = keep
+        self.batches: list[pa.RecordBatch] = []
+        self.held = 0          # rows in self.batches
+        self.seen = 0          # rows of every batch added
+
+    def add(self, batch: pa.RecordBatch) -> None:
+        self.batches.append(batch)
+        self.held += batch.num_rows
+        self.seen += batch.num_rows
+        while self.held - self.batches[0].num_rows >= self.keep:
+            self.held -= self.batches.pop(0).num_rows
+
+    def table(self) -> pa.Table | None:
+        if not self.batches:
+            return None
+        table = pa.Table.from_batches(self.batches)
+        return table.slice(max(0, table.num_rows - self.keep))

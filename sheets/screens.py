@@ -5,10 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 import pyarrow as pa
+import trio
 import urwid
 
 from sheets import views
-from sheets.feed import Feed
+from sheets.feed import Feed, Tail
 from sheets.widgets import Page, Table
 
 TAIL_ROWS = 10
@@ -99,8 +100,8 @@ class TradecraftScreen(Screen):
 
 
 class AnalyticScreen(Screen):
-    """Schema, retained outputs with their rows, and the last rows of the output (read through
-    the library by the App whenever the output grows)."""
+    """Schema, retained outputs with their rows, and the last rows of the output (followed
+    through the library by the App while the screen is shown)."""
     keys = [("j/k g/G", "scroll"), ("c", "cancel the tradecraft"), ("E", "its event log"),
             ("Esc", "back to the tradecraft")]
 
@@ -108,9 +109,10 @@ class AnalyticScreen(Screen):
         self.tc, self.analytic = tradecraft, analytic
         self.crumb = analytic
         self.info: dict[str, Any] | None = None
-        self.tail: pa.Table | None = None       # the last rows of the output, once read
-        self.tail_of = -1                       # the output's row count when they were read
-        self.tail_note = "reading..."
+        self.tail = Tail(TAIL_ROWS)             # the output's last rows, followed by the App
+        self.following = trio.CancelScope()     # cancelled when the screen is left
+        self.tail_how = "reading..."            # following, ended, or why it cannot
+        self.tail_skipped = 0                   # rows before the follow began that were not read
         self.page = Page(self.lines)
         super().__init__(self.page)
 
@@ -138,16 +140,25 @@ class AnalyticScreen(Screen):
         out += ["  " + line for line in views.table_lines(
             ["log", "rows", "ended"], [(n, f"{r:,}", "yes" if e else "no") for n, r, e in views.retained_lines(a)],
             width - 2, [False, True, False])]
-        out += ["", f"last rows of {self.ref}" + (f" ({self.tail_note})" if self.tail_note else "")]
-        if self.tail is not None and self.tail.num_rows:
-            kinds = [pa.types.is_integer(t) or pa.types.is_floating(t) for t in self.tail.schema.types]
+        out += ["", f"last rows of {self.ref} ({self.tail_note()})"]
+        tail = self.tail.table()
+        if tail is not None and tail.num_rows:
+            kinds = [pa.types.is_integer(t) or pa.types.is_floating(t) for t in tail.schema.types]
             out += ["  " + line for line in views.table_lines(
-                self.tail.column_names, [[_show(v) for v in row.values()] for row in self.tail.to_pylist()],
+                tail.column_names, [[_show(v) for v in row.values()] for row in tail.to_pylist()],
                 width - 2, kinds)]
         return out
 
     def tradecraft(self) -> str | None:
         return self.tc
+
+    def tail_note(self) -> str:
+        if self.tail_how not in ("following", "ended"):
+            return self.tail_how
+        shown = min(self.tail.seen, TAIL_ROWS)
+        if self.tail_skipped:
+            return f"{shown} of the rows since opened ({self.tail_skipped:,} before not read), {self.tail_how}"
+        return f"{shown} of {self.tail.seen:,}, {self.tail_how}"
 
 
 def _show(value: Any) -> str:

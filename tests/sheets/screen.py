@@ -40,19 +40,23 @@ class Driver:
         raise AssertionError(f"the screen never showed {what} in {timeout}s; last screen:\n{shown}")
 
 
+def line_of(shown: str, first: str) -> list[str] | None:
+    """The words of the screen line whose first word is `first`, or None."""
+    return next((words for words in map(str.split, shown.split("\n")) if words and words[0] == first), None)
+
+
 def row(shown: str, first: str) -> list[str]:
     """The words of the screen line whose first word is `first` (fails when there is none)."""
-    for line in shown.split("\n"):
-        words = line.split()
-        if words and words[0] == first:
-            return words
-    raise AssertionError(f"no line starting with {first!r} on the screen:\n{shown}")
+    words = line_of(shown, first)
+    if words is None:
+        raise AssertionError(f"no line starting with {first!r} on the screen:\n{shown}")
+    return words
 
 
 @asynccontextmanager
 async def driven(db: hallelujah.Database, read_only: bool = False, every: float = 0.2,
-                 timeout: float = 2.0) -> AsyncIterator[Driver]:
-    app = App(db, read_only, every=every, timeout=timeout)
+                 timeout: float = 2.0, **more: int) -> AsyncIterator[Driver]:
+    app = App(db, read_only, every=every, timeout=timeout, **more)
     async with trio.open_nursery() as nursery:
         await nursery.start(app.run)
         yield Driver(app)

@@ -11,7 +11,7 @@ import urwid
 
 from sheets.screens import TAIL_ROWS
 from tests.integration.helpers import wait_state
-from tests.sheets.screen import SIZES, driven, row
+from tests.sheets.screen import SIZES, driven, line_of, row
 
 DOCUMENT = {"tradecraft": "tc", "analytics": [
     {"name": "x", "kind": "stream", "schema": {"id": "int64", "v": "float64"}},
@@ -80,7 +80,7 @@ async def test_drill_down_to_jahs_and_an_analytic_output(congregation):
             # the analytic y: rows are x, x/logsource, y, ...
             wi.keys("g", "j", "j", "enter")
             tail = expected.slice(out - TAIL_ROWS)
-            shown = await wi.until(lambda s: f"({TAIL_ROWS} of {out:,})" in s, "y's last rows")
+            shown = await wi.until(lambda s: f"({TAIL_ROWS} of {out:,}, following)" in s, "y's last rows")
             assert "tradecrafts > tc > y" in shown
             assert row(shown, "id")[:2] == ["id", "int64"] and row(shown, "v") == ["v", "float64"]
             assert row(shown, "y")[1:] == [f"{out:,}", "no"]
@@ -94,6 +94,40 @@ async def test_drill_down_to_jahs_and_an_analytic_output(congregation):
             assert row(wi.screen(), "tradecrafts") == ["tradecrafts"]
             wi.keys("esc")                   # Esc at the top stays there
             assert row(wi.screen(), "tradecrafts") == ["tradecrafts"]
+
+
+@pytest.mark.parametrize("read_all", [200_000, 100])
+async def test_an_analytic_follows_its_output(congregation, read_all):
+    """Its last rows are read from the start and followed; an output over `read_all` rows is
+    followed from when the screen opens, saying how many rows it did not read."""
+    db = congregation.db()
+    with trio.fail_after(60):
+        first = await started(db, rows(0, 500))
+        out = kept(first).num_rows
+        async with driven(db, read_all=read_all) as wi:
+            await wi.until(lambda s: f" {out:,} " in s, "tc's rows")
+            wi.keys("enter", "G", "enter")
+            if read_all > out:
+                await wi.until(lambda s: f"({TAIL_ROWS} of {out:,}, following)" in s, "y's last rows")
+                seen = first
+            else:
+                await wi.until(lambda s: f"(0 of the rows since opened ({out:,} before not read), following)" in s,
+                               "y followed from now")
+                seen = first.slice(first.num_rows)
+            for start in (500, 700):       # rows published while the screen is shown
+                more = rows(start, 200)
+                seen = pa.concat_tables([seen, more])
+                await db.publish("tc/x", more)
+                expected = kept(seen)
+                shown = await wi.until(lambda s: f"({TAIL_ROWS} of {expected.num_rows:,}" in s
+                                       or f"({TAIL_ROWS} of the rows since opened" in s and
+                                       line_of(s, str(expected["id"][-1].as_py())) is not None,
+                                       "the new rows", size=(160, 48))
+                for r in expected.slice(expected.num_rows - TAIL_ROWS).to_pylist():
+                    assert row(shown, str(r["id"])) == [str(r["id"]), f"{r['v']:g}"]
+            wi.keys("esc")                  # leaving the screen stops following: no task left behind
+            await trio.sleep(0.3)
+            assert [t.name for t in wi.app.nursery.child_tasks] == ["sheets.feed.Feed.run"]
 
 
 async def test_cancel_asks_first_then_cancels(congregation):
@@ -207,3 +241,6 @@ async def test_finished_and_failed_tradecrafts_say_so(congregation, tmp_path):
             shown = wi.screen()
             assert "tradecrafts > broken" in shown
             assert 'field "b" is not in the schema (it has: id, a)' in " ".join(shown.split())
+            wi.keys("esc", "g", "enter", "G", "enter")      # done's output y, which has ended
+            shown = await wi.until(lambda s: f"({TAIL_ROWS} of {expected}, ended)" in s, "y's end")
+            assert "tradecrafts > done > y" in shown

@@ -5,7 +5,10 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
+import pyarrow as pa
+
 from sheets import views
+from sheets.feed import Tail
 
 
 def jah(id_: str, role: str, worker: int, rows_in: int, rows_out: int, **more) -> dict:
@@ -129,3 +132,18 @@ def test_table_lines_fit_the_width_and_keep_numbers_whole(data, ncols, width):
             for cell, n in zip(row, numeric):
                 if n:
                     assert cell in line
+
+
+@given(st.lists(st.integers(0, 40), max_size=20), st.integers(1, 30))
+def test_a_tail_keeps_the_last_rows_seen(sizes, keep):
+    tail, start = Tail(keep), 0
+    for n in sizes:
+        tail.add(pa.record_batch({"i": pa.array(range(start, start + n), pa.int64())}))
+        start += n
+    got = tail.table()
+    assert tail.seen == start
+    if not sizes:
+        assert got is None
+    else:
+        assert got is not None and got["i"].to_pylist() == list(range(max(0, start - keep), start))
+        assert tail.held - tail.batches[0].num_rows < keep      # no more batches than it needs
