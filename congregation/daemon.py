@@ -87,7 +87,10 @@ class Congregation:
                 listeners: list[trio.SocketListener] = []
                 if listen:
                     host, _, port = listen.rpartition(":")
-                    listeners = await trio.open_tcp_listeners(int(port), host=host or "127.0.0.1")
+                    try:
+                        listeners = await trio.open_tcp_listeners(int(port), host=host or "127.0.0.1")
+                    except OSError as exc:
+                        raise Unavailable(f"--listen {listen}: {exc.strerror or exc}") from None
                     await nursery.start(trio.serve_listeners, self._on_connection, listeners)
                 nursery.start_soon(self._handle_events)
                 nursery.start_soon(self._watch_congestion)
@@ -401,6 +404,9 @@ def _loopback(address: str) -> bool:
 def _refused(args: argparse.Namespace) -> str:
     """What this version cannot do safely yet, said before anything starts."""
     for flag, address in (("--listen", args.listen), ("--metrics", args.metrics)):
+        port = (address or "").rpartition(":")[2]
+        if address is not None and not (port.isdigit() and int(port) < 65536):
+            return f"{flag} {address}: not HOST:PORT (for example 127.0.0.1:7077; port 0 picks a free one)"
         if address is not None and not _loopback(address):
             return (f"{flag} {address}: only loopback addresses for now; a non-loopback address "
                     f"needs TLS and a client token, which this version does not have yet")
@@ -434,23 +440,49 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--idle-timeout", type=float, default=admission.IDLE_TIMEOUT, metavar="SECONDS",
                     help="seconds a new connection has to send its first frame "
                          f"(default {admission.IDLE_TIMEOUT:g})")
-    ap.add_argument("--log-format", choices=["json", "console"], default="json")
+    ap.add_argument("--log-format", choices=["json", "console"], default="json",
+                    help="JSON lines (for programs) or readable lines, on stderr")
+    ap.add_argument("--log-level", choices=LOG_LEVELS, type=str.lower,
+                    help="the least level logged (default: $HALLELUJAH_LOG_LEVEL, else warning)")
     args = ap.parse_args(argv)
     refusal = _refused(args)
     if refusal:
         print(f"congregation: {refusal}", file=sys.stderr)
         sys.exit(2)
-    configure_logging(args.log_format)
+    configure_logging(args.log_format, args.log_level)
+    data_dir = Path(args.data_dir)
+    try:
+        data_dir.mkdir(parents=True, exist_ok=True)    # before the zygote: a bad dir costs nothing
+    except OSError as exc:
+        print(f"congregation: --data-dir {data_dir}: cannot be created: {exc.strerror or exc}", file=sys.stderr)
+        sys.exit(2)
     with settled_heap():
         zygote = make_zygote()
     try:
-        with locked_data_dir(Path(args.data_dir)):     # after the zygote: its workers never hold it
+        with locked_data_dir(data_dir):     # after the zygote: its workers never hold it
             trio.run(run_daemon, args, zygote)
-    except HallelujahError as exc:
-        print(f"congregation: {exc}", file=sys.stderr)
-        sys.exit(exc.exit_code)
-    except OSError as exc:
-        print(f"congregation: {exc.strerror or exc}", file=sys.stderr)
-        sys.exit(1)
+    except BaseException as exc:
+        problem = start_failure(exc)
+        if problem is None:
+            raise
+        print(f"congregation: {problem[1]}", file=sys.stderr)
+        sys.exit(problem[0])
     finally:
         zygote.close()
+
+
+LOG_LEVELS = ["debug", "info", "warning", "error", "critical"]
+
+
+def start_failure(exc: BaseException) -> tuple[int, str] | None:
+    """(exit code, one line) for what stops a congregation that is no bug: a refusal
+    (HallelujahError), or the system's (an address in use, a full disk); None for anything else.
+    Nested exception groups (a failure inside trio nurseries) are looked through."""
+    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+        exc = exc.exceptions[0]
+    if isinstance(exc, HallelujahError):
+        return exc.exit_code, str(exc)
+    if isinstance(exc, OSError):
+        where = f"{exc.filename}: " if exc.filename else ""
+        return 1, f"{where}{exc.strerror or exc}"
+    return None

@@ -6,9 +6,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, NoReturn
 
 import trio
 
@@ -31,53 +32,94 @@ EXAMPLES = {
 }
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse that refuses in one line (what is wrong, and where help is), not usage + error."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: {message} (see `{self.prog} --help`)\n")
+
+
+class DefaultsShown(argparse.ArgumentDefaultsHelpFormatter):
+    """Each option's default in its help, unless it has none worth saying or says it itself."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.default in (None, False, [], "", argparse.SUPPRESS) or "default" in (action.help or ""):
+            return action.help
+        return super()._get_help_string(action)
+
+
+def counted(minimum: int) -> Callable[[str], int]:
+    """An argparse type: a whole number of at least `minimum`."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"{value} must be {minimum} or more")
+        return value
+    return parse
+
+
 def parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="hallelujah", description="Hallelujah stream-processing database.")
+    from hallelujah import __version__
+    shown = DefaultsShown
+    ap = Parser(prog="hallelujah", description="Hallelujah stream-processing database.", formatter_class=shown)
+    ap.add_argument("--version", action="version", version=f"hallelujah {__version__}")
     ap.add_argument("--at", action="append", default=[], metavar="HOST:PORT",
                     help="a congregation to talk to (repeatable; default $HALLELUJAH_AT or 127.0.0.1:7077)")
     sub = ap.add_subparsers(dest="command", required=True)
 
     def add(name: str, help_text: str) -> argparse.ArgumentParser:
-        return sub.add_parser(name, help=help_text, description=help_text,
+        return sub.add_parser(name, help=help_text, description=help_text, formatter_class=shown,
                               epilog=f"example: {EXAMPLES[name]}")
 
+    def add_json(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--json", action="store_true", help="print JSON, for programs")
+
     p = add("submit", "Submit a tradecraft document.")
-    p.add_argument("file")
+    p.add_argument("file", help="the tradecraft document (JSON)")
     p = add("list", "List tradecrafts and their state.")
-    p.add_argument("--json", action="store_true")
+    add_json(p)
     p = add("describe", "Describe tradecrafts, analytics and Jahs.")
-    p.add_argument("target", nargs="?", default="", metavar="TRADECRAFT[/ANALYTIC]")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("target", nargs="?", default="", metavar="TRADECRAFT[/ANALYTIC]",
+                   help="what to describe (all tradecrafts when left out)")
+    add_json(p)
     p = add("publish", "Publish a file's rows into a pushed stream.")
-    p.add_argument("stream", metavar="TRADECRAFT/STREAM")
-    p.add_argument("file")
-    p.add_argument("--format", choices=["parquet", "csv", "jsonl", "arrow"])
+    p.add_argument("stream", metavar="TRADECRAFT/STREAM", help="a stream analytic without a source")
+    p.add_argument("file", help="the rows to publish")
+    p.add_argument("--format", choices=["parquet", "csv", "jsonl", "arrow"],
+                   help="the file's format (default: told by its extension)")
     p.add_argument("--end", action="store_true", help="close the stream after these rows")
     p.add_argument("--publisher-id", help="name this publisher: publishing again with the same id "
                                           "(after a lost acknowledgement) keeps each batch once")
     p = add("stream", "Stream an analytic's retained output.")
-    p.add_argument("analytic", metavar="TRADECRAFT/ANALYTIC")
-    p.add_argument("--from-start", action="store_true")
-    p.add_argument("--limit", type=int)
-    p.add_argument("--format", choices=["jsonl", "csv", "parquet", "arrow"], default="jsonl")
-    p.add_argument("--output")
+    p.add_argument("analytic", metavar="TRADECRAFT/ANALYTIC", help="a retained output, e.g. shop/by_country.nl")
+    p.add_argument("--from-start", action="store_true", help="from its first row, not from now")
+    p.add_argument("--limit", type=counted(0), help="stop after this many rows (default: at its end)")
+    p.add_argument("--format", choices=["jsonl", "csv", "parquet", "arrow"], default="jsonl",
+                   help="how rows are written")
+    p.add_argument("--output", help="a file to write (default: stdout)")
     p = add("cancel", "Stop a tradecraft and delete its logs.")
-    p.add_argument("tradecraft")
+    p.add_argument("tradecraft", help="its name")
     p = add("run", "Run a document to the end of its bounded sources in an embedded congregation.")
-    p.add_argument("file")
-    p.add_argument("--output-dir")
-    p.add_argument("--format", choices=["jsonl", "csv", "parquet", "arrow"], default="jsonl")
-    p.add_argument("--workers", type=int, default=None)
+    p.add_argument("file", help="the tradecraft document (JSON)")
+    p.add_argument("--output-dir", help="write each retained output here (needed when there are several)")
+    p.add_argument("--format", choices=["jsonl", "csv", "parquet", "arrow"], default="jsonl",
+                   help="how outputs are written")
+    p.add_argument("--workers", type=counted(1), default=None, help="worker processes (default: the CPUs)")
     p = add("demo", "Run a bundled tradecraft on generated data and print a summary.")
-    p.add_argument("--rows", type=int, default=2_000_000)
-    p.add_argument("--workers", type=int, default=None)
+    p.add_argument("--rows", type=counted(1), default=2_000_000, help="GPS fixes to generate")
+    p.add_argument("--workers", type=counted(1), default=None, help="worker processes (default: the CPUs)")
     add("schema", "Print the JSON Schema of the tradecraft document.")
     p = add("query", "Current partial values of an aggregate's open windows.")
-    p.add_argument("analytic", metavar="TRADECRAFT/ANALYTIC")
-    p.add_argument("--group", action="append", default=[], metavar="K=V")
-    add("wi", "The terminal Window Interface.")
+    p.add_argument("analytic", metavar="TRADECRAFT/ANALYTIC", help="an aggregate")
+    p.add_argument("--group", action="append", default=[], metavar="K=V",
+                   help="keep the rows of one group (repeatable)")
+    p = add("wi", "The terminal Window Interface.")
+    p.add_argument("--read-only", action="store_true", help="look, never change anything")
     p = add("debug", "Why a stream is not moving: every process's tasks, Jahs and datastreams.")
-    p.add_argument("tradecraft", nargs="?", default="")
+    p.add_argument("tradecraft", nargs="?", default="", help="one tradecraft (default: all)")
     return ap
 
 
@@ -93,10 +135,24 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         sys.exit(130)
-    except (FileNotFoundError, IsADirectoryError) as exc:
-        print(f"hallelujah: {exc.filename}: {exc.strerror}", file=sys.stderr)
-        sys.exit(2)
+    except BrokenPipeError:
+        _quiet_broken_pipe()
+    except OSError as exc:        # a file named on the command line (not found, a directory, denied)
+        print(f"hallelujah: {exc.filename or ''}{': ' if exc.filename else ''}{exc.strerror or exc}",
+              file=sys.stderr)
+        sys.exit(2 if exc.filename else 1)
+    except BaseExceptionGroup as group:
+        if group.subgroup(BrokenPipeError) is None:
+            raise
+        _quiet_broken_pipe()
     sys.exit(code)
+
+
+def _quiet_broken_pipe() -> NoReturn:
+    """The reader went away (`| head`): stop as Unix tools do, with no traceback and no second
+    BrokenPipeError when Python flushes stdout at exit (141 = killed by SIGPIPE)."""
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    sys.exit(141)
 
 
 def dispatch(args: argparse.Namespace) -> int:
@@ -113,7 +169,11 @@ def dispatch(args: argparse.Namespace) -> int:
         demo(rows=args.rows, workers=args.workers)
         return 0
     if args.command == "wi":
-        raise HallelujahError(f"`{args.command}` is not available in this version yet")
+        try:
+            from sheets.wi import main as wi_main
+        except ImportError as exc:
+            raise HallelujahError(f"wi: the Window Interface cannot start here ({exc})") from None
+        return wi_main(addresses_from(args.at), args.read_only)
     db = Database(addresses_from(args.at))
     return trio.run(_remote, db, args)
 

@@ -59,14 +59,20 @@ def print_describe(info: dict[str, Any], as_json: bool) -> None:
                           + ", ".join(f"{k}={v}" for k, v in e.items() if k not in ("at", "kind")))
 
 
+def rows_text(rows: int) -> str:
+    """"1 row", "2,000 rows"."""
+    return f"{rows:,} row" if rows == 1 else f"{rows:,} rows"
+
+
 class RowProgress:
     """A rich progress bar on a terminal; a status line every few seconds otherwise."""
 
     def __init__(self, label: str, total: int | None) -> None:
         self.label, self.total = label, total
         self.tty = sys.stderr.isatty()
-        self.progress = Progress(TextColumn("{task.description}"), BarColumn(),
-                                 TextColumn("{task.completed:,} / {task.total:,} rows"),
+        # a CSV or JSON lines file's rows are not known before it is read: count up, bar pulsing
+        counted = "{task.completed:,.0f} rows" if total is None else "{task.completed:,.0f} / {task.total:,.0f} rows"
+        self.progress = Progress(TextColumn("{task.description}"), BarColumn(), TextColumn(counted),
                                  TimeElapsedColumn(), console=Console(stderr=True)) if self.tty else None
         self._last = 0.0
 
@@ -81,7 +87,7 @@ class RowProgress:
             self.progress.update(self.task, completed=rows)
         elif time.monotonic() - self._last >= STATUS_EVERY:
             self._last = time.monotonic()
-            print(f"{self.label}: {rows:,} rows acknowledged", file=sys.stderr)
+            print(f"{self.label}: {rows_text(rows)} acknowledged", file=sys.stderr)
 
     def __exit__(self, *exc: Any) -> None:
         if self.progress is not None:
@@ -93,23 +99,12 @@ async def publish_file(db: Database, stream: str, path: Path, fmt: str | None, e
     """Publish a file, conformed to the stream's schema first (a mismatch sends nothing)."""
     source = {"path": str(path), "format": formats.format_of(path, fmt)}
     total = _rows_of(source)
-    schema = await _stream_schema(db, stream)
+    schema = await db.stream_schema(stream)
     batches = formats.read_batches(source, schema)
     with RowProgress(f"publish {path.name}", total) as progress:
         rows = await db.publish(stream, batches, end=end, schema=schema, progress=progress.update,
                                 publisher_id=publisher_id)
-    print(f"published {rows:,} rows to {stream}", file=sys.stderr)
-
-
-async def _stream_schema(db: Database, stream: str) -> Any:
-    from hallelujah.tradecraft import schema_from_json
-    name, _, analytic = stream.partition("/")
-    info = await db.describe(name)
-    for tc in info["tradecrafts"]:
-        for a in tc["analytics"]:
-            if a["name"] == analytic:
-                return schema_from_json(a["schema"], analytic)
-    return None
+    print(f"published {rows_text(rows)} to {stream}", file=sys.stderr)
 
 
 def _rows_of(source: dict[str, Any]) -> int | None:

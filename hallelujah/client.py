@@ -16,12 +16,15 @@ from typing import Any, AsyncIterator, Callable, Iterable, Sequence
 import pyarrow as pa
 import trio
 
-from hallelujah.errors import HallelujahError, InvalidInput, Unavailable, collapsed, from_wire
+from hallelujah.conform import check_fields, conform, type_name
+from hallelujah.errors import (HallelujahError, InvalidInput, NotFound, SchemaMismatch, Unavailable, collapsed,
+                               from_wire)
 from hallelujah.frames import Connection, connect, open_batch, schema_bytes, schema_of, serialize_batch
 
 DEFAULT_ADDRESS = "127.0.0.1:7077"
 PUBLISH_BATCH_ROWS = 65536
 _ids = itertools.count(1)
+Rows = list[dict[str, Any]] | dict[str, Sequence[Any]]     # rows as Python values
 
 
 def addresses_from(at: Sequence[str] | str | None) -> list[str]:
@@ -33,11 +36,23 @@ def addresses_from(at: Sequence[str] | str | None) -> list[str]:
     return [part for a in at for part in a.split(",") if part]
 
 
+def checked_address(address: str) -> str:
+    """`address` if it is HOST:PORT (or a Unix socket path), else InvalidInput naming it."""
+    if address.startswith(("/", "\0")):
+        return address
+    host, sep, port = address.rpartition(":")
+    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+        raise InvalidInput(f'address "{address}": not HOST:PORT (for example 127.0.0.1:7077)')
+    return address
+
+
 class Database:
     """A handle on a Hallelujah database through any of its congregations."""
 
     def __init__(self, addresses: Sequence[str]) -> None:
-        self.addresses = list(addresses)
+        if isinstance(addresses, str):
+            addresses = [addresses]
+        self.addresses = [checked_address(a) for a in addresses]
 
     async def _open(self) -> Connection:
         errors = []
@@ -84,7 +99,19 @@ class Database:
         return (await self.command("list"))["tradecrafts"]
 
     async def describe(self, tradecraft: str = "") -> dict[str, Any]:
-        return await self.command("describe", tradecraft=tradecraft)
+        """Tradecrafts with their analytics and Jahs ("NAME" or "NAME/ANALYTIC" for one);
+        NotFound, naming what exists, when there is no such tradecraft or analytic."""
+        info = await self.command("describe", tradecraft=tradecraft)
+        name, _, analytic = tradecraft.partition("/")
+        if name and not info["tradecrafts"]:
+            names = [t["name"] for t in (await self.command("describe"))["tradecrafts"]]
+            raise NotFound(f'no tradecraft "{name}" (there are: {", ".join(names) or "none"})')
+        if analytic and not info["tradecrafts"][0]["analytics"]:
+            whole = await self.command("describe", tradecraft=name)
+            names = [a["name"] for t in whole["tradecrafts"] for a in t["analytics"]]
+            raise NotFound(f'tradecraft "{name}" has no analytic "{analytic}" '
+                           f'(it has: {", ".join(names) or "none running"})')
+        return info
 
     async def cancel(self, tradecraft: str) -> dict[str, Any]:
         return await self.command("cancel", tradecraft=tradecraft)
@@ -101,7 +128,13 @@ class Database:
         result = await self.command("query", analytic=analytic, group=group or {})
         return pa.ipc.open_stream(pa.py_buffer(bytes.fromhex(result["rows"]))).read_all()
 
-    async def publish(self, stream: str, data: pa.Table | pa.RecordBatch | Iterable[pa.RecordBatch],
+    async def stream_schema(self, stream: str) -> pa.Schema:
+        """The schema of "TRADECRAFT/STREAM" (NotFound naming what exists when there is none)."""
+        from hallelujah.tradecraft import schema_from_json
+        analytic = (await self.describe(stream))["tradecrafts"][0]["analytics"][0]
+        return schema_from_json(analytic["schema"], analytic["name"])
+
+    async def publish(self, stream: str, data: pa.Table | pa.RecordBatch | Iterable[pa.RecordBatch] | Rows,
                       *, end: bool = False, schema: pa.Schema | None = None,
                       progress: Callable[[int], None] | None = None,
                       publisher_id: str | None = None, first_seq: int = 0) -> int:
@@ -109,7 +142,10 @@ class Database:
         stream's input log, synced, before it is acknowledged).
 
         A schema that does not match the stream is refused (SchemaMismatch) before any row is
-        sent, and a batch that is not valid data of that schema before it is kept. `end=True`
+        sent, and a batch that is not valid data of that schema before it is kept. Rows as Python
+        values (a list of dicts, a dict of columns) or as anything with `__arrow_c_stream__`
+        (pandas, polars) are first cast safely to the stream's schema (an int into a float64
+        field, never a float into an int64 one), naming the field that cannot be. `end=True`
         closes the stream afterwards. `progress(rows_acknowledged)` is called as
         acknowledgements arrive.
 
@@ -122,6 +158,9 @@ class Database:
         """
         if first_seq < 0:
             raise InvalidInput(f"publish: first_seq {first_seq} is negative")
+        if _is_rows(data):
+            schema = schema or await self.stream_schema(stream)
+            data = conform(table_of(data, schema), schema)
         batches = _batches(data)
         if schema is None:
             first = next(batches, None)
@@ -144,23 +183,86 @@ class Database:
                      limit: int | None = None) -> AsyncIterator[AsyncIterator[pa.RecordBatch]]:
         """Batches of an analytic's retained output: from the start, or from now; the iterator
         ends when the output ends (or after `limit` rows)."""
+        async with self._stream(analytic, from_start, limit) as (_, batches):
+            yield batches
+
+    @asynccontextmanager
+    async def _stream(self, analytic: str, from_start: bool,
+                      limit: int | None) -> AsyncIterator[tuple[pa.Schema, AsyncIterator[pa.RecordBatch]]]:
+        if limit is not None and (not isinstance(limit, int) or limit < 0):
+            raise InvalidInput(f"limit {limit!r}: must be a whole number, 0 or more")
         conn = await self._open()
         try:
             _, schema_data = await self._request(conn, "stream", {
                 "analytic": analytic, "from_start": from_start, "limit": limit})
-            batches = _receive_batches(conn, schema_of(schema_data))
+            schema = schema_of(schema_data)
+            batches = _receive_batches(conn, schema)
             try:
-                yield batches
+                yield schema, batches
             finally:
                 await batches.aclose()     # also when the caller stops early
         finally:
             await conn.aclose()
 
-    async def read(self, analytic: str, *, from_start: bool = True, limit: int | None = None) -> pa.Table:
-        """The whole retained output as one table (waits for the output to end)."""
-        async with self.stream(analytic, from_start=from_start, limit=limit) as batches:
-            got = [b async for b in batches]
-        return pa.Table.from_batches(got) if got else pa.table({})
+    async def read(self, analytic: str, *, from_start: bool = True, limit: int | None = None,
+                   follow: bool = True) -> pa.Table:
+        """The retained output as one table. `follow=True` waits for the output to end (or for
+        `limit` rows); `follow=False` returns the rows it holds now, at once."""
+        if not follow:
+            held = await self._retained_rows(analytic)
+            limit = held if limit is None else min(limit, held)
+            if not from_start:
+                limit = 0
+        async with self._stream(analytic, from_start, limit) as (schema, batches):
+            got = [b async for b in batches] if limit != 0 else []
+        return pa.Table.from_batches(got, schema=schema)
+
+    async def _retained_rows(self, ref: str) -> int:
+        """How many rows the retained output "TRADECRAFT/LOG" holds now."""
+        name, _, log = ref.partition("/")
+        for tc in (await self.describe(name))["tradecrafts"]:
+            for a in tc["analytics"]:
+                if log in a["retained"]:
+                    return int(a["retained"][log]["rows"])
+        return 0       # (the stream call names what is wrong)
+
+
+def _is_rows(data: Any) -> bool:
+    """Rows to make Arrow of: a dict of columns, a list of dicts, an Arrow C stream that is not
+    already a table (a list of RecordBatches is batches)."""
+    if isinstance(data, (pa.Table, pa.RecordBatch)):
+        return False
+    return (isinstance(data, dict) or hasattr(data, "__arrow_c_stream__")
+            or isinstance(data, (list, tuple)) and bool(data) and isinstance(data[0], dict))
+
+
+def table_of(data: Rows, schema: pa.Schema) -> pa.Table:
+    """Rows given as a list of dicts, a dict of columns or an Arrow C stream, as a table with the
+    fields of `schema` (their types still to conform); SchemaMismatch naming a field that
+    cannot be read, InvalidInput for what is no rows at all."""
+    if hasattr(data, "__arrow_c_stream__"):
+        return pa.RecordBatchReader.from_stream(data).read_all()
+    if isinstance(data, dict):
+        columns = data
+    else:
+        bad = next((i for i, row in enumerate(data) if not isinstance(row, dict)), None)
+        if bad is not None:
+            raise InvalidInput(f"publish: row {bad} is a {type(data[bad]).__name__}, not a dict of fields")
+        names = dict.fromkeys(name for row in data for name in row)
+        columns = {name: [row.get(name) for row in data] for name in names}
+    check_fields([str(name) for name in columns], schema)
+    arrays = {}
+    for field in schema:
+        values = columns[field.name]
+        try:
+            arrays[field.name] = values if isinstance(values, (pa.Array, pa.ChunkedArray)) else pa.array(values)
+        except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError):
+            raise SchemaMismatch(f'field "{field.name}": expected {type_name(field.type)}, got values '
+                                 f'that are not all of one type') from None
+    lengths = {name: len(a) for name, a in arrays.items()}
+    if len(set(lengths.values())) > 1:
+        raise InvalidInput(f"publish: columns of different lengths ({', '.join(f'{k}: {v}' for k, v in lengths.items())})")
+    return pa.table(arrays)
 
 
 def _batches(data: pa.Table | pa.RecordBatch | Iterable[pa.RecordBatch]) -> Iterable[pa.RecordBatch]:
@@ -229,7 +331,10 @@ async def _receive_batches(conn: Connection, schema: pa.Schema) -> AsyncIterator
     await conn.send("dataCfm", {"credits": 8})
     pending = 0
     while True:
-        kind, fields, body = await conn.receive()
+        try:
+            kind, fields, body = await conn.receive()
+        except EOFError:
+            raise Unavailable(f"{conn.peer} closed the connection during a stream") from None
         if kind != "dataReq":
             continue
         if fields["marker"] == "endOfStream":

@@ -42,9 +42,11 @@ class SyncDatabase:
         """See Database.publish: the same `publisher_id` makes publishing again safe."""
         return self._run("publish", stream, data, end=end, publisher_id=publisher_id, first_seq=first_seq)
 
-    def read(self, analytic: str, *, from_start: bool = True, limit: int | None = None) -> pa.Table:
-        """The retained output as a table, once it has ended (or `limit` rows)."""
-        return self._run("read", analytic, from_start=from_start, limit=limit)
+    def read(self, analytic: str, *, from_start: bool = True, limit: int | None = None,
+             follow: bool = True) -> pa.Table:
+        """The retained output as a table, once it has ended (or `limit` rows); with
+        `follow=False`, the rows it holds now, at once (for an output that has not ended)."""
+        return self._run("read", analytic, from_start=from_start, limit=limit, follow=follow)
 
     stream = read
 

@@ -1,0 +1,241 @@
+"""The CLI and the library as a person uses them against a real congregation: the README tour's
+steps on a terminal, pipes closed early, names that do not exist, reading what is there now.
+Expected rows are computed here with pyarrow from the data published."""
+from __future__ import annotations
+
+import json
+import os
+import pty
+import re
+import select
+import subprocess
+import time
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pa_csv
+import trio
+
+import hallelujah
+from tests.conftest import Daemon
+from tests.integration.helpers import assert_rows_equal
+from tests.integration.test_cli import ENV, HALLELUJAH, cli, ok, refused
+
+SHOP = {"tradecraft": "shop", "analytics": [
+    {"name": "orders", "kind": "stream",
+     "schema": {"id": "int64", "amount": "float64", "country": "string"}},
+    {"name": "large", "kind": "transform", "input": "orders",
+     "derive": {"cents": "cast(amount * 100, 'int64')"}, "where": "amount > 10"},
+    {"name": "by_country", "kind": "director", "input": "large", "key": "country",
+     "routes": {"NL": "nl", "BE": "be"}, "default": "other"}]}
+ORDERS_CSV = "id,amount,country\n1,12.5,NL\n2,8.0,BE\n3,40.25,NL\n4,99.0,DE\n"
+
+
+def shop(tmp_path: Path, congregation: Daemon) -> Path:
+    """The README's shop submitted, and its orders.csv written; returns the csv."""
+    (tmp_path / "shop.json").write_text(json.dumps(SHOP))
+    ok(cli("submit", str(tmp_path / "shop.json"), at=congregation.address))
+    orders = tmp_path / "orders.csv"
+    orders.write_text(ORDERS_CSV)
+    return orders
+
+
+def nl_of(orders: pa.Table) -> pa.Table:
+    """What `shop/by_country.nl` must hold for these orders, computed without Hallelujah."""
+    large = orders.filter(pc.greater(orders["amount"], 10))
+    large = large.append_column("cents", pc.cast(pc.multiply(large["amount"], 100), pa.int64()))
+    return large.filter(pc.equal(large["country"], "NL"))
+
+
+def on_a_terminal(argv: list[str], timeout: float = 60) -> tuple[int, bytes]:
+    """Run `argv` with stdin, stdout and stderr on a pseudo-terminal; (exit code, all it wrote)."""
+    primary, secondary = pty.openpty()
+    proc = subprocess.Popen(argv, stdin=secondary, stdout=secondary, stderr=secondary, env=ENV,
+                            start_new_session=True)
+    os.close(secondary)
+    out = b""
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([primary], [], [], 0.2)
+            if ready:
+                try:
+                    chunk = os.read(primary, 65536)
+                except OSError:            # EIO: the terminal's other side is closed
+                    break
+                if not chunk:
+                    break
+                out += chunk
+            elif proc.poll() is not None:
+                break
+        else:
+            proc.kill()
+            raise AssertionError(f"{argv} did not finish in {timeout}s: {out[-500:]!r}")
+        return proc.wait(timeout=10), out
+    finally:
+        os.close(primary)
+
+
+def test_publish_on_a_terminal_shows_progress_of_an_unknown_total_and_the_cursor_again(
+        tmp_path: Path, congregation: Daemon) -> None:
+    """A CSV's rows are not known before it is read: the bar counts up instead of crashing, and
+    the cursor it hid is shown again; the rows are all in the stream."""
+    orders = shop(tmp_path, congregation)
+    code, out = on_a_terminal([str(HALLELUJAH), "--at", congregation.address, "publish", "shop/orders",
+                               str(orders), "--publisher-id", "shop-1"])
+    text = out.decode(errors="replace")
+    assert code == 0 and "Traceback" not in text, text[-2000:]
+    assert "published 4 rows to shop/orders" in text
+    hidden, shown = out.rfind(b"\x1b[?25l"), out.rfind(b"\x1b[?25h")
+    assert shown > hidden, f"the cursor is left hidden: {out[-300:]!r}"
+
+    async def check() -> None:
+        db = congregation.db()
+        expected = nl_of(pa_csv.read_csv(orders))
+        with trio.fail_after(20):
+            while (got := await db.read("shop/by_country.nl", follow=False)).num_rows < expected.num_rows:
+                await trio.sleep(0.05)
+        assert_rows_equal(got, expected, "shop/by_country.nl")
+    trio.run(check)
+
+
+def test_stream_and_describe_into_a_pipe_closed_early_end_quietly(tmp_path: Path, congregation: Daemon) -> None:
+    """`stream … | head -2`, `describe --json | head`: the reader goes away; no traceback."""
+    db = congregation.db()
+    orders = pa.table({"id": pa.array(range(60_000), pa.int64()),
+                       "amount": pa.array([50.0] * 60_000), "country": ["NL"] * 60_000})
+    shop(tmp_path, congregation)
+
+    async def publish() -> None:
+        with trio.fail_after(30):
+            await db.publish("shop/orders", orders)
+    trio.run(publish)
+    head = subprocess.run(
+        ["bash", "-c", f'set -o pipefail; "{HALLELUJAH}" --at {congregation.address} stream '
+                       f'shop/by_country.nl --from-start --limit 60000 | head -2'],
+        capture_output=True, text=True, env=ENV, timeout=60)
+    assert [json.loads(line)["id"] for line in head.stdout.splitlines()] == [0, 1]
+    assert head.returncode in (0, 141) and "Traceback" not in head.stderr and "Broken" not in head.stderr, head
+    for argv in (["stream", "shop/by_country.nl", "--from-start", "--limit", "60000"], ["describe", "--json"]):
+        proc = subprocess.Popen([str(HALLELUJAH), "--at", congregation.address, *argv],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=ENV)
+        assert proc.stdout is not None and proc.stderr is not None
+        proc.stdout.close()            # nobody reads: the first write meets a closed pipe
+        code = proc.wait(timeout=60)
+        stderr = proc.stderr.read().decode()
+        proc.stderr.close()
+        assert code in (0, 141) and stderr == "", f"{argv}: exit {code}: {stderr}"
+
+
+def test_describe_of_what_does_not_exist_names_what_does(tmp_path: Path, congregation: Daemon) -> None:
+    shop(tmp_path, congregation)
+    message = refused(cli("describe", "nosuch", at=congregation.address))
+    assert 'no tradecraft "nosuch"' in message and "shop" in message
+    message = refused(cli("describe", "shop/nosuch", at=congregation.address))
+    assert 'no analytic "nosuch"' in message and "orders, large, by_country" in message
+    assert json.loads(ok(cli("describe", "shop/large", "--json", at=congregation.address)).stdout)[
+        "tradecrafts"][0]["analytics"][0]["name"] == "large"
+
+
+def test_stream_with_a_negative_limit_is_one_line(congregation: Daemon) -> None:
+    assert "--limit" in refused(cli("stream", "shop/large", "--limit", "-1", at=congregation.address))
+
+
+def test_publishing_one_row_says_row(tmp_path: Path, congregation: Daemon) -> None:
+    shop(tmp_path, congregation)
+    one = tmp_path / "one.csv"
+    one.write_text("id,amount,country\n7,70.5,NL\n")
+    assert ok(cli("publish", "shop/orders", str(one), at=congregation.address)).stderr.splitlines() \
+        == ["publish one.csv: 1 row acknowledged", "published 1 row to shop/orders"]
+
+
+async def test_read_without_follow_returns_what_is_there_now(tmp_path: Path, congregation: Daemon) -> None:
+    """An output that has not ended: read(follow=False) returns its rows at once (read() would
+    wait for an end that never comes); limit and from_start still apply."""
+    db = congregation.db()
+    with trio.fail_after(30):
+        await db.submit(SHOP)
+        empty = await db.read("shop/by_country.nl", follow=False)
+        assert empty.num_rows == 0 and empty.schema.names == ["id", "amount", "country", "cents"]
+        orders = pa_csv.read_csv(pa.py_buffer(ORDERS_CSV.encode()))
+        await db.publish("shop/orders", orders)
+        expected = nl_of(orders)
+        while (await db.read("shop/by_country.nl", follow=False)).num_rows < expected.num_rows:
+            await trio.sleep(0.05)
+        assert_rows_equal(await db.read("shop/by_country.nl", follow=False), expected, "all now")
+        assert_rows_equal(await db.read("shop/by_country.nl", follow=False, limit=1), expected.slice(0, 1),
+                          "limit 1")
+        assert (await db.read("shop/by_country.nl", follow=False, from_start=False)).num_rows == 0
+
+
+def test_the_readme_examples_run_as_written(tmp_path: Path, congregation: Daemon) -> None:
+    """The tour's commands after the congregation starts, and the Python example, against a
+    congregation whose source root is this directory; the rows checked against pyarrow."""
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    tour = re.search(r"## A five-minute tour\n\n```sh\n(.*?)```", readme, re.S).group(1)
+    steps = tour.split("\n", 2)[2]          # after `congregation … &` and its comment
+    result = subprocess.run(["bash", "-ec", steps], cwd=tmp_path, capture_output=True, text=True,
+                            env={**ENV, "HALLELUJAH_AT": congregation.address}, timeout=120)
+    assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr[-3000:]
+    expected = nl_of(pa_csv.read_csv(tmp_path / "orders.csv"))
+    streamed = [json.loads(line) for line in result.stdout.splitlines() if line.startswith('{"id"')]
+    assert streamed == expected.to_pylist()
+
+    python = re.search(r"From Python \(trio\):\n\n```python\n(.*?)```", readme, re.S).group(1)
+    body = python.split("\n", 2)[2].replace("127.0.0.1:7077", congregation.address)
+    code = "import hallelujah\nasync def example(document, arrow_table, seen):\n" + "\n".join(
+        "    " + line.replace("async for batch in batches: ...", "async for batch in batches: seen.append(batch)")
+        for line in body.splitlines())
+    namespace: dict = {}
+    exec(compile(code, "README.md", "exec"), namespace)
+    orders = pa_csv.read_csv(tmp_path / "orders.csv")
+    seen: list[pa.RecordBatch] = []
+
+    async def python_example() -> None:
+        with trio.fail_after(30):
+            await namespace["example"](SHOP, orders, seen)
+    trio.run(python_example)
+    assert_rows_equal(pa.Table.from_batches(seen), nl_of(orders), "README's Python example")
+
+
+class ArrowStream:
+    """Anything that hands out an Arrow C stream (as pandas and polars frames do)."""
+
+    def __init__(self, table: pa.Table) -> None:
+        self.table = table
+
+    def __arrow_c_stream__(self, requested_schema: object = None) -> object:
+        return self.table.__arrow_c_stream__(requested_schema)
+
+
+async def test_publish_python_rows_cast_safely_to_the_stream_schema(congregation: Daemon) -> None:
+    """A list of dicts, a dict of columns and an Arrow C stream, with whole numbers for a
+    float64 field: cast to the stream's schema; a value that cannot be is refused naming its
+    field in the document's type names, and nothing of it is kept."""
+    db = congregation.db()
+    schema = pa.schema([("id", pa.int64()), ("amount", pa.float64()), ("country", pa.string())])
+    with trio.fail_after(30):
+        await db.submit({"tradecraft": "py", "analytics": [
+            {"name": "orders", "kind": "stream", "schema": {"id": "int64", "amount": "float64", "country": "string"}}]})
+        assert await db.publish("py/orders", [{"id": 1, "amount": 12, "country": "NL"},
+                                              {"country": "BE", "id": 2, "amount": 8.5}]) == 2
+        assert await db.publish("py/orders", {"id": [3, 4], "amount": [40, 99], "country": ["NL", None]}) == 2
+        assert await db.publish("py/orders", ArrowStream(pa.table({"amount": pa.array([7], pa.int32()),
+                                                                   "id": [5], "country": ["DE"]}))) == 1
+        for bad, field in (([{"id": 6, "amount": "lots", "country": "NL"}], "amount"),
+                           ({"id": [7.5], "amount": [1.0], "country": ["NL"]}, "id"),
+                           ([{"id": 8, "amount": 1.0}], "country"),
+                           ([{"id": 9, "amount": 1.0, "country": "NL", "vat": 0.2}], "vat")):
+            try:
+                await db.publish("py/orders", bad)
+            except hallelujah.SchemaMismatch as exc:
+                assert f'field "{field}"' in str(exc) and "double" not in str(exc), str(exc)
+            else:
+                raise AssertionError(f"{bad} was published")
+        expected = pa.Table.from_pylist([
+            {"id": 1, "amount": 12.0, "country": "NL"}, {"id": 2, "amount": 8.5, "country": "BE"},
+            {"id": 3, "amount": 40.0, "country": "NL"}, {"id": 4, "amount": 99.0, "country": None},
+            {"id": 5, "amount": 7.0, "country": "DE"}], schema=schema)
+        assert_rows_equal(await db.read("py/orders", follow=False), expected, "py/orders")
+        assert (await db.read("py/orders", follow=False)).schema.equals(schema)

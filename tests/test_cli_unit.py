@@ -1,0 +1,111 @@
+"""The command lines and the library as a person first meets them, without a running congregation:
+a mistake is one line on stderr and exit 2, never a traceback; help says what each option does
+and its default; the version is told."""
+from __future__ import annotations
+
+import importlib.metadata
+import os
+import shutil
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import hallelujah
+from hallelujah.cli_output import rows_text
+from hallelujah.errors import InvalidInput
+
+BIN = Path(sys.executable).parent
+HALLELUJAH = str(BIN / "hallelujah") if (BIN / "hallelujah").exists() else shutil.which("hallelujah") or "hallelujah"
+CONGREGATION = str(BIN / "congregation") if (BIN / "congregation").exists() else shutil.which("congregation") or "congregation"
+ENV = {k: v for k, v in os.environ.items() if k != "HALLELUJAH_AT"}
+
+
+def run(*command: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(list(command), capture_output=True, text=True, env=ENV, timeout=timeout,
+                          stdin=subprocess.DEVNULL)
+
+
+def one_line(result: subprocess.CompletedProcess[str], code: int = 2) -> str:
+    """Exit `code`, no traceback, exactly one line on stderr; returns it."""
+    message = result.stderr.strip()
+    assert result.returncode == code, f"{result.args}: exit {result.returncode}, expected {code}: {result.stderr!r}"
+    assert "Traceback" not in result.stderr + result.stdout, f"{result.args}: a traceback: {result.stderr}"
+    assert message and "\n" not in message, f"{result.args}: not one line: {result.stderr!r}"
+    return message
+
+
+def test_version_on_the_command_line_and_in_the_package() -> None:
+    installed = importlib.metadata.version("hallelujah")
+    assert hallelujah.__version__ == installed
+    result = run(HALLELUJAH, "--version")
+    assert result.returncode == 0 and result.stdout.strip() == f"hallelujah {installed}", result
+
+
+@pytest.mark.parametrize("argv, named", [
+    (["--at", "127.0.0.1", "list"], '"127.0.0.1"'),
+    (["--at", "127.0.0.1:http", "list"], '"127.0.0.1:http"'),
+    (["stream", "shop/large", "--limit", "-1"], "--limit"),
+    (["demo", "--rows", "-5"], "--rows"),
+    (["demo", "--rows", "many"], "--rows"),
+    (["run", "x.json", "--workers", "0"], "--workers"),
+])
+def test_a_bad_option_is_one_line_naming_it(argv: list[str], named: str) -> None:
+    assert named in one_line(run(HALLELUJAH, *argv))
+
+
+def test_library_refuses_a_bad_address_and_a_negative_limit() -> None:
+    with pytest.raises(InvalidInput, match='"127.0.0.1": not HOST:PORT'):
+        hallelujah.connect("127.0.0.1")
+    db = hallelujah.connect("127.0.0.1:1")        # (nothing listens: refused before connecting)
+    with pytest.raises(InvalidInput, match="limit -1"):
+        db.read("shop/large", limit=-1)
+
+
+def test_help_says_what_options_do_and_their_defaults() -> None:
+    text = run(HALLELUJAH, "stream", "--help").stdout
+    assert "(default: jsonl)" in text and "stop after this many rows" in text
+    assert "(default: None)" not in text and "(default: False)" not in text
+    assert "(default: 2000000)" in run(HALLELUJAH, "demo", "--help").stdout
+    congregation_help = run(CONGREGATION, "--help").stdout
+    assert "--log-level" in congregation_help and "HALLELUJAH_LOG_LEVEL" in congregation_help
+
+
+def test_rows_are_counted_in_english() -> None:
+    assert [rows_text(n) for n in (0, 1, 2, 1234)] == ["0 rows", "1 row", "2 rows", "1,234 rows"]
+
+
+def test_wi_is_wired_and_refuses_without_a_terminal() -> None:
+    """`hallelujah wi` reaches the Window Interface, which needs a terminal (here stdin is none):
+    its message first, then (its own rule for a refusal) one structured log line."""
+    result = run(HALLELUJAH, "--at", "127.0.0.1:1", "wi", "--read-only")
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result
+    assert result.stderr.splitlines()[0] == "hallelujah wi: needs a terminal (stdin and stdout)"
+
+
+def test_congregation_on_a_port_in_use_is_one_line(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        message = one_line(run(CONGREGATION, "--data-dir", str(tmp_path / "d"), "--workers", "1",
+                               "--listen", f"127.0.0.1:{port}"), code=1)
+    assert f"--listen 127.0.0.1:{port}" in message and "in use" in message
+
+
+@pytest.mark.parametrize("data_dir, why", [
+    ("afile/sub", "Not a directory"),
+    ("/proc/no-such-process/data", "No such file or directory"),
+])
+def test_congregation_with_a_data_dir_it_cannot_create_is_one_line(tmp_path: Path, data_dir: str, why: str) -> None:
+    (tmp_path / "afile").write_text("")
+    path = tmp_path / data_dir if not data_dir.startswith("/") else Path(data_dir)
+    message = one_line(run(CONGREGATION, "--data-dir", str(path), "--workers", "1", "--listen", "127.0.0.1:0"))
+    assert f"--data-dir {path}" in message and why in message
+
+
+def test_congregation_listen_without_a_port_is_one_line(tmp_path: Path) -> None:
+    message = one_line(run(CONGREGATION, "--data-dir", str(tmp_path / "d"), "--listen", "127.0.0.1"))
+    assert "--listen 127.0.0.1: not HOST:PORT" in message
