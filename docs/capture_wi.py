@@ -13,8 +13,8 @@ import trio
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from sheets.app import App, text  # noqa: E402
-from tests.conftest import Daemon, sandbox  # noqa: E402
+from sheets.app import App, text
+from tests.conftest import Daemon, sandbox
 
 DOCUMENT = {"tradecraft": "vitals", "analytics": [
     {"name": "readings", "kind": "stream", "schema": {"ts": "int64", "patient": "int64", "pulse": "float64"}},

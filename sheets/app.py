@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import math
-from typing import Any, Awaitable, Callable
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 import structlog
 import trio
@@ -11,7 +12,12 @@ import urwid
 
 import hallelujah
 from sheets.feed import Feed
-from sheets.screens import TAIL_ROWS, AnalyticScreen, EventsScreen, Screen, TradecraftsScreen
+from sheets.screens import (
+    AnalyticScreen,
+    EventsScreen,
+    Screen,
+    TradecraftsScreen,
+)
 from sheets.widgets import dialog
 
 log = structlog.get_logger("sheets")

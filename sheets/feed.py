@@ -2,7 +2,8 @@
 or dead congregation makes the screen say "unreachable", never freeze."""
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import pyarrow as pa
 import trio

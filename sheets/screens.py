@@ -19,12 +19,12 @@ class Screen(urwid.WidgetWrap):
     """What every screen answers: its name in the breadcrumb, its keys, where Enter goes, and
     which tradecraft `c` and `E` act on."""
     crumb = ""
-    keys: list[tuple[str, str]] = []
+    keys: tuple[tuple[str, str], ...] = ()
 
     def update(self, feed: Feed) -> None:
         raise NotImplementedError
 
-    def enter(self) -> "Screen | None":
+    def enter(self) -> Screen | None:
         return None
 
     def tradecraft(self) -> str | None:
@@ -33,8 +33,8 @@ class Screen(urwid.WidgetWrap):
 
 class TradecraftsScreen(Screen):
     crumb = "tradecrafts"
-    keys = [("Enter", "open the tradecraft"), ("c", "cancel the tradecraft"),
-            ("E", "event log of every tradecraft")]
+    keys = (("Enter", "open the tradecraft"), ("c", "cancel the tradecraft"),
+            ("E", "event log of every tradecraft"))
 
     def __init__(self) -> None:
         self.table = Table(["tradecraft", "state", "rows in", "in/s", "rows out", "out/s", "stalled / error"],
@@ -66,8 +66,8 @@ def summary(feed: Feed, name: str) -> str:
 
 
 class TradecraftScreen(Screen):
-    keys = [("Enter", "open the analytic"), ("c", "cancel this tradecraft"), ("E", "its event log"),
-            ("Esc", "back to the tradecrafts")]
+    keys = (("Enter", "open the analytic"), ("c", "cancel this tradecraft"), ("E", "its event log"),
+            ("Esc", "back to the tradecrafts"))
 
     def __init__(self, name: str) -> None:
         self.name = self.crumb = name
@@ -102,8 +102,8 @@ class TradecraftScreen(Screen):
 class AnalyticScreen(Screen):
     """Schema, retained outputs with their rows, and the last rows of the output (followed
     through the library by the App while the screen is shown)."""
-    keys = [("j/k g/G", "scroll"), ("c", "cancel the tradecraft"), ("E", "its event log"),
-            ("Esc", "back to the tradecraft")]
+    keys = (("j/k g/G", "scroll"), ("c", "cancel the tradecraft"), ("E", "its event log"),
+            ("Esc", "back to the tradecraft"))
 
     def __init__(self, tradecraft: str, analytic: str) -> None:
         self.tc, self.analytic = tradecraft, analytic
@@ -167,7 +167,7 @@ def _show(value: Any) -> str:
 
 class EventsScreen(Screen):
     """describe's events (splits, merges, restarts, congestion, versions), oldest first."""
-    keys = [("j/k g/G", "scroll"), ("Esc", "back")]
+    keys = (("j/k g/G", "scroll"), ("Esc", "back"))
 
     def __init__(self, tradecraft: str | None) -> None:
         self.only = tradecraft

@@ -3,8 +3,9 @@ screen shows, so what the Window Interface shows is testable without a terminal.
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 Info = dict[str, Any]
 

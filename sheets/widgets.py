@@ -2,7 +2,8 @@
 scrolling page of lines."""
 from __future__ import annotations
 
-from typing import Any, Callable, Hashable, Sequence
+from collections.abc import Callable, Hashable, Sequence
+from typing import Any
 
 import urwid
 

@@ -2,8 +2,8 @@
 widget, and the screen read back as text (the way mitmproxy tests its urwid console)."""
 from __future__ import annotations
 
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from typing import AsyncIterator, Callable
 
 import trio
 

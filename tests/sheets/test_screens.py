@@ -119,9 +119,9 @@ async def test_an_analytic_follows_its_output(congregation, read_all):
                 seen = pa.concat_tables([seen, more])
                 await db.publish("tc/x", more)
                 expected = kept(seen)
-                shown = await wi.until(lambda s: f"({TAIL_ROWS} of {expected.num_rows:,}" in s
+                shown = await wi.until(lambda s, e=expected: f"({TAIL_ROWS} of {e.num_rows:,}" in s
                                        or f"({TAIL_ROWS} of the rows since opened" in s and
-                                       line_of(s, str(expected["id"][-1].as_py())) is not None,
+                                       line_of(s, str(e["id"][-1].as_py())) is not None,
                                        "the new rows", size=(160, 48))
                 for r in expected.slice(expected.num_rows - TAIL_ROWS).to_pylist():
                     assert row(shown, str(r["id"])) == [str(r["id"]), f"{r['v']:g}"]

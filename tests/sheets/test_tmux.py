@@ -9,14 +9,12 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 import pyarrow as pa
 import pytest
-
-
 
 pytestmark = pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed (apt-get install -y tmux)")
 ROOT = Path(__file__).resolve().parents[2]
@@ -68,7 +66,7 @@ def wi_in_tmux(address: str, tmp_path: Path, *args: str) -> Iterator[Tmux]:
     try:
         yield tmux
     finally:
-        subprocess.run(["tmux", "-L", tmux.socket, "kill-server"], capture_output=True, timeout=10)
+        subprocess.run(["tmux", "-L", tmux.socket, "kill-server"], capture_output=True, timeout=10, check=False)
 
 
 def quit_with_q(tmux: Tmux, tmp_path: Path) -> None:

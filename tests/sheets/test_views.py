@@ -2,10 +2,9 @@
 figures computed here from the answer's own parts."""
 from __future__ import annotations
 
+import pyarrow as pa
 from hypothesis import given
 from hypothesis import strategies as st
-
-import pyarrow as pa
 
 from sheets import views
 from sheets.feed import Tail

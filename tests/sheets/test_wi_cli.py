@@ -11,7 +11,7 @@ from sheets.wi import bad_address
 
 def wi(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "sheets.wi", *args], capture_output=True, text=True,
-                          timeout=30, stdin=subprocess.DEVNULL)
+                          timeout=30, stdin=subprocess.DEVNULL, check=False)
 
 
 @pytest.mark.parametrize("address", ["127.0.0.1", "127.0.0.1:", "127.0.0.1:x", "127.0.0.1:70000", ":0"])
