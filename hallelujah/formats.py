@@ -143,8 +143,10 @@ def read_pieces(source: dict[str, Any], schema: pa.Schema | None = None, batch_r
     elif path.stat().st_size == 0:
         return iter(())
     elif fmt == "csv":
-        keep = _projection(header(path), schema)
-        raws = (_selected([r], keep) for r in csv_raws(path, schema, _block_size(path, batch_rows)))
+        names = header(path)
+        keep = _projection(names, schema)
+        raws = (_selected([r], keep)
+                for r in csv_raws(path, _as_text(names, schema, keep), _block_size(path, batch_rows)))
     else:
         raws = _jsonl_raws(path, schema, _block_size(path, batch_rows))
     return _sliced(path, raws, target, batch_rows)
@@ -194,6 +196,14 @@ def _projection(names: list[str], schema: pa.Schema | None) -> list[str] | None:
     if schema is None or not set(schema.names) < set(names):
         return None
     return [n for n in names if n in schema.names]
+
+
+def _as_text(names: list[str], schema: pa.Schema | None, keep: list[str] | None) -> pa.Schema | None:
+    """The schema to parse a CSV file by: a field it has beyond `keep` is taken as text, to be
+    dropped, so no value of it can fail the read (pyarrow would infer its type block by block)."""
+    if schema is None or keep is None:
+        return schema
+    return pa.schema([schema.field(n) if n in keep else pa.field(n, pa.string()) for n in names])
 
 
 def _selected(raws: list[Raw], keep: list[str] | None) -> list[Raw]:
@@ -422,7 +432,8 @@ class _Tail:
         first_line = self._lines_before()
         if self.fmt == "csv":
             assert self.names is not None
-            raws = [csv_chunk(self.path, chunk, self.names, self.schema, first_line)]
+            raws = [csv_chunk(self.path, chunk, self.names, _as_text(self.names, self.schema, self.keep),
+                              first_line)]
         else:
             raws = jsonl_chunk(self.path, chunk, self.schema, first_line)
             if self.head is None:  # the file's first lines decide, wherever it resumes

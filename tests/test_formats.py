@@ -350,6 +350,14 @@ def test_projection_reads_only_the_declared_parquet_columns(tmp_path, monkeypatc
     assert asked == [["d", "name"], None]
 
 
+def test_an_undeclared_csv_field_is_never_parsed_so_its_values_cannot_fail_the_read(tmp_path):
+    path = tmp_path / "wide.csv"
+    n = 200_000  # past the first parse block, where pyarrow would have inferred "skip" an int
+    path.write_text("id,skip\n" + "".join(f"{i},{i}\n" for i in range(n)) + f"{n},not a number\n")
+    got = read_all({"path": path}, pa.schema([("id", pa.int64())]))
+    assert got.column("id").to_pylist() == list(range(n + 1))
+
+
 def test_a_jsonl_file_s_fields_are_those_of_its_first_lines(tmp_path):
     path = tmp_path / "wide.jsonl"
     path.write_text('{"id": 1, "skip": "x", "lat": 2.5}\n{"id": 2, "lat": 3.5, "other": [1]}\n')
