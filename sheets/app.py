@@ -41,7 +41,7 @@ class App:
         self.stack: list[Screen] = [TradecraftsScreen()]
         self.status = urwid.Text("", wrap="clip")
         self.crumbs = urwid.Text("", wrap="clip")
-        self.message = urwid.Text("", wrap="clip")
+        self.message = urwid.Text("")          # wraps: a refusal is read whole
         self.overlay: urwid.Widget | None = None
         self.confirming: Callable[[], Awaitable[None]] | None = None
         self.status_bar = urwid.AttrMap(self.status, "status")
@@ -154,8 +154,9 @@ class App:
             log.warning("wi_refused", action="cancel", tradecraft=name, reason="read-only")
         else:
             self.confirming = lambda: self.cancel(name)
-            self.overlay = dialog([f"Cancel tradecraft {name}?", "", "y: cancel it    any other key: keep it"],
-                                  self.screen, "confirm", ("relative", 60), 5)
+            self.overlay = dialog([f"Cancel tradecraft {name}?", "It stops, and its retained outputs are deleted.",
+                                   "", "y: cancel it    any other key: keep it"],
+                                  self.screen, "confirm", ("relative", 70), 6)
 
     async def cancel(self, name: str) -> None:
         """db.cancel, as `hallelujah cancel` does; the answer (or the refusal) goes to the message line."""

@@ -149,6 +149,22 @@ async def test_cancel_asks_first_then_cancels(congregation):
             await wi.until(lambda s: "tc " not in s.split("\n", 3)[3], "tc gone from the list")
 
 
+async def test_a_cancel_the_congregation_refuses_says_why(congregation):
+    """Someone else cancels it between the question and the answer: the refusal is shown, as
+    `hallelujah cancel` would give it."""
+    db = congregation.db()
+    with trio.fail_after(60):
+        await started(db, rows(0, 10))
+        async with driven(db) as wi:
+            await wi.until(lambda s: "tc " in s, "tc")
+            wi.keys("c")
+            assert "its retained outputs are deleted" in wi.screen()
+            await db.cancel("tc")
+            wi.keys("y")
+            shown = await wi.until(lambda s: "cancel tc refused:" in s, "the refusal", size=(160, 48))
+            assert 'no tradecraft "tc"' in shown
+
+
 async def test_read_only_refuses_cancel(congregation):
     db = congregation.db()
     with trio.fail_after(60):
