@@ -2,6 +2,11 @@
 figures computed here with pyarrow from the rows the test published."""
 from __future__ import annotations
 
+import os
+import signal
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -9,9 +14,10 @@ import pytest
 import trio
 import urwid
 
+from hallelujah import Database
 from sheets.screens import TAIL_ROWS
 from tests.integration.helpers import wait_state
-from tests.sheets.screen import SIZES, driven, line_of, row
+from tests.sheets.screen import SIZES, Driver, driven, line_of, row
 
 DOCUMENT = {"tradecraft": "tc", "analytics": [
     {"name": "x", "kind": "stream", "schema": {"id": "int64", "v": "float64"}},
@@ -34,6 +40,17 @@ async def started(db, *tables: pa.Table) -> pa.Table:
     for t in tables:
         await db.publish("tc/x", t)
     return pa.concat_tables(tables)
+
+
+@asynccontextmanager
+async def showing_tc(congregation, n: int = 10, **more) -> AsyncIterator[tuple[Database, Driver]]:
+    """tc running with `n` rows published, and a Window Interface whose list shows them."""
+    db = congregation.db()
+    with trio.fail_after(60):
+        out = kept(await started(db, rows(0, n))).num_rows
+        async with driven(db, **more) as wi:
+            await wi.until(lambda s: line_of(s, "tc") is not None and row(s, "tc")[4] == f"{out:,}", "tc's rows")
+            yield db, wi
 
 
 @pytest.mark.parametrize("size", SIZES)
@@ -131,100 +148,79 @@ async def test_an_analytic_follows_its_output(congregation, read_all):
 
 
 async def test_cancel_asks_first_then_cancels(congregation):
-    db = congregation.db()
-    with trio.fail_after(60):
-        await started(db, rows(0, 100))
-        async with driven(db) as wi:
-            await wi.until(lambda s: "tc " in s and "running" in s, "tc running")
-            wi.keys("c")
-            assert "Cancel tradecraft tc?" in wi.screen()
-            wi.keys("n")
-            assert "not cancelled" in wi.screen() and "Cancel tradecraft" not in wi.screen()
-            assert {t["name"]: t["state"] for t in await db.list()} == {"tc": "running"}
-            wi.keys("c")
-            assert "Cancel tradecraft tc?" in wi.screen((160, 48))
-            wi.keys("y")
-            await wi.until(lambda s: "cancelled tc" in s, "the cancel's answer")
-            assert [t for t in await db.list() if t["state"] == "running"] == []
-            await wi.until(lambda s: "tc " not in s.split("\n", 3)[3], "tc gone from the list")
+    async with showing_tc(congregation) as (db, wi):
+        wi.keys("c")
+        assert "Cancel tradecraft tc?" in wi.screen()
+        wi.keys("n")
+        assert "not cancelled" in wi.screen() and "Cancel tradecraft" not in wi.screen()
+        assert {t["name"]: t["state"] for t in await db.list()} == {"tc": "running"}
+        wi.keys("c")
+        assert "Cancel tradecraft tc?" in wi.screen((160, 48))
+        wi.keys("y")
+        await wi.until(lambda s: "cancelled tc" in s, "the cancel's answer")
+        assert [t for t in await db.list() if t["state"] == "running"] == []
+        await wi.until(lambda s: "tc " not in s.split("\n", 3)[3], "tc gone from the list")
 
 
 async def test_a_cancel_the_congregation_refuses_says_why(congregation):
     """Someone else cancels it between the question and the answer: the refusal is shown, as
     `hallelujah cancel` would give it."""
-    db = congregation.db()
-    with trio.fail_after(60):
-        await started(db, rows(0, 10))
-        async with driven(db) as wi:
-            await wi.until(lambda s: "tc " in s, "tc")
-            wi.keys("c")
-            assert "its retained outputs are deleted" in wi.screen()
-            await db.cancel("tc")
-            wi.keys("y")
-            shown = await wi.until(lambda s: "cancel tc refused:" in s, "the refusal", size=(160, 48))
-            assert 'no tradecraft "tc"' in shown
+    async with showing_tc(congregation) as (db, wi):
+        wi.keys("c")
+        assert "its retained outputs are deleted" in wi.screen()
+        await db.cancel("tc")
+        wi.keys("y")
+        shown = await wi.until(lambda s: "cancel tc refused:" in s, "the refusal", size=(160, 48))
+        assert 'no tradecraft "tc"' in shown
 
 
 async def test_read_only_refuses_cancel(congregation):
-    db = congregation.db()
-    with trio.fail_after(60):
-        await started(db, rows(0, 100))
-        async with driven(db, read_only=True) as wi:
-            await wi.until(lambda s: "tc " in s and "running" in s, "tc running")
-            assert "read-only" in wi.screen().split("\n")[0]
-            wi.keys("enter", "c")
-            shown = wi.screen()
-            assert "read-only: cancel of tc refused" in shown and "Cancel tradecraft" not in shown
-            wi.keys("y")
-            await trio.sleep(0.5)
-            assert {t["name"]: t["state"] for t in await db.list()} == {"tc": "running"}
+    async with showing_tc(congregation, read_only=True) as (db, wi):
+        assert "read-only" in wi.screen().split("\n")[0]
+        wi.keys("enter", "c")
+        shown = wi.screen()
+        assert "read-only: cancel of tc refused" in shown and "Cancel tradecraft" not in shown
+        wi.keys("y")
+        await trio.sleep(0.5)
+        assert {t["name"]: t["state"] for t in await db.list()} == {"tc": "running"}
 
 
 async def test_help_moves_and_quit(congregation):
-    db = congregation.db()
-    with trio.fail_after(60):
-        await started(db, rows(0, 10))
-        async with driven(db) as wi:
-            await wi.until(lambda s: "tc " in s, "tc")
-            wi.keys("enter")
-            table = wi.app.screen.table
-            await wi.until(lambda s: "transform " in s, "the Jahs")
-            wi.keys("G")
-            assert table.focused() == ("y", "transform")
-            wi.keys("k")
-            assert table.focused() == ("y", "sink")
-            wi.keys("g")
-            assert table.focused() == ("x", "")
-            wi.keys("j")
-            assert table.focused() == ("x", "logsource")
-            wi.keys("?")
-            shown = wi.screen()
-            assert "help" in shown and "cancel this tradecraft" in shown and "quit" in shown
-            wi.keys("esc")
-            assert "help" not in wi.screen() and "tradecrafts > tc" in wi.screen()
-            with pytest.raises(urwid.ExitMainLoop):
-                wi.keys("q")
+    async with showing_tc(congregation) as (_, wi):
+        wi.keys("enter")
+        table = wi.app.screen.table
+        await wi.until(lambda s: "transform " in s, "the Jahs")
+        wi.keys("G")
+        assert table.focused() == ("y", "transform")
+        wi.keys("k")
+        assert table.focused() == ("y", "sink")
+        wi.keys("g")
+        assert table.focused() == ("x", "")
+        wi.keys("j")
+        assert table.focused() == ("x", "logsource")
+        wi.keys("?")
+        shown = wi.screen()
+        assert "help" in shown and "cancel this tradecraft" in shown and "quit" in shown
+        wi.keys("esc")
+        assert "help" not in wi.screen() and "tradecrafts > tc" in wi.screen()
+        with pytest.raises(urwid.ExitMainLoop):
+            wi.keys("q")
 
 
 async def test_event_log_shows_a_restart(congregation):
     """Kill the worker a Jah runs on: the congregation records a restart, and `E` shows it."""
-    import os
-    import signal
-    db = congregation.db()
-    with trio.fail_after(60):
-        await started(db, rows(0, 10))
+    async with showing_tc(congregation) as (db, wi):
         info = await db.describe("tc")
-        worker = next(j["worker"] for a in info["tradecrafts"][0]["analytics"] for j in a["jahs"] if j["worker"] >= 0)
+        worker = next(j["worker"] for a in info["tradecrafts"][0]["analytics"] for j in a["jahs"]
+                      if j["worker"] >= 0)
         pid = next(w["pid"] for w in info["workers"] if w["worker"] == worker)
-        async with driven(db) as wi:
-            await wi.until(lambda s: "tc " in s, "tc")
-            wi.keys("E")
-            assert row(wi.screen(), "at")[:3] == ["at", "tradecraft", "event"]
-            os.kill(pid, signal.SIGKILL)
-            shown = await wi.until(lambda s: " restart " in s, "the restart event")
-            assert f"worker {worker} (pid {pid}) lost" in shown
-            assert "tradecrafts > events" in shown
-            await wait_state(db, "tc", "running")
+        wi.keys("E")
+        assert row(wi.screen(), "at")[:3] == ["at", "tradecraft", "event"]
+        os.kill(pid, signal.SIGKILL)
+        shown = await wi.until(lambda s: " restart " in s, "the restart event")
+        assert f"worker {worker} (pid {pid}) lost" in shown
+        assert "tradecrafts > events" in shown
+        await wait_state(db, "tc", "running")
 
 
 async def test_finished_and_failed_tradecrafts_say_so(congregation, tmp_path):
