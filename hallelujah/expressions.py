@@ -28,6 +28,7 @@ import pyarrow.compute as pc
 from hallelujah.errors import ExpressionError, HallelujahError
 
 MAX_DEPTH = 100  # deeper trees are refused at parse, so typing and evaluation cannot exhaust the stack
+MAX_IN_ITEMS = 10_000  # literals in one `in` list: a longer one is data, better joined as a dataset
 
 INT64, FLOAT64, BOOL, STRING, NULL = pa.int64(), pa.float64(), pa.bool_(), pa.string(), pa.null()
 CAST_TYPES: dict[str, pa.DataType] = {
@@ -233,6 +234,7 @@ class _In(_Node):
     def __init__(self, pos: int, negate: bool, arg: _Node, items: list[_Literal]) -> None:
         super().__init__(pos, arg)
         self.negate, self.items = negate, items
+        self.sets: dict[pa.DataType, pa.Array] = {}  # the value set, built once per type compared at
         self.label = f'operator "{"not in" if negate else "in"}"'
 
     def _type(self, types: list[pa.DataType], schema: pa.Schema) -> pa.DataType:
@@ -249,8 +251,9 @@ class _In(_Node):
         if common == NULL:  # the operand is null, so is every answer
             return pa.scalar(None, BOOL)
         x = _to(values[0], common)
-        found = pc.is_in(x, value_set=pa.array([i.value for i in self.items if i.value is not None], common),
-                         skip_nulls=True)
+        if common not in self.sets:
+            self.sets[common] = pa.array([i.value for i in self.items if i.value is not None], common)
+        found = pc.is_in(x, value_set=self.sets[common], skip_nulls=True)
         if any(i.value is None for i in self.items):  # no match against a null is unknown, not false
             found = pc.if_else(found, True, pa.scalar(None, BOOL))
         if x.null_count if not isinstance(x, pa.Scalar) else not x.is_valid:
@@ -424,6 +427,8 @@ class _Converter:
         self.text, self.lead = text, lead
         self.lines = _LINE.findall(text[lead:])
         self.starts = list(itertools.accumulate([0] + [len(line) for line in self.lines]))
+        self.ascii = [line.isascii() for line in self.lines]  # where a byte is a character
+        self.chars: dict[int, list[int]] = {}  # for the other lines: characters before each byte
 
     def char_at(self, lineno: int, chars: int) -> int:
         i = max(0, min(lineno - 1, len(self.lines) - 1))
@@ -432,8 +437,13 @@ class _Converter:
     def pos(self, node: ast.AST, end: bool = False) -> int:
         """0-based character offset of `node`; AST columns count UTF-8 bytes, users count characters."""
         lineno, col = (node.end_lineno, node.end_col_offset) if end else (node.lineno, node.col_offset)  # type: ignore[attr-defined]
-        line = self.lines[max(0, min(lineno - 1, len(self.lines) - 1))]
-        return self.char_at(lineno, len(line.encode()[:col].decode("utf-8", "ignore")))
+        i = max(0, min(lineno - 1, len(self.lines) - 1))
+        if self.ascii[i]:
+            return self.char_at(lineno, col)
+        if i not in self.chars:  # counted once, so a long line of many nodes is not quadratic
+            leads = (b & 0xC0 != 0x80 for b in self.lines[i].encode())
+            self.chars[i] = list(itertools.accumulate(leads, initial=0))
+        return self.char_at(lineno, self.chars[i][min(col, len(self.chars[i]) - 1)])
 
     def between(self, left: ast.AST, right: ast.AST) -> int:
         """Position of the operator written between two operands (past spaces and parentheses)."""
@@ -527,6 +537,9 @@ class _Converter:
         op = "not in" if negate else "in"
         if not isinstance(listed, (ast.Tuple, ast.List)) or not listed.elts:
             raise self.refuse(listed, f'operator "{op}" needs a list of literals, as in x {op} (1, 2)')
+        if len(listed.elts) > MAX_IN_ITEMS:
+            raise self.refuse(listed, f'operator "{op}" takes at most {MAX_IN_ITEMS:,} literals, '
+                                      f"got {len(listed.elts):,}")
         items = [self.convert(e, depth + 1) for e in listed.elts]
         for elt, item in zip(listed.elts, items):
             if not isinstance(item, _Literal):

@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from hallelujah.errors import ExpressionError, HallelujahError
-from hallelujah.expressions import EvaluationError, parse
+from hallelujah.expressions import MAX_IN_ITEMS, EvaluationError, parse
 
 BATCH = pa.record_batch({
     "i": pa.array([7, -7, None, 0, 3], pa.int64()),
@@ -519,3 +519,13 @@ def test_an_in_list_must_be_written_out_in_literals(text: str, position: int) ->
     with pytest.raises(ExpressionError) as e:
         parse(text)
     assert e.value.position == position
+
+
+def test_a_long_in_list_is_refused_past_its_limit_and_positions_in_it_count_characters() -> None:
+    many = ", ".join(repr(f"é{k}") for k in range(MAX_IN_ITEMS - 1))
+    assert ev(f"s in ({many}, 'xyz')") == [False, False, None, False, True]
+    with pytest.raises(ExpressionError, match="at most 10,000 literals, got 10,001 at position 5"):
+        parse(f"s in ({many}, 'a', 'b')")
+    with pytest.raises(ExpressionError) as e:  # positions count characters past many non-ASCII ones
+        parse(f"s in ({many}, x)")
+    assert e.value.position == len(f"s in ({many}, ")
