@@ -5,7 +5,8 @@ positions name batches in file order whatever the split, so the parts merge back
 restarted SOURCE resumes at the position its outputs committed. A followed file uses byte offsets.
 A row the file holds but that cannot be read as the stream's schema (a value that does not parse,
 a CSV row with too many fields, a line that is not JSON) goes to `ANALYTIC.rejected` with the
-reason, at the position of the rows around it: the rest of the file still flows.
+reason, at the position of the rows around it: the rest of the file still flows. A stream that
+declares only some of the file's fields reads only those (parquet and sqlite never fetch the rest).
 """
 from __future__ import annotations
 
