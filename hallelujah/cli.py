@@ -78,7 +78,7 @@ def parser() -> argparse.ArgumentParser:
         p.add_argument("--json", action="store_true", help="print JSON, for programs")
 
     p = add("submit", "Submit a tradecraft document.")
-    p.add_argument("file", help="the tradecraft document (JSON)")
+    p.add_argument("file", help="the tradecraft document (JSON; - for stdin)")
     p = add("list", "List tradecrafts and their state.")
     add_json(p)
     p = add("describe", "Describe tradecrafts, analytics and Jahs.")
@@ -87,9 +87,10 @@ def parser() -> argparse.ArgumentParser:
     add_json(p)
     p = add("publish", "Publish a file's rows into a pushed stream.")
     p.add_argument("stream", metavar="TRADECRAFT/STREAM", help="a stream analytic without a source")
-    p.add_argument("file", help="the rows to publish")
-    p.add_argument("--format", choices=["parquet", "csv", "jsonl", "arrow"],
+    p.add_argument("file", help="the rows to publish (- for stdin, with --format)")
+    p.add_argument("--format", choices=["parquet", "csv", "jsonl", "arrow", "sqlite"],
                    help="the file's format (default: told by its extension)")
+    p.add_argument("--table", help="the table to publish, of a SQLite file")
     p.add_argument("--end", action="store_true", help="close the stream after these rows")
     p.add_argument("--publisher-id", help="name this publisher: publishing again with the same id "
                                           "(after a lost acknowledgement) keeps each batch once")
@@ -181,8 +182,9 @@ def dispatch(args: argparse.Namespace) -> int:
 async def _remote(db: Database, args: argparse.Namespace) -> int:
     from hallelujah import cli_output as out
     if args.command == "submit":
-        document = _read_document(Path(args.file))
-        result = await db.submit(document, base_dir=Path(args.file).resolve().parent)
+        document = _read_document(args.file)
+        base_dir = Path.cwd() if args.file == "-" else Path(args.file).resolve().parent
+        result = await db.submit(document, base_dir=base_dir)
         print(f"submitted {result['tradecraft']}: outputs {', '.join(result['outputs']) or '(none)'}")
     elif args.command == "list":
         out.print_list(await db.list(), args.json)
@@ -192,7 +194,8 @@ async def _remote(db: Database, args: argparse.Namespace) -> int:
         await db.cancel(args.tradecraft)
         print(f"cancelled {args.tradecraft}")
     elif args.command == "publish":
-        await out.publish_file(db, args.stream, Path(args.file), args.format, args.end, args.publisher_id)
+        await out.publish_file(db, args.stream, Path(args.file), args.format, args.end, args.publisher_id,
+                               args.table)
     elif args.command == "stream":
         await out.stream_to(db, args.analytic, args.from_start, args.limit, args.format, args.output)
     elif args.command == "query":
@@ -213,12 +216,15 @@ def _groups(pairs: list[str]) -> dict[str, str]:
     return groups
 
 
-def _read_document(path: Path) -> Any:
+def _read_document(name: str) -> Any:
+    """A document's JSON from a file, or from stdin for `-`."""
     from hallelujah.errors import TradecraftError
     try:
-        return json.loads(path.read_text())
+        return json.loads(sys.stdin.read() if name == "-" else Path(name).read_text())
     except json.JSONDecodeError as exc:
-        raise TradecraftError("", f"{path}: not JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+        raise TradecraftError("", f"{name}: not JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+    except UnicodeDecodeError:
+        raise TradecraftError("", f"{name}: not JSON: not UTF-8 text") from None
 
 
 if __name__ == "__main__":

@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import json
+import shutil
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -14,6 +16,7 @@ from rich.table import Table
 
 from hallelujah import formats
 from hallelujah.client import Database
+from hallelujah.errors import InvalidInput
 
 STATUS_EVERY = 5.0   # seconds between status lines when stderr is not a terminal
 
@@ -95,16 +98,48 @@ class RowProgress:
 
 
 async def publish_file(db: Database, stream: str, path: Path, fmt: str | None, end: bool,
-                       publisher_id: str | None = None) -> None:
-    """Publish a file, conformed to the stream's schema first (a mismatch sends nothing)."""
-    source = {"path": str(path), "format": formats.format_of(path, fmt)}
+                       publisher_id: str | None = None, table: str | None = None) -> None:
+    """Publish a file (`-`: stdin, its --format named), conformed to the stream's schema first
+    (a mismatch sends nothing)."""
+    if str(path) != "-":
+        await _publish_path(db, stream, path, path.name, fmt, end, publisher_id, table)
+        return
+    if fmt is None:
+        raise InvalidInput("-: stdin has no file extension to tell its format by; name it with --format")
+    with tempfile.TemporaryDirectory(prefix="hallelujah-stdin-") as spool:
+        copy = Path(spool) / "stdin"
+        with open(copy, "wb") as f:        # (parquet, arrow and sqlite readers need a file)
+            shutil.copyfileobj(sys.stdin.buffer, f, 1 << 20)
+        await _publish_path(db, stream, copy, "stdin", fmt, end, publisher_id, table)
+
+
+async def _publish_path(db: Database, stream: str, path: Path, label: str, fmt: str | None, end: bool,
+                        publisher_id: str | None, table: str | None) -> None:
+    source = {"path": str(path), "format": formats.format_of(path, fmt), "table": table}
+    if source["format"] == "sqlite" and not table:
+        raise InvalidInput(f"--table: {label} is a SQLite file: name the table to publish "
+                           f"(it has: {', '.join(sqlite_tables(path)) or 'no tables'})")
     total = _rows_of(source)
     schema = await db.stream_schema(stream)
     batches = formats.read_batches(source, schema)
-    with RowProgress(f"publish {path.name}", total) as progress:
+    with RowProgress(f"publish {label}", total) as progress:
         rows = await db.publish(stream, batches, end=end, schema=schema, progress=progress.update,
                                 publisher_id=publisher_id)
     print(f"published {rows_text(rows)} to {stream}", file=sys.stderr)
+
+
+def sqlite_tables(path: Path) -> list[str]:
+    """The tables of a SQLite file, opened read-only."""
+    import sqlite3
+    if not path.is_file():
+        raise FileNotFoundError(2, "No such file or directory", str(path))
+    con = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        return [r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")]
+    except sqlite3.DatabaseError as exc:
+        raise InvalidInput(f"{path}: not a SQLite file ({exc})") from None
+    finally:
+        con.close()
 
 
 def _rows_of(source: dict[str, Any]) -> int | None:

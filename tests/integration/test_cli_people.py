@@ -239,3 +239,62 @@ async def test_publish_python_rows_cast_safely_to_the_stream_schema(congregation
             {"id": 5, "amount": 7.0, "country": "DE"}], schema=schema)
         assert_rows_equal(await db.read("py/orders", follow=False), expected, "py/orders")
         assert (await db.read("py/orders", follow=False)).schema.equals(schema)
+
+
+def test_the_readme_run_commands_work_as_written(tmp_path: Path) -> None:
+    """Each `hallelujah run …` the README shows, run from the repository with `out` in a temp dir:
+    exit 0 and one file per retained output, its rows what the file holds (read back by pyarrow)."""
+    import pyarrow.parquet as pq
+    root = Path(__file__).parents[2]
+    commands = re.findall(r"`(hallelujah run tradecrafts/\S+\.json[^`]*)`", (root / "README.md").read_text())
+    assert len(commands) >= 2, commands
+    for i, command in enumerate(commands):
+        out = tmp_path / f"out{i}"
+        argv = [str(HALLELUJAH), *command.split()[1:]]
+        argv = [str(out) if a == "out" else a for a in argv]
+        assert str(out) in argv, f"{command}: no --output-dir out"
+        result = subprocess.run(argv, cwd=root, capture_output=True, text=True, env=ENV, timeout=180)
+        assert result.returncode == 0 and "Traceback" not in result.stderr, f"{command}: {result.stderr[-2000:]}"
+        written = sorted(out.iterdir())
+        assert written, f"{command} wrote nothing"
+        if "--format parquet" in command:
+            assert sum(pq.read_metadata(f).num_rows for f in written) > 0, f"{command}: no rows"
+        else:
+            assert sum(len(f.read_text().splitlines()) for f in written) > 0, f"{command}: no rows"
+
+
+def test_publish_a_sqlite_table_and_stdin_and_submit_from_stdin(tmp_path: Path, congregation: Daemon) -> None:
+    """`--table` names a SQLite file's table (and is asked for, naming the tables, when left out);
+    `-` reads stdin for publish (its --format named) and for submit."""
+    import sqlite3
+    at = congregation.address
+    submitted = subprocess.run([str(HALLELUJAH), "--at", at, "submit", "-"], input=json.dumps(SHOP),
+                               capture_output=True, text=True, env=ENV, timeout=60)
+    assert ok(submitted).stdout.startswith("submitted shop")
+    db_file = tmp_path / "orders.db"
+    with sqlite3.connect(db_file) as con:
+        con.execute("CREATE TABLE orders (id INTEGER, amount REAL, country TEXT)")
+        con.execute("CREATE TABLE notes (text TEXT)")
+        con.executemany("INSERT INTO orders VALUES (?, ?, ?)", [(1, 55.5, "NL"), (2, 3.0, "NL"), (3, 70.0, "BE")])
+    con.close()
+    message = refused(cli("publish", "shop/orders", str(db_file), at=at))
+    assert message.startswith("hallelujah: --table:") and "(it has: notes, orders)" in message
+    assert "--format" in refused(subprocess.run([str(HALLELUJAH), "--at", at, "publish", "shop/orders", "-"],
+                                                input="", capture_output=True, text=True, env=ENV, timeout=60))
+    ok(cli("publish", "shop/orders", str(db_file), "--table", "orders", "--format", "sqlite", at=at))
+    piped = subprocess.run([str(HALLELUJAH), "--at", at, "publish", "shop/orders", "-", "--format", "csv"],
+                           input=ORDERS_CSV, capture_output=True, text=True, env=ENV, timeout=60)
+    assert ok(piped).stderr.splitlines()[-1] == "published 4 rows to shop/orders"
+
+    orders = pa.concat_tables([
+        pa.table({"id": [1, 2, 3], "amount": [55.5, 3.0, 70.0], "country": ["NL", "NL", "BE"]}),
+        pa_csv.read_csv(pa.py_buffer(ORDERS_CSV.encode()))])
+    expected = nl_of(orders)
+
+    async def check() -> None:
+        db = congregation.db()
+        with trio.fail_after(20):
+            while (got := await db.read("shop/by_country.nl", follow=False)).num_rows < expected.num_rows:
+                await trio.sleep(0.05)
+        assert_rows_equal(got, expected, "shop/by_country.nl")
+    trio.run(check)
