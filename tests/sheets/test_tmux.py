@@ -86,6 +86,10 @@ async def test_wi_in_tmux_opens_cancels_and_quits(congregation, tmp_path):
         tmux.keys("Enter")
         shown = tmux.until("logsource")
         assert "tradecrafts > tc" in shown
+        tmux.keys("Escape")                     # back to the list, then into tc again
+        tmux.until("stalled / error")
+        tmux.keys("Enter")
+        tmux.until("logsource")
         tmux.keys("c")
         tmux.until("Cancel tradecraft tc?")
         tmux.keys("y")
