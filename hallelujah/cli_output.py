@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+from rich import box
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
@@ -32,34 +33,46 @@ def print_list(rows: list[dict[str, Any]], as_json: bool) -> None:
     Console().print(table)
 
 
-def print_describe(info: dict[str, Any], as_json: bool) -> None:
+def print_describe(info: dict[str, Any], as_json: bool, console: Console | None = None) -> None:
     """Per tradecraft: its Jahs with their live figures (held: rows of state, such as open
-    windows or a join's window of rows), then what it retains, then its events and scaling."""
+    windows or a join's window of rows), then what it retains, then its events and scaling.
+    Figures are never cut or wrapped; a name too long for the terminal ends in an ellipsis."""
     if as_json:
         print(json.dumps(info, indent=1))
         return
-    console = Console()
+    console = console or Console()
     for tc in info["tradecrafts"]:
         stalled = f"  [red]stalled {tc['stalled_for']:.0f}s[/red] (`hallelujah debug {tc['name']}` says why)" \
             if tc.get("stalled_for") is not None else ""
         console.print(f"[bold]{tc['name']}[/bold]  {tc['state']}{stalled}  {tc['error'] or ''}")
-        jahs = Table("worker", "rows in", "rows out", "busy", "backlog", "held", "state")
-        jahs.add_column("jah", overflow="fold")
-        retained = Table("retained output", "rows", "ended")
-        for a in tc["analytics"]:
-            for j in a["jahs"]:
-                jahs.add_row("-" if j["worker"] < 0 else str(j["worker"]),
-                             f"{j.get('rows_in', 0):,}", f"{j.get('rows_out', 0):,}",
-                             f"{j.get('busy', 0):.2f}", str(j.get("backlog", 0)), f"{j.get('state_rows', 0):,}",
-                             j["state"],
-                             j["id"].split("/", 1)[1])
-            for name, log in a["retained"].items():
-                retained.add_row(name, f"{log['rows']:,}", "yes" if log["ended"] else "no")
-        console.print(jahs)
-        console.print(retained)
+        rows = [[j["id"].split("/", 1)[1], "-" if j["worker"] < 0 else str(j["worker"]),
+                 f"{j.get('rows_in', 0):,}", f"{j.get('rows_out', 0):,}", f"{j.get('busy', 0):.2f}",
+                 f"{j.get('backlog', 0):,}", f"{j.get('state_rows', 0):,}", j["state"]]
+                for a in tc["analytics"] for j in a["jahs"]]
+        console.print(_table(["jah", "worker", "rows in", "rows out", "busy", "backlog", "held", "state"], rows,
+                             console.width))
+        console.print(_table(["retained output", "rows", "ended"],
+                             [[name, f"{log['rows']:,}", "yes" if log["ended"] else "no"]
+                              for a in tc["analytics"] for name, log in a["retained"].items()], console.width))
         for e in tc["events"]:
             console.print(f"  {time.strftime('%H:%M:%S', time.localtime(e['at']))} {e['kind']}: "
                           + ", ".join(f"{k}={v}" for k, v in e.items() if k not in ("at", "kind")))
+
+
+def _table(headers: list[str], rows: list[list[str]], width: int) -> Table:
+    """A compact table whose first column (a name) gives way when `width` is narrow, ending in
+    an ellipsis: the others keep their whole width, numbers to the right."""
+    table = Table(box=box.SIMPLE_HEAD, padding=(0, 0), show_edge=False)
+    widths = [max([len(header)] + [len(r[i]) for r in rows]) for i, header in enumerate(headers)]
+    room = width - sum(widths[1:]) - (len(headers) - 1)          # (one space between columns)
+    table.add_column(headers[0], no_wrap=True, overflow="ellipsis", width=max(min(widths[0], room), 12))
+    for i, header in enumerate(headers[1:], start=1):
+        numeric = bool(rows) and all(r[i].replace(",", "").replace(".", "").replace("-", "").isdigit()
+                                     for r in rows)
+        table.add_column(header, no_wrap=True, width=widths[i], justify="right" if numeric else "left")
+    for row in rows:
+        table.add_row(*row)
+    return table
 
 
 def rows_text(rows: int) -> str:

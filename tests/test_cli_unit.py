@@ -109,3 +109,30 @@ def test_congregation_with_a_data_dir_it_cannot_create_is_one_line(tmp_path: Pat
 def test_congregation_listen_without_a_port_is_one_line(tmp_path: Path) -> None:
     message = one_line(run(CONGREGATION, "--data-dir", str(tmp_path / "d"), "--listen", "127.0.0.1"))
     assert "--listen 127.0.0.1: not HOST:PORT" in message
+
+
+def test_describe_at_80_columns_keeps_figures_whole_and_one_line_per_jah() -> None:
+    """Large figures and long names in a terminal of 80 columns: every figure printed whole,
+    every Jah on one line (a long name gives way, ending in an ellipsis)."""
+    import io
+
+    from rich.console import Console
+
+    from hallelujah.cli_output import print_describe
+    jahs = [{"id": f"big/{'enrich_with_countries_of_the_world' * (i + 1)}.part{i}/join", "worker": i,
+             "rows_in": 123_456_789 * (i + 1), "rows_out": 98_765_432 * (i + 1), "busy": 0.97,
+             "backlog": 1_234, "state_rows": 45_678_901, "state": "running"} for i in range(3)]
+    info = {"tradecrafts": [{"name": "big", "state": "running", "error": None, "events": [],
+                             "analytics": [{"name": "enrich", "jahs": jahs,
+                                            "retained": {"enrich": {"rows": 9_876_543_210, "ended": False}}}]}]}
+    out = io.StringIO()
+    print_describe(info, False, Console(file=out, width=80, color_system=None))
+    lines = out.getvalue().splitlines()
+    assert max(map(len, lines)) <= 80, lines
+    for j in jahs:
+        row = [line for line in lines if f" {j['rows_in']:,} " in line]
+        assert len(row) == 1, (j["rows_in"], lines)
+        for figure in (j["rows_out"], j["backlog"], j["state_rows"]):
+            assert f" {figure:,} " in row[0], (figure, row[0])
+        assert row[0].startswith("enrich_with") and "…" in row[0]
+    assert "9,876,543,210" in out.getvalue()
