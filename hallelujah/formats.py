@@ -115,49 +115,50 @@ def source_schema(source: dict[str, Any]) -> pa.Schema:
         raise unreadable(path, e, header(path) if fmt == "csv" else None) from None
 
 
-def read_pieces(source: dict[str, Any], schema: pa.Schema | None = None, batch_rows: int = BATCH_ROWS
-                ) -> Iterator[Piece]:
+def read_pieces(source: dict[str, Any], schema: pa.Schema | None = None, batch_rows: int = BATCH_ROWS,
+                project: bool = False) -> Iterator[Piece]:
     """A whole file as (batch, rejects): batches of at most `batch_rows` rows that fit `schema`,
     and with each the rows near it that could not be read (None when all could).
 
     A batch may be empty when all its rows were rejected. Memory stays bounded by a batch or a
     parse block, whatever the file size; an empty file yields nothing. Raises NotFound for a
     missing file at once; SchemaMismatch (naming the file and field) while iterating when the
-    file's fields are not the schema's, or, without a schema, at any fault. A schema that is a
-    subset of the file's fields is all that is read (see `_projection`).
+    file's fields are not the schema's, or, without a schema, at any fault. With `project`, a
+    schema that is some of the file's fields is all that is read (see `_projection`): a stream's
+    source may declare a subset, a file a client publishes may not.
     """
     path = _path_of(source)
     fmt = format_of(path, source.get("format"))
     raws: Iterator[list[Raw]]
-    target = schema
+    target, wanted = schema, schema if project else None
     if fmt == "sqlite":
         table = _table_of(source)
         if target is None:
             with _connect(path) as con:
                 target = _sqlite_schema(con, path, table)
-        raws = ([r] for r in _read_sqlite(path, table, batch_rows, schema))
+        raws = ([r] for r in _read_sqlite(path, table, batch_rows, wanted))
     elif fmt == "parquet":
-        raws = _typed(_read_parquet(path, batch_rows, schema))
+        raws = _typed(_read_parquet(path, batch_rows, wanted))
     elif fmt == "arrow":
-        raws = _typed(_read_arrow(path, schema))
+        raws = _typed(_read_arrow(path, wanted))
     elif path.stat().st_size == 0:
         return iter(())
     elif fmt == "csv":
         names = header(path)
-        keep = _projection(names, schema)
+        keep = _projection(names, wanted)
         raws = (_selected([r], keep)
                 for r in csv_raws(path, _as_text(names, schema, keep), _block_size(path, batch_rows)))
     else:
-        raws = _jsonl_raws(path, schema, _block_size(path, batch_rows))
+        raws = _jsonl_raws(path, schema, _block_size(path, batch_rows), project)
     return _sliced(path, raws, target, batch_rows)
 
 
-def read_batches(source: dict[str, Any], schema: pa.Schema | None = None, batch_rows: int = BATCH_ROWS
-                 ) -> Iterator[pa.RecordBatch]:
+def read_batches(source: dict[str, Any], schema: pa.Schema | None = None, batch_rows: int = BATCH_ROWS,
+                 project: bool = False) -> Iterator[pa.RecordBatch]:
     """`read_pieces`, refusing the first row that cannot be read (SchemaMismatch naming the file,
     its line or row and the field): for a file a client publishes, or a dataset that loads whole."""
     path = source.get("path")
-    for batch, rejects in read_pieces(source, schema, batch_rows):
+    for batch, rejects in read_pieces(source, schema, batch_rows, project):
         if rejects is not None:
             raise SchemaMismatch(f"{path}: {rejects.reasons[0]}")
         if batch.num_rows:
@@ -171,8 +172,8 @@ def _typed(batches: Iterator[pa.RecordBatch], rows: int = 0) -> Iterator[list[Ra
         rows += batch.num_rows
 
 
-def _jsonl_raws(path: Path, schema: pa.Schema | None, block: int) -> Iterator[list[Raw]]:
-    line, keep = 0, _projection(_jsonl_head_fields(path), schema)
+def _jsonl_raws(path: Path, schema: pa.Schema | None, block: int, project: bool) -> Iterator[list[Raw]]:
+    line, keep = 0, _projection(_jsonl_head_fields(path), schema) if project else None
     for chunk, lines in line_chunks(path, block):
         yield _selected(jsonl_chunk(path, chunk, schema, line), keep)
         line += lines
@@ -380,7 +381,8 @@ async def follow_batches(
     A csv file's header line is read first, whatever the offset. When nothing is new it sleeps
     `poll_interval` seconds. A file that shrinks was replaced: it is read again from its start.
     Runs until cancelled; file IO and parsing run in a worker thread. Raises NotFound if the file
-    does not exist and SchemaMismatch if its fields are not the schema's.
+    does not exist and SchemaMismatch if its fields are not the schema's (or some of them: a
+    csv file's header, or a jsonl file's first lines, may have more, which are not kept).
     """
     path = _path_of(source)
     fmt = format_of(path, source.get("format"))
@@ -499,12 +501,13 @@ def read_positioned(source: dict[str, Any], schema: pa.Schema | None, part: int 
     it), so a reader restarted with another split resumes at the same place and parts can be merged
     back in file order. Only parquet splits; other formats are read as one part. Batches at or
     before position `after` are not yielded; parquet row groups wholly before it are not read.
+    This is a stream's source: a schema that is some of the file's fields is all that is read.
     """
     path = _path_of(source)
     if format_of(path, source.get("format")) != "parquet":
         if parts != 1:
             raise InvalidInput(f"{path}: only parquet sources can be read in parts")
-        for i, (batch, rejects) in enumerate(read_pieces(source, schema, batch_rows), start=1):
+        for i, (batch, rejects) in enumerate(read_pieces(source, schema, batch_rows, project=True), start=1):
             if i > after:
                 yield i, batch, rejects
         return

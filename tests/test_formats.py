@@ -302,12 +302,15 @@ def test_reading_data_that_does_not_fit_names_the_field(tmp_path):
     json_path.write_text('{"id": 1, "lat": 2.5}\n{"id": 2, "lat": "north"}\n')
     with pytest.raises(SchemaMismatch, match='field "lat"'):
         read_all({"path": json_path}, schema)
+    json_path.write_text('{"id": 1, "lat": 2.5, "extra": true}\n')
+    with pytest.raises(SchemaMismatch, match='field "extra"'):
+        read_all({"path": json_path}, schema)
     json_path.write_text('{"id": 1, "lat": 2.5}\n' * 50_000 + '{"id": 1, "lat": 2.5, "extra": true}\n')
     with pytest.raises(SchemaMismatch, match='field "extra"'):  # not a field of the file's first MiB
-        read_all({"path": json_path}, schema)
+        read_all({"path": json_path}, schema, project=True)
     csv_path.write_text("id,b\n1,2\n")
     with pytest.raises(SchemaMismatch, match='field "b" is not in the schema'):  # not a subset: no projection
-        read_all({"path": csv_path}, schema)
+        read_all({"path": csv_path}, schema, project=True)
 
 
 WIDE = pa.table({"d": pa.array([3, None, 1], pa.int32()), "id": [10, 20, 30], "name": ["a", None, "c"],
@@ -327,7 +330,9 @@ def test_a_schema_that_is_some_of_the_file_s_fields_reads_only_those(tmp_path, f
         with open_writer(path, fmt, WIDE.schema) as w:
             w.write(WIDE.to_batches()[0])
     schema = pa.schema([("lat", pa.float64()), ("d", pa.int64())])  # in another order, d wider
-    got = read_all(source, schema)
+    with pytest.raises(SchemaMismatch, match='field "id" is not in the schema'):  # a published file may not
+        read_all(source, schema)
+    got = read_all(source, schema, project=True)
     assert got.schema == schema
     assert got.to_pylist() == WIDE.select(["lat", "d"]).cast(schema).to_pylist()
     if fmt == "parquet":  # read in parts too, each row group with only the declared columns
@@ -345,8 +350,8 @@ def test_projection_reads_only_the_declared_parquet_columns(tmp_path, monkeypatc
         asked.append(kw.get("columns"))
         return real(self, *args, **kw)
     monkeypatch.setattr(pq.ParquetFile, "iter_batches", spy)  # pyarrow's, not ours: what it is asked for
-    read_all({"path": path}, pa.schema([("name", pa.string()), ("d", pa.int32())]))
-    read_all({"path": path}, WIDE.schema)
+    read_all({"path": path}, pa.schema([("name", pa.string()), ("d", pa.int32())]), project=True)
+    read_all({"path": path}, WIDE.schema, project=True)
     assert asked == [["d", "name"], None]
 
 
@@ -354,7 +359,7 @@ def test_an_undeclared_csv_field_is_never_parsed_so_its_values_cannot_fail_the_r
     path = tmp_path / "wide.csv"
     n = 200_000  # past the first parse block, where pyarrow would have inferred "skip" an int
     path.write_text("id,skip\n" + "".join(f"{i},{i}\n" for i in range(n)) + f"{n},not a number\n")
-    got = read_all({"path": path}, pa.schema([("id", pa.int64())]))
+    got = read_all({"path": path}, pa.schema([("id", pa.int64())]), project=True)
     assert got.column("id").to_pylist() == list(range(n + 1))
 
 
@@ -362,7 +367,7 @@ def test_a_jsonl_file_s_fields_are_those_of_its_first_lines(tmp_path):
     path = tmp_path / "wide.jsonl"
     path.write_text('{"id": 1, "skip": "x", "lat": 2.5}\n{"id": 2, "lat": 3.5, "other": [1]}\n')
     schema = pa.schema([("id", pa.int64()), ("lat", pa.float64())])
-    assert read_all({"path": path}, schema).to_pylist() == [{"id": 1, "lat": 2.5}, {"id": 2, "lat": 3.5}]
+    assert read_all({"path": path}, schema, project=True).to_pylist() == [{"id": 1, "lat": 2.5}, {"id": 2, "lat": 3.5}]
 
 
 def test_missing_file_is_not_found(tmp_path):
