@@ -2,6 +2,7 @@
 or dead congregation makes the screen say "unreachable", never freeze."""
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable
 from typing import Any
 
@@ -10,6 +11,8 @@ import trio
 
 import hallelujah
 from sheets import views
+
+HISTORY = 60     # answers (about a minute) of rates kept for the sparklines
 
 
 class Feed:
@@ -25,6 +28,8 @@ class Feed:
         self.answered_at: float | None = None      # trio.current_time() of the last answer
         self.attempts = 0                          # describes sent, answered or not
         self._samples: dict[str, views.Sample] = {}
+        # each tradecraft's (in, out) rows/s of the last HISTORY answers, oldest first
+        self.history: dict[str, deque[tuple[float | None, float | None]]] = {}
 
     async def refresh(self) -> None:
         self.attempts += 1
@@ -42,6 +47,8 @@ class Feed:
         self.info, self.error, self.answered_at = info, None, now
         self.rows = views.tradecraft_rows(info, self._samples, now)
         self._samples = views.samples(self.rows, now)
+        for r in self.rows:
+            self.history.setdefault(r.name, deque(maxlen=HISTORY)).append((r.in_rate, r.out_rate))
 
     async def run(self, changed: Callable[[], None], every: float = 1.0) -> None:
         """Refresh forever, calling `changed()` after each attempt (answered or not)."""

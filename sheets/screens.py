@@ -9,7 +9,7 @@ import trio
 import urwid
 
 from sheets import views
-from sheets.feed import Feed, Tail
+from sheets.feed import HISTORY, Feed, Tail
 from sheets.widgets import Page, Table
 
 TAIL_ROWS = 10
@@ -56,13 +56,20 @@ class TradecraftsScreen(Screen):
 
 
 def summary(feed: Feed, name: str) -> str:
-    """One line on a tradecraft: state, totals and rates, and why it is stalled or failed."""
+    """A tradecraft's state, totals and rates, why it is stalled or failed, and its rates of
+    the last minute as sparklines."""
     row = next((r for r in feed.rows if r.name == name), None)
     if row is None:
         return f"{name}: not in the congregation's answer (cancelled, or not known yet)"
-    return (f"{name}  {row.state}  in {views.count(row.rows_in)} ({views.per_second(row.in_rate)})"
+    head = (f"{name}  {row.state}  in {views.count(row.rows_in)} ({views.per_second(row.in_rate)})"
             f"  out {views.count(row.rows_out)} ({views.per_second(row.out_rate)})"
             + (f"  {row.note}" if row.note else ""))
+    history = list(feed.history.get(name, ()))
+    lines = [head]
+    for label, rates in (("in ", [i for i, _ in history]), ("out", [o for _, o in history])):
+        top = max((r for r in rates if r is not None), default=None)
+        lines.append(f"{label} {views.sparkline(rates):<{HISTORY}} max {views.per_second(top)}")
+    return "\n".join(lines)
 
 
 class TradecraftScreen(Screen):

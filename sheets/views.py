@@ -166,6 +166,22 @@ def per_second(r: float | None) -> str:
     return "-" if r is None else f"{count(round(r))}/s"
 
 
+SPARKS = "_.,:-=+*#"
+
+
+def sparkline(values: Sequence[float | None]) -> str:
+    """One ASCII character per value, scaled to the largest: "_" for none or nothing, "#" for
+    the largest; any flow at all is at least "." (a trickle is not nothing)."""
+    top = max((v for v in values if v is not None), default=0.0)
+    out = []
+    for v in values:
+        if v is None or v <= 0 or top <= 0:
+            out.append(SPARKS[0])
+        else:
+            out.append(SPARKS[max(1, round(v / top * (len(SPARKS) - 1)))])
+    return "".join(out)
+
+
 def clock(at: float) -> str:
     return time.strftime("%H:%M:%S", time.localtime(at))
 

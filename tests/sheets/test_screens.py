@@ -73,6 +73,13 @@ async def test_tradecrafts_screen_shows_totals_and_rates(congregation, size):
             assert row(moving, "tc")[3].endswith("/s")
             shown = await wi.until(lambda s: row(s, "tc")[2:6] == ["4,000", "0/s", f"{total_out:,}", "0/s"],
                                    "the new totals at rest", size=size)
+            # tc's screen: the last minute's rates as sparklines, the flow peak marked "#"
+            wi.keys("enter")
+            shown = wi.screen(size)
+            for label in ("in", "out"):
+                spark, word, peak = row(shown, label)[1:]
+                assert "#" in spark and spark[0] == "_" and spark[-1] == "_" and word == "max", shown
+                assert peak.endswith("/s") and peak != "0/s"
 
 
 async def test_drill_down_to_jahs_and_an_analytic_output(congregation):

@@ -146,3 +146,15 @@ def test_a_tail_keeps_the_last_rows_seen(sizes, keep):
     else:
         assert got is not None and got["i"].to_pylist() == list(range(max(0, start - keep), start))
         assert tail.held - tail.batches[0].num_rows < keep      # no more batches than it needs
+
+
+@given(st.lists(st.one_of(st.none(), st.floats(0, 1e9, allow_nan=False)), max_size=80))
+def test_a_sparkline_has_one_mark_per_rate_and_the_peak_is_highest(rates):
+    spark = views.sparkline(rates)
+    assert len(spark) == len(rates) and set(spark) <= set(views.SPARKS)
+    for r, mark in zip(rates, spark):
+        assert (mark == "_") == (r is None or r <= 0)
+    top = max((r for r in rates if r), default=0)
+    if top > 0:
+        assert spark[rates.index(top)] == "#"
+        assert all(views.SPARKS.index(m) <= views.SPARKS.index("#") for m in spark)
