@@ -29,6 +29,7 @@ EXAMPLES = {
     "query": "hallelujah query clicks/hourly --group action=click",
     "wi": "hallelujah wi",
     "debug": "hallelujah debug gps",
+    "validate": "hallelujah validate tradecrafts/gps.json",
 }
 
 
@@ -79,6 +80,10 @@ def parser() -> argparse.ArgumentParser:
 
     p = add("submit", "Submit a tradecraft document.")
     p.add_argument("file", help="the tradecraft document (JSON; - for stdin)")
+    p = add("validate", "Check a tradecraft document without a congregation: every analytic, what it reads, "
+                        "the schema it makes, and what is retained.")
+    p.add_argument("file", help="the tradecraft document (JSON; - for stdin)")
+    add_json(p)
     p = add("list", "List tradecrafts and their state.")
     add_json(p)
     p = add("describe", "Describe tradecrafts, analytics and Jahs.")
@@ -160,6 +165,12 @@ def dispatch(args: argparse.Namespace) -> int:
     if args.command == "schema":
         from hallelujah.tradecraft import json_schema
         print(json.dumps(json_schema(), indent=2))
+        return 0
+    if args.command == "validate":
+        from hallelujah import cli_output as out
+        from hallelujah.tradecraft import parse_document
+        base_dir = Path.cwd() if args.file == "-" else Path(args.file).resolve().parent
+        out.print_validated(args.file, parse_document(_read_document(args.file), base_dir), args.json)
         return 0
     if args.command == "run":
         from hallelujah.run import run_file

@@ -33,6 +33,22 @@ def print_list(rows: list[dict[str, Any]], as_json: bool) -> None:
     Console().print(table)
 
 
+def print_validated(name: str, tc: Any, as_json: bool) -> None:
+    """A valid document as `validate` shows it: each analytic, what it reads, the schema it makes."""
+    from hallelujah.tradecraft import schema_to_json
+    analytics = [{"name": a.name, "kind": a.kind, "reads": list(a.inputs), "schema": schema_to_json(a.schema),
+                  "routes": list(a.routes), "retained": a.output} for a in tc.analytics]
+    if as_json:
+        print(json.dumps({"tradecraft": tc.name, "valid": True, "analytics": analytics}, indent=1))
+        return
+    print(f"{name}: tradecraft {tc.name} is valid: {len(analytics)} analytic{'s' if len(analytics) != 1 else ''}")
+    for a in analytics:
+        reads = f" reads {', '.join(a['reads'])}" if a["reads"] else ""
+        routes = f" routes {', '.join(a['routes'])}" if a["routes"] else ""
+        fields = ", ".join(f"{k} {v}" for k, v in a["schema"].items())
+        print(f"  {a['name']} ({a['kind']}){reads}{routes}{' [retained]' if a['retained'] else ''}: {fields}")
+
+
 def print_describe(info: dict[str, Any], as_json: bool, console: Console | None = None) -> None:
     """Per tradecraft: its Jahs with their live figures (held: rows of state, such as open
     windows or a join's window of rows), then what it retains, then its events and scaling.

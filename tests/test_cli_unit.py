@@ -136,3 +136,28 @@ def test_describe_at_80_columns_keeps_figures_whole_and_one_line_per_jah() -> No
             assert f" {figure:,} " in row[0], (figure, row[0])
         assert row[0].startswith("enrich_with") and "…" in row[0]
     assert "9,876,543,210" in out.getvalue()
+
+
+SHOP = {"tradecraft": "shop", "analytics": [
+    {"name": "orders", "kind": "stream", "schema": {"id": "int64", "amount": "float64", "country": "string"}},
+    {"name": "large", "kind": "transform", "input": "orders",
+     "derive": {"cents": "cast(amount * 100, 'int64')"}, "where": "amount > 10"},
+    {"name": "by_country", "kind": "director", "input": "large", "key": "country",
+     "routes": {"NL": "nl", "BE": "be"}, "default": "other"}]}
+
+
+def test_validate_checks_a_document_without_a_congregation(tmp_path: Path) -> None:
+    import json
+    good = tmp_path / "shop.json"
+    good.write_text(json.dumps(SHOP))
+    shown = json.loads(run(HALLELUJAH, "validate", str(good), "--json").stdout)
+    assert shown["tradecraft"] == "shop" and [a["name"] for a in shown["analytics"]] == ["orders", "large", "by_country"]
+    assert shown["analytics"][1]["schema"] == {"id": "int64", "amount": "float64", "country": "string", "cents": "int64"}
+    assert shown["analytics"][2]["routes"] == ["nl", "be", "other"] and shown["analytics"][2]["retained"]
+    text = run(HALLELUJAH, "validate", str(good))
+    assert text.returncode == 0 and text.stdout.startswith(f"{good}: tradecraft shop is valid: 3 analytics")
+    bad = json.loads(json.dumps(SHOP))
+    bad["analytics"][1]["input"] = "ordrs"
+    piped = subprocess.run([HALLELUJAH, "validate", "-"], input=json.dumps(bad), capture_output=True,
+                           text=True, env=ENV, timeout=60)
+    assert one_line(piped).startswith('hallelujah: analytics[1].input: no analytic is named "ordrs"')
