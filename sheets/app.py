@@ -89,7 +89,8 @@ class App:
             parts.append("read-only")
         parts.append(",".join(self.db.addresses))
         if info:
-            parts.append(f"congregation {info.get('congregation', '?')}, {len(info.get('workers', []))} workers")
+            workers = len(info.get("workers", []))
+            parts.append(f"congregation {info.get('congregation', '?')}, {workers} worker{'' if workers == 1 else 's'}")
         return "  |  ".join(parts)
 
     def say(self, text: str) -> None:

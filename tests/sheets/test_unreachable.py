@@ -50,13 +50,15 @@ async def test_a_closed_port_shows_why():
             assert f"127.0.0.1:{port}" in shown.split("\n")[0]
 
 
-async def test_a_killed_congregation_keeps_its_last_answer_on_screen(congregation):
+async def test_a_killed_congregation_keeps_its_last_answer_on_screen(daemon_factory):
+    congregation = daemon_factory(workers=1)
     db = congregation.db()
     with trio.fail_after(60):
         await db.submit({"tradecraft": "tc", "analytics": [
             {"name": "x", "kind": "stream", "schema": {"id": "int64"}}]})
         async with driven(db, timeout=0.5) as wi:
-            await wi.until(lambda s: "tc " in s and "running" in s, "tc running")
+            shown = await wi.until(lambda s: "tc " in s and "running" in s, "tc running")
+            assert ", 1 worker" in shown.split("\n")[0] and "1 workers" not in shown
             congregation.kill()
             shown = await wi.until(lambda s: "unreachable" in s and "last answer" in s, "unreachable")
             assert row(shown, "tc")[:2] == ["tc", "running"]     # what it last said, still shown
