@@ -182,6 +182,7 @@ class App:
         rows = screen.output_rows()
         if rows is None:
             screen.tail_how = "it retains no output" if screen.info is not None else "not known yet"
+            self.show_tail(screen)
             return
         self.nursery.start_soon(self.watch_output, screen, rows)
 

@@ -263,3 +263,6 @@ async def test_finished_and_failed_tradecrafts_say_so(congregation, tmp_path):
             wi.keys("esc", "g", "enter", "G", "enter")      # done's output y, which has ended
             shown = await wi.until(lambda s: f"({TAIL_ROWS} of {expected}, ended)" in s, "y's end")
             assert "tradecrafts > done > y" in shown
+            wi.keys("esc", "g", "enter")    # x, a file source: it keeps only its rejected rows
+            shown = wi.screen()
+            assert "last rows of done/x (it retains no output)" in shown and row(shown, "x.rejected")[1] == "0"
