@@ -80,6 +80,7 @@ def parser() -> argparse.ArgumentParser:
 
     p = add("submit", "Submit a tradecraft document.")
     p.add_argument("file", help="the tradecraft document (JSON; - for stdin)")
+    add_json(p)
     p = add("validate", "Check a tradecraft document without a congregation: every analytic, what it reads, "
                         "the schema it makes, and what is retained.")
     p.add_argument("file", help="the tradecraft document (JSON; - for stdin)")
@@ -99,6 +100,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--end", action="store_true", help="close the stream after these rows")
     p.add_argument("--publisher-id", help="name this publisher: publishing again with the same id "
                                           "(after a lost acknowledgement) keeps each batch once")
+    add_json(p)
     p = add("stream", "Stream an analytic's retained output.")
     p.add_argument("analytic", metavar="TRADECRAFT/ANALYTIC", help="a retained output, e.g. shop/by_country.nl")
     p.add_argument("--from-start", action="store_true", help="from its first row, not from now")
@@ -108,6 +110,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--output", help="a file to write (default: stdout)")
     p = add("cancel", "Stop a tradecraft and delete its logs.")
     p.add_argument("tradecraft", help="its name")
+    add_json(p)
     p = add("run", "Run a document to the end of its bounded sources in an embedded congregation.")
     p.add_argument("file", help="the tradecraft document (JSON)")
     p.add_argument("--output-dir", help="write each retained output here (needed when there are several)")
@@ -169,8 +172,7 @@ def dispatch(args: argparse.Namespace) -> int:
     if args.command == "validate":
         from hallelujah import cli_output as out
         from hallelujah.tradecraft import parse_document
-        base_dir = Path.cwd() if args.file == "-" else Path(args.file).resolve().parent
-        out.print_validated(args.file, parse_document(_read_document(args.file), base_dir), args.json)
+        out.print_validated(args.file, parse_document(*_read_document(args.file)), args.json)
         return 0
     if args.command == "run":
         from hallelujah.run import run_file
@@ -193,20 +195,21 @@ def dispatch(args: argparse.Namespace) -> int:
 async def _remote(db: Database, args: argparse.Namespace) -> int:
     from hallelujah import cli_output as out
     if args.command == "submit":
-        document = _read_document(args.file)
-        base_dir = Path.cwd() if args.file == "-" else Path(args.file).resolve().parent
-        result = await db.submit(document, base_dir=base_dir)
-        print(f"submitted {result['tradecraft']}: outputs {', '.join(result['outputs']) or '(none)'}")
+        result = await db.submit(*_read_document(args.file))
+        _said(args.json, f"submitted {result['tradecraft']}: outputs {', '.join(result['outputs']) or '(none)'}",
+              result)
     elif args.command == "list":
         out.print_list(await db.list(), args.json)
     elif args.command == "describe":
         out.print_describe(await db.describe(args.target), args.json)
     elif args.command == "cancel":
         await db.cancel(args.tradecraft)
-        print(f"cancelled {args.tradecraft}")
+        _said(args.json, f"cancelled {args.tradecraft}", {"cancelled": args.tradecraft})
     elif args.command == "publish":
-        await out.publish_file(db, args.stream, Path(args.file), args.format, args.end, args.publisher_id,
-                               args.table)
+        rows = await out.publish_file(db, args.stream, Path(args.file), args.format, args.end,
+                                      args.publisher_id, args.table)
+        _said(args.json, f"published {out.rows_text(rows)} to {args.stream}",
+              {"stream": args.stream, "rows": rows, "ended": args.end}, sys.stderr)
     elif args.command == "stream":
         await out.stream_to(db, args.analytic, args.from_start, args.limit, args.format, args.output)
     elif args.command == "query":
@@ -227,11 +230,22 @@ def _groups(pairs: list[str]) -> dict[str, str]:
     return groups
 
 
-def _read_document(name: str) -> Any:
-    """A document's JSON from a file, or from stdin for `-`."""
+def _said(as_json: bool, text: str, result: Any, where: Any = None) -> None:
+    """What a command did: a line for people (on `where`, default stdout), or JSON on stdout."""
+    if as_json:
+        print(json.dumps(result))
+    else:
+        print(text, file=where or sys.stdout)
+
+
+def _read_document(name: str) -> tuple[Any, Path]:
+    """A document's JSON from a file, or from stdin for `-`, and the directory its relative
+    paths are resolved against (the file's, or the working directory)."""
     from hallelujah.errors import TradecraftError
     try:
-        return json.loads(sys.stdin.read() if name == "-" else Path(name).read_text())
+        if name == "-":
+            return json.loads(sys.stdin.read()), Path.cwd()
+        return json.loads(Path(name).read_text()), Path(name).resolve().parent
     except json.JSONDecodeError as exc:
         raise TradecraftError("", f"{name}: not JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
     except UnicodeDecodeError:

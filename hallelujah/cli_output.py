@@ -127,23 +127,22 @@ class RowProgress:
 
 
 async def publish_file(db: Database, stream: str, path: Path, fmt: str | None, end: bool,
-                       publisher_id: str | None = None, table: str | None = None) -> None:
+                       publisher_id: str | None = None, table: str | None = None) -> int:
     """Publish a file (`-`: stdin, its --format named), conformed to the stream's schema first
-    (a mismatch sends nothing)."""
+    (a mismatch sends nothing); returns the rows acknowledged."""
     if str(path) != "-":
-        await _publish_path(db, stream, path, path.name, fmt, end, publisher_id, table)
-        return
+        return await _publish_path(db, stream, path, path.name, fmt, end, publisher_id, table)
     if fmt is None:
         raise InvalidInput("-: stdin has no file extension to tell its format by; name it with --format")
     with tempfile.TemporaryDirectory(prefix="hallelujah-stdin-") as spool:
         copy = Path(spool) / "stdin"
         with open(copy, "wb") as f:        # (parquet, arrow and sqlite readers need a file)
             shutil.copyfileobj(sys.stdin.buffer, f, 1 << 20)
-        await _publish_path(db, stream, copy, "stdin", fmt, end, publisher_id, table)
+        return await _publish_path(db, stream, copy, "stdin", fmt, end, publisher_id, table)
 
 
 async def _publish_path(db: Database, stream: str, path: Path, label: str, fmt: str | None, end: bool,
-                        publisher_id: str | None, table: str | None) -> None:
+                        publisher_id: str | None, table: str | None) -> int:
     source = {"path": str(path), "format": formats.format_of(path, fmt), "table": table}
     if source["format"] == "sqlite" and not table:
         raise InvalidInput(f"--table: {label} is a SQLite file: name the table to publish "
@@ -152,9 +151,8 @@ async def _publish_path(db: Database, stream: str, path: Path, label: str, fmt: 
     schema = await db.stream_schema(stream)
     batches = formats.read_batches(source, schema)
     with RowProgress(f"publish {label}", total) as progress:
-        rows = await db.publish(stream, batches, end=end, schema=schema, progress=progress.update,
+        return await db.publish(stream, batches, end=end, schema=schema, progress=progress.update,
                                 publisher_id=publisher_id)
-    print(f"published {rows_text(rows)} to {stream}", file=sys.stderr)
 
 
 def sqlite_tables(path: Path) -> list[str]:

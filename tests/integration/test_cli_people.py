@@ -298,3 +298,16 @@ def test_publish_a_sqlite_table_and_stdin_and_submit_from_stdin(tmp_path: Path, 
                 await trio.sleep(0.05)
         assert_rows_equal(got, expected, "shop/by_country.nl")
     trio.run(check)
+
+
+def test_submit_publish_and_cancel_speak_json_for_programs(tmp_path: Path, congregation: Daemon) -> None:
+    at = congregation.address
+    (tmp_path / "shop.json").write_text(json.dumps(SHOP))
+    (tmp_path / "orders.csv").write_text(ORDERS_CSV)
+    submitted = json.loads(ok(cli("submit", str(tmp_path / "shop.json"), "--json", at=at)).stdout)
+    assert submitted["tradecraft"] == "shop" and submitted["outputs"] == ["by_country"]
+    published = json.loads(ok(cli("publish", "shop/orders", str(tmp_path / "orders.csv"), "--json", at=at)).stdout)
+    assert published == {"stream": "shop/orders", "rows": pa_csv.read_csv(tmp_path / "orders.csv").num_rows,
+                         "ended": False}
+    assert json.loads(ok(cli("cancel", "shop", "--json", at=at)).stdout) == {"cancelled": "shop"}
+    assert json.loads(ok(cli("list", "--json", at=at)).stdout) == []
