@@ -25,7 +25,8 @@ PALETTE = [("header", "black", "light gray"), ("focus", "black", "light cyan"),
            ("status", "white", "dark blue"), ("alert", "white", "dark red")]
 READ_ALL = 200_000      # an output up to this many rows is read from its start for its last rows
 GLOBAL_KEYS = [("q", "quit"), ("?", "this help"), ("j/k", "down / up"), ("g/G", "first / last row"),
-               ("Enter", "open"), ("Esc", "back"), ("c", "cancel a tradecraft (asks first)"),
+               ("/", "filter the rows (Enter keeps it, Esc drops it)"), ("Enter", "open"),
+               ("Esc", "drop the filter, else back"), ("c", "cancel a tradecraft (asks first)"),
                ("E", "event log")]
 
 
@@ -43,6 +44,7 @@ class App:
         self.crumbs = urwid.Text("", wrap="clip")
         self.message = urwid.Text("")          # wraps: a refusal is read whole
         self.overlay: urwid.Widget | None = None
+        self.prompt: urwid.Edit | None = None        # the `/` filter being typed
         self.confirming: Callable[[], Awaitable[None]] | None = None
         self.status_bar = urwid.AttrMap(self.status, "status")
         self.frame: urwid.Frame = urwid.Frame(urwid.SolidFill(" "), header=urwid.Pile([self.status_bar, self.crumbs]),
@@ -69,7 +71,8 @@ class App:
         self.redraw()
 
     def show(self) -> None:
-        names = [s.crumb for s in self.stack]
+        names = [s.crumb + (f" [/{s.table.filter}]" if s.table is not None and s.table.filter else "")
+                 for s in self.stack]
         self.crumbs.set_text(" > ".join(names))
         self.status.set_text(self.status_text())
         self.status_bar.set_attr_map({None: "alert" if self.feed.error else "status"})
@@ -114,12 +117,19 @@ class App:
         if self.overlay is not None:
             self.dialog_key(key)
             return None
+        if self.prompt is not None:
+            self.prompt_key(size, key)
+            return None
         if key == "q":
             raise urwid.ExitMainLoop()
         if key == "?":
             self.overlay = dialog(self.help_lines(), self.screen, "help (Esc closes)")
+        elif key == "esc" and self.screen.table is not None and self.screen.table.filter:
+            self.screen.table.set_filter("")
         elif key == "esc":
             self.pop()
+        elif key == "/":
+            self.ask_filter()
         elif key == "enter":
             target = self.screen.enter()
             if target is not None:
@@ -132,6 +142,28 @@ class App:
             return self.frame.keypress(size, key)
         self.show()
         return None
+
+    def ask_filter(self) -> None:
+        table = self.screen.table
+        if table is None:
+            self.say("nothing to filter here")
+            return
+        self.prompt = urwid.Edit("/", table.filter)
+        self.prompt.set_edit_pos(len(table.filter))
+        self.frame.footer = self.prompt
+
+    def prompt_key(self, size: tuple[int, int], key: str) -> None:
+        """Filter as the text is typed; Enter keeps it, Esc drops it."""
+        assert self.prompt is not None and self.screen.table is not None
+        if key in ("enter", "esc"):
+            if key == "esc":
+                self.screen.table.set_filter("")
+            self.prompt = None
+            self.frame.footer = self.message
+        else:
+            self.prompt.keypress((size[0],), key)
+            self.screen.table.set_filter(self.prompt.edit_text)
+        self.show()
 
     def dialog_key(self, key: str) -> None:
         action, self.confirming = self.confirming, None

@@ -20,6 +20,7 @@ class Screen(urwid.WidgetWrap):
     which tradecraft `c` and `E` act on."""
     crumb = ""
     keys: tuple[tuple[str, str], ...] = ()
+    table: Table | None = None          # the rows `/` filters, on screens that have them
 
     def update(self, feed: Feed) -> None:
         raise NotImplementedError

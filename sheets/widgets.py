@@ -58,6 +58,8 @@ class Table(Sized):
         self.headers, self.numeric = list(headers), list(numeric)
         self.keys: list[Hashable] = []
         self.cells: list[list[str]] = []
+        self.all_rows: list[tuple[Hashable, Sequence[str]]] = []
+        self.filter = ""
         self.header = urwid.Text("", wrap="clip")
         self.walker: urwid.SimpleFocusListWalker[urwid.Widget] = urwid.SimpleFocusListWalker([])
         self.listbox = urwid.ListBox(self.walker)
@@ -69,14 +71,21 @@ class Table(Sized):
         return self.keys[self.listbox.focus_position]
 
     def set_rows(self, rows: Sequence[tuple[Hashable, Sequence[str]]]) -> None:
-        """Replace the rows, keeping the cursor on the same key (or as near as there is)."""
+        """Replace the rows, keeping the cursor on the same key (or as near as there is); only
+        rows with the filter's text in a cell (any case) are shown."""
+        self.all_rows = list(rows)
         keep, index = self.focused(), self.listbox.focus_position if self.walker else 0
-        self.keys = [k for k, _ in rows]
-        self.cells = [list(c) for _, c in rows]
+        shown = [(k, c) for k, c in rows if not self.filter or any(self.filter in cell.lower() for cell in c)]
+        self.keys = [k for k, _ in shown]
+        self.cells = [list(c) for _, c in shown]
         self.layout(self.width)
         if self.walker:
             at = self.keys.index(keep) if keep in self.keys else min(index, len(self.walker) - 1)
             self.listbox.set_focus(at)
+
+    def set_filter(self, text: str) -> None:
+        self.filter = text.lower()
+        self.set_rows(self.all_rows)
 
     def layout(self, width: int) -> None:
         self.width = width

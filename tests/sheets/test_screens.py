@@ -214,6 +214,30 @@ async def test_help_moves_and_quit(congregation):
             wi.keys("q")
 
 
+async def test_slash_filters_the_rows(congregation):
+    async with showing_tc(congregation) as (db, wi):
+        await db.submit({**DOCUMENT, "tradecraft": "other"})
+        await wi.until(lambda s: line_of(s, "other") is not None, "other")
+        wi.keys("/", "O", "t")                  # filters as it is typed, in any case
+        shown = wi.screen()
+        assert line_of(shown, "tc") is None and row(shown, "other")[1] == "running"
+        assert shown.split("\n")[-1] == "/Ot"
+        wi.keys("h", "enter")
+        assert "tradecrafts [/oth]" in wi.screen() and line_of(wi.screen(), "tc") is None
+        await trio.sleep(0.5)                   # refreshes keep the filter
+        assert line_of(wi.screen(), "tc") is None and line_of(wi.screen(), "other") is not None
+        wi.keys("enter")                        # the one row left is under the cursor
+        assert "tradecrafts [/oth] > other" in wi.screen()
+        wi.keys("esc", "esc")                   # back, then the filter dropped
+        shown = wi.screen()
+        assert line_of(shown, "tc") is not None and line_of(shown, "other") is not None
+        assert "[/" not in shown
+        wi.keys("/", "x", "esc")                # Esc while typing drops it too
+        assert line_of(wi.screen(), "tc") is not None and "[/" not in wi.screen()
+        wi.keys("g", "enter", "G", "enter", "/")  # an analytic's page has nothing to filter
+        assert "nothing to filter here" in wi.screen()
+
+
 async def test_event_log_shows_a_restart(congregation):
     """Kill the worker a Jah runs on: the congregation records a restart, and `E` shows it."""
     async with showing_tc(congregation) as (db, wi):
