@@ -59,7 +59,8 @@ async def test_tradecrafts_screen_shows_totals_and_rates(congregation, size):
     with trio.fail_after(60):
         published = await started(db, rows(0, 1_000))
         out = kept(published).num_rows
-        async with driven(db) as wi:
+        # (a refresh each 0.5 s: a moving rate stays on screen long enough to be seen under load)
+        async with driven(db, every=0.5) as wi:
             shown = await wi.until(lambda s: "tc " in s and f" {out:,} " in s, "tc's rows", size=size)
             assert row(shown, "tradecraft")[:6] == ["tradecraft", "state", "rows", "in", "in/s", "rows"]
             assert row(shown, "tc")[:3] == ["tc", "running", "1,000"]
