@@ -33,6 +33,7 @@ class Screen(urwid.WidgetWrap):
 
 
 class TradecraftsScreen(Screen):
+    table: Table
     crumb = "tradecrafts"
     keys = (("Enter", "open the tradecraft"), ("c", "cancel the tradecraft"),
             ("E", "event log of every tradecraft"))
@@ -74,6 +75,7 @@ def summary(feed: Feed, name: str) -> str:
 
 
 class TradecraftScreen(Screen):
+    table: Table
     keys = (("Enter", "open the analytic"), ("c", "cancel this tradecraft"), ("E", "its event log"),
             ("Esc", "back to the tradecrafts"))
 
@@ -175,6 +177,7 @@ def _show(value: Any) -> str:
 
 class EventsScreen(Screen):
     """describe's events (splits, merges, restarts, congestion, versions), oldest first."""
+    table: Table
     keys = (("j/k g/G", "scroll"), ("Esc", "back"))
 
     def __init__(self, tradecraft: str | None) -> None:
