@@ -91,6 +91,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("target", nargs="?", default="", metavar="TRADECRAFT[/ANALYTIC]",
                    help="what to describe (all tradecrafts when left out)")
     add_json(p)
+    p.add_argument("--watch", nargs="?", type=float, const=1.0, metavar="SECONDS",
+                   help="redraw every SECONDS (default 1) until Ctrl-C")
     p = add("publish", "Publish a file's rows into a pushed stream.")
     p.add_argument("stream", metavar="TRADECRAFT/STREAM", help="a stream analytic without a source")
     p.add_argument("file", help="the rows to publish (- for stdin, with --format)")
@@ -200,6 +202,10 @@ async def _remote(db: Database, args: argparse.Namespace) -> int:
               result)
     elif args.command == "list":
         out.print_list(await db.list(), args.json)
+    elif args.command == "describe" and args.watch is not None:
+        if not args.watch > 0 or args.json:
+            raise InvalidInput(f"--watch {args.watch}: must be more than 0 seconds, without --json")
+        await out.watch_describe(db, args.target, args.watch)
     elif args.command == "describe":
         out.print_describe(await db.describe(args.target), args.json)
     elif args.command == "cancel":

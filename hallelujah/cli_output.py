@@ -10,8 +10,10 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+import trio
 from rich import box
-from rich.console import Console
+from rich.console import Console, Group
+from rich.live import Live
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -57,22 +59,44 @@ def print_describe(info: dict[str, Any], as_json: bool, console: Console | None 
         print(json.dumps(info, indent=1))
         return
     console = console or Console()
+    console.print(described(info, console.width))
+
+
+def described(info: dict[str, Any], width: int) -> Group:
+    """`describe`'s answer as what `print_describe` shows, for a terminal `width` wide."""
+    parts: list[Any] = []
     for tc in info["tradecrafts"]:
         stalled = f"  [red]stalled {tc['stalled_for']:.0f}s[/red] (`hallelujah debug {tc['name']}` says why)" \
             if tc.get("stalled_for") is not None else ""
-        console.print(f"[bold]{tc['name']}[/bold]  {tc['state']}{stalled}  {tc['error'] or ''}")
+        parts.append(f"[bold]{tc['name']}[/bold]  {tc['state']}{stalled}  {tc['error'] or ''}")
         rows = [[j["id"].split("/", 1)[1], "-" if j["worker"] < 0 else str(j["worker"]),
                  f"{j.get('rows_in', 0):,}", f"{j.get('rows_out', 0):,}", f"{j.get('busy', 0):.2f}",
                  f"{j.get('backlog', 0):,}", f"{j.get('state_rows', 0):,}", j["state"]]
                 for a in tc["analytics"] for j in a["jahs"]]
-        console.print(_table(["jah", "worker", "rows in", "rows out", "busy", "backlog", "held", "state"], rows,
-                             console.width))
-        console.print(_table(["retained output", "rows", "ended"],
-                             [[name, f"{log['rows']:,}", "yes" if log["ended"] else "no"]
-                              for a in tc["analytics"] for name, log in a["retained"].items()], console.width))
-        for e in tc["events"]:
-            console.print(f"  {time.strftime('%H:%M:%S', time.localtime(e['at']))} {e['kind']}: "
-                          + ", ".join(f"{k}={v}" for k, v in e.items() if k not in ("at", "kind")))
+        parts.append(_table(["jah", "worker", "rows in", "rows out", "busy", "backlog", "held", "state"], rows, width))
+        parts.append(_table(["retained output", "rows", "ended"],
+                            [[name, f"{log['rows']:,}", "yes" if log["ended"] else "no"]
+                             for a in tc["analytics"] for name, log in a["retained"].items()], width))
+        parts.extend(f"  {time.strftime('%H:%M:%S', time.localtime(e['at']))} {e['kind']}: "
+                     + ", ".join(f"{k}={v}" for k, v in e.items() if k not in ("at", "kind"))
+                     for e in tc["events"])
+    return Group(*parts)
+
+
+async def watch_describe(db: Database, target: str, every: float) -> None:
+    """`describe --watch`: the same view, redrawn in place every `every` seconds until Ctrl-C
+    (on a terminal; otherwise one snapshot after another)."""
+    console = Console()
+    if not console.is_terminal:
+        while True:
+            console.print(described(await db.describe(target), console.width))
+            console.print()
+            sys.stdout.flush()
+            await trio.sleep(every)
+    with Live(console=console, auto_refresh=False, transient=False) as live:
+        while True:
+            live.update(described(await db.describe(target), console.width), refresh=True)
+            await trio.sleep(every)
 
 
 def _table(headers: list[str], rows: list[list[str]], width: int) -> Table:

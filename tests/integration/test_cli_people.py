@@ -8,9 +8,11 @@ import os
 import pty
 import re
 import select
+import signal
 import subprocess
 import time
 from pathlib import Path
+from typing import Callable
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -48,8 +50,10 @@ def nl_of(orders: pa.Table) -> pa.Table:
     return large.filter(pc.equal(large["country"], "NL"))
 
 
-def on_a_terminal(argv: list[str], timeout: float = 60) -> tuple[int, bytes]:
-    """Run `argv` with stdin, stdout and stderr on a pseudo-terminal; (exit code, all it wrote)."""
+def on_a_terminal(argv: list[str], timeout: float = 60,
+                  interrupt_when: Callable[[bytes], bool] | None = None) -> tuple[int, bytes]:
+    """Run `argv` with stdin, stdout and stderr on a pseudo-terminal; (exit code, all it wrote).
+    Once `interrupt_when(output so far)` holds, it gets a SIGINT (a Ctrl-C)."""
     primary, secondary = pty.openpty()
     proc = subprocess.Popen(argv, stdin=secondary, stdout=secondary, stderr=secondary, env=ENV,
                             start_new_session=True)
@@ -67,6 +71,9 @@ def on_a_terminal(argv: list[str], timeout: float = 60) -> tuple[int, bytes]:
                 if not chunk:
                     break
                 out += chunk
+                if interrupt_when is not None and interrupt_when(out):
+                    proc.send_signal(signal.SIGINT)
+                    interrupt_when = None
             elif proc.poll() is not None:
                 break
         else:
@@ -311,3 +318,24 @@ def test_submit_publish_and_cancel_speak_json_for_programs(tmp_path: Path, congr
                          "ended": False}
     assert json.loads(ok(cli("cancel", "shop", "--json", at=at)).stdout) == {"cancelled": "shop"}
     assert json.loads(ok(cli("list", "--json", at=at)).stdout) == []
+
+
+def test_describe_watch_redraws_until_ctrl_c(tmp_path: Path, congregation: Daemon) -> None:
+    """`describe --watch`: redrawn in place as rows come (the retained count goes from 0 to what
+    was published), and Ctrl-C ends it with 130, no traceback, the cursor shown."""
+    orders = shop(tmp_path, congregation)
+    expected = nl_of(pa_csv.read_csv(orders)).num_rows
+    published: list[bool] = []
+
+    def publish_then_see(out: bytes) -> bool:
+        if not published and out.count(b"by_country.nl") >= 2:
+            ok(cli("publish", "shop/orders", str(orders), at=congregation.address))
+            published.append(True)
+        return bool(published) and re.search(rb"by_country\.nl +%d " % expected, out) is not None
+
+    code, out = on_a_terminal([str(HALLELUJAH), "--at", congregation.address, "describe", "shop", "--watch", "0.2"],
+                              timeout=60, interrupt_when=publish_then_see)
+    text = out.decode(errors="replace")
+    assert code == 130 and "Traceback" not in text, text[-2000:]
+    assert re.search(r"by_country\.nl +0 ", text), "the first view is not there"
+    assert out.rfind(b"\x1b[?25h") > out.rfind(b"\x1b[?25l"), "the cursor is left hidden"
