@@ -30,6 +30,7 @@ EXAMPLES = {
     "wi": "hallelujah wi",
     "debug": "hallelujah debug gps",
     "validate": "hallelujah validate tradecrafts/gps.json",
+    "explain": "hallelujah explain tradecrafts/gps_countries.json --workers 2",
 }
 
 
@@ -84,6 +85,11 @@ def parser() -> argparse.ArgumentParser:
     p = add("validate", "Check a tradecraft document without a congregation: every analytic, what it reads, "
                         "the schema it makes, and what is retained.")
     p.add_argument("file", help="the tradecraft document (JSON; - for stdin)")
+    add_json(p)
+    p = add("explain", "The plan of a tradecraft document, without a congregation: each analytic's Jahs, "
+                       "where they run and the partitions they own, the datastreams and the logs kept.")
+    p.add_argument("file", help="the tradecraft document (JSON; - for stdin)")
+    p.add_argument("--workers", type=counted(1), default=os.cpu_count() or 1, help="worker processes to plan for")
     add_json(p)
     p = add("list", "List tradecrafts and their state.")
     add_json(p)
@@ -175,6 +181,12 @@ def dispatch(args: argparse.Namespace) -> int:
         from hallelujah import cli_output as out
         from hallelujah.tradecraft import parse_document
         out.print_validated(args.file, parse_document(*_read_document(args.file)), args.json)
+        return 0
+    if args.command == "explain":
+        from hallelujah.explain import explain, explained_lines
+        from hallelujah.tradecraft import parse_document
+        plan = explain(parse_document(*_read_document(args.file)), args.workers)
+        print(json.dumps(plan, indent=1) if args.json else "\n".join(explained_lines(plan)))
         return 0
     if args.command == "run":
         from hallelujah.run import run_file

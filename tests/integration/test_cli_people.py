@@ -339,3 +339,22 @@ def test_describe_watch_redraws_until_ctrl_c(tmp_path: Path, congregation: Daemo
     assert code == 130 and "Traceback" not in text, text[-2000:]
     assert re.search(r"by_country\.nl +0 ", text), "the first view is not there"
     assert out.rfind(b"\x1b[?25h") > out.rfind(b"\x1b[?25l"), "the cursor is left hidden"
+
+
+def test_explain_without_a_congregation_is_the_plan_a_congregation_makes(tmp_path: Path,
+                                                                         congregation: Daemon) -> None:
+    """`explain --workers 2` of a document, then the same document submitted to a fresh
+    congregation of 2 workers: the same Jahs, in the same roles, in the same processes."""
+    (tmp_path / "shop.json").write_text(json.dumps(SHOP))
+    plan = json.loads(ok(cli("explain", str(tmp_path / "shop.json"), "--workers", str(congregation.workers),
+                             "--json")).stdout)
+    planned = {(j["jah"], j["role"], j["process"]) for a in plan["analytics"] for j in a["jahs"]}
+    ok(cli("submit", str(tmp_path / "shop.json"), at=congregation.address))
+    info = json.loads(ok(cli("describe", "shop", "--json", at=congregation.address)).stdout)
+    running = {(j["id"].split("/", 1)[1], j["role"], "congregation" if j["worker"] < 0 else f"worker {j['worker']}")
+               for a in info["tradecrafts"][0]["analytics"] for j in a["jahs"]}
+    assert planned == running
+    assert sorted(plan["retained"]) == sorted(name for a in info["tradecrafts"][0]["analytics"]
+                                              for name in a["retained"] if name != "orders")
+    text = ok(cli("explain", str(tmp_path / "shop.json"), "--workers", "1")).stdout
+    assert text.startswith("tradecraft shop on 1 worker:") and "large/transform: transform in worker 0" in text
