@@ -189,13 +189,15 @@ def clock(at: float) -> str:
 def table_lines(headers: Sequence[str], rows: Sequence[Sequence[str]], width: int,
                 numeric: Sequence[bool] | None = None) -> list[str]:
     """Rows laid out in columns that fit `width`: numbers are right-aligned and never cut; when
-    the line is too wide, the widest text column is narrowed first (a cut cell ends in "~")."""
+    the line is too wide, the widest text column is narrowed first (a cut cell ends in "~"), the
+    first column (the row's name) last of all."""
     numeric = list(numeric) if numeric is not None else [False] * len(headers)
     cells = [list(headers)] + [list(r) for r in rows]
     widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
     excess = sum(widths) + 2 * (len(widths) - 1) - width
-    while excess > 0:                      # narrow the widest text column, one character at a time
-        cuttable = [i for i in range(len(widths)) if not numeric[i] and widths[i] > 3]
+    while excess > 0:       # narrow the widest text column but the first, one character at a time
+        cuttable = [i for i in range(1, len(widths)) if not numeric[i] and widths[i] > 3] or \
+            ([0] if not numeric[0] and widths[0] > 3 else [])
         if not cuttable:
             break
         widest = max(cuttable, key=lambda i: (widths[i], -i))

@@ -31,6 +31,11 @@ def rows(start: int, n: int) -> pa.Table:
                      "v": rng.integers(0, 100, n).astype(np.float64)}, schema=SCHEMA)
 
 
+def is_cell(shown: str, text: str) -> bool:
+    """`shown` is `text`, or `text` cut to fit (at 80 columns a role is cut before a Jah's name)."""
+    return shown == text or shown.endswith("~") and text.startswith(shown[:-1])
+
+
 def kept(table: pa.Table) -> pa.Table:
     return table.filter(pc.greater_equal(table["v"], 50))
 
@@ -98,10 +103,12 @@ async def test_drill_down_to_jahs_and_an_analytic_output(congregation):
                                        "the Jahs' figures", size=size)
                 assert "tradecrafts > tc" in shown
                 jah = row(shown, "transform")
-                assert jah[1] == "transform" and jah[2] in ("0", "1") and jah[3:5] == ["2,000", f"{out:,}"]
-                assert row(shown, "logsource")[1:5] == ["logsource", "-", "0", "2,000"]
+                assert is_cell(jah[1], "transform") and jah[2] in ("0", "1") and jah[3:5] == ["2,000", f"{out:,}"]
+                source = row(shown, "logsource")
+                assert is_cell(source[1], "logsource") and source[2:5] == ["-", "0", "2,000"]
                 assert row(shown, "sink")[3:5] == [f"{out:,}", "0"]
-                assert row(shown, "y")[1:] == ["transform", "output"]
+                analytic = row(shown, "y")
+                assert is_cell(analytic[1], "transform") and analytic[2] == "output"
             # the analytic y: rows are x, x/logsource, y, ...
             wi.keys("g", "j", "j", "enter")
             tail = expected.slice(out - TAIL_ROWS)

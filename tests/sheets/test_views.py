@@ -158,3 +158,9 @@ def test_a_sparkline_has_one_mark_per_rate_and_the_peak_is_highest(rates):
     if top > 0:
         assert spark[rates.index(top)] == "#"
         assert all(views.SPARKS.index(m) <= views.SPARKS.index("#") for m in spark)
+
+
+def test_the_first_column_is_cut_last():
+    lines = views.table_lines(["name", "role", "n"], [["stream_join#0", "stream_join", "65,839"]], 28,
+                              [False, False, True])
+    assert lines[1] == "stream_join#0  stre~  65,839"
