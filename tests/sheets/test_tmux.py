@@ -78,7 +78,7 @@ def quit_with_q(tmux: Tmux, tmp_path: Path) -> None:
     assert (tmp_path / "exit").read_text().strip() == "0"
 
 
-async def test_wi_in_tmux_opens_cancels_and_quits(congregation, tmp_path):
+async def test_wi_in_tmux_opens_follows_cancels_and_quits(congregation, tmp_path):
     await started(congregation)
     with wi_in_tmux(congregation.address, tmp_path) as tmux:
         shown = tmux.until(" 100 ")           # 100 of the 300 ids are kept (id % 3 == 0)
@@ -86,7 +86,15 @@ async def test_wi_in_tmux_opens_cancels_and_quits(congregation, tmp_path):
         tmux.keys("Enter")
         shown = tmux.until("logsource")
         assert "tradecrafts > tc" in shown
-        tmux.keys("Escape")                     # back to the list, then into tc again
+        tmux.keys("G", "Enter")                 # y's output, followed while rows come
+        tmux.until("(10 of 100, following)")
+        assert "297" in tmux.screen()           # the last id kept so far
+        await congregation.db().publish("tc/x", pa.table({"id": pa.array(range(300, 330), pa.int64())}))
+        shown = tmux.until("(10 of 110, following)")
+        assert "327" in shown and "297" not in shown.split("last rows")[1]
+        tmux.keys("Escape")                     # back to tc, and to the list, then into tc again
+        tmux.until("logsource")
+        tmux.keys("Escape")
         tmux.until("stalled / error")
         tmux.keys("Enter")
         tmux.until("logsource")
