@@ -31,6 +31,7 @@ EXAMPLES = {
     "debug": "hallelujah debug gps",
     "validate": "hallelujah validate tradecrafts/gps.json",
     "explain": "hallelujah explain tradecrafts/gps_countries.json --workers 2",
+    "completion": 'eval "$(hallelujah completion bash)"',
 }
 
 
@@ -66,7 +67,10 @@ def counted(minimum: int) -> Callable[[str], int]:
 def parser() -> argparse.ArgumentParser:
     from hallelujah import __version__
     shown = DefaultsShown
-    ap = Parser(prog="hallelujah", description="Hallelujah stream-processing database.", formatter_class=shown)
+    ap = Parser(prog="hallelujah", description="Hallelujah stream-processing database.", formatter_class=shown,
+                epilog="environment: HALLELUJAH_AT (congregations, comma-separated, when no --at is given); "
+                       "HALLELUJAH_LOG_LEVEL (debug, info, warning (the default), error: what is logged "
+                       "on stderr, here and by a congregation)")
     ap.add_argument("--version", action="version", version=f"hallelujah {__version__}")
     ap.add_argument("--at", action="append", default=[], metavar="HOST:PORT",
                     help="a congregation to talk to (repeatable; default $HALLELUJAH_AT or 127.0.0.1:7077)")
@@ -135,6 +139,8 @@ def parser() -> argparse.ArgumentParser:
                    help="keep the rows of one group (repeatable)")
     p = add("wi", "The terminal Window Interface.")
     p.add_argument("--read-only", action="store_true", help="look, never change anything")
+    p = add("completion", "Print a shell completion script (commands, options, their choices).")
+    p.add_argument("shell", choices=["bash"], help="the shell")
     p = add("debug", "Why a stream is not moving: every process's tasks, Jahs and datastreams.")
     p.add_argument("tradecraft", nargs="?", default="", help="one tradecraft (default: all)")
     return ap
@@ -181,6 +187,10 @@ def dispatch(args: argparse.Namespace) -> int:
         from hallelujah import cli_output as out
         from hallelujah.tradecraft import parse_document
         out.print_validated(args.file, parse_document(*_read_document(args.file)), args.json)
+        return 0
+    if args.command == "completion":
+        from hallelujah.completion import bash_script
+        sys.stdout.write(bash_script(parser()))
         return 0
     if args.command == "explain":
         from hallelujah.explain import explain, explained_lines

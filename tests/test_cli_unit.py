@@ -161,3 +161,23 @@ def test_validate_checks_a_document_without_a_congregation(tmp_path: Path) -> No
     piped = subprocess.run([HALLELUJAH, "validate", "-"], input=json.dumps(bad), capture_output=True,
                            text=True, env=ENV, timeout=60)
     assert one_line(piped).startswith('hallelujah: analytics[1].input: no analytic is named "ordrs"')
+
+
+@pytest.mark.parametrize("words, expected", [
+    (["hallelujah", "pub"], ["publish"]),
+    (["hallelujah", "--at", "127.0.0.1:7077", "st"], ["stream"]),
+    (["hallelujah", "publish", "--f"], ["--format"]),
+    (["hallelujah", "publish", "shop/orders", "--format", ""], ["parquet", "csv", "jsonl", "arrow", "sqlite"]),
+    (["hallelujah", "stream", "shop/large", "--format", ""], ["jsonl", "csv", "parquet", "arrow"]),
+    (["hallelujah", "describe", "--w"], ["--watch"]),
+])
+def test_bash_completion_names_commands_options_and_choices(tmp_path: Path, words: list[str],
+                                                            expected: list[str]) -> None:
+    """The script `completion bash` prints, run by bash as it completes the words typed."""
+    script = tmp_path / "completion.bash"
+    script.write_text(run(HALLELUJAH, "completion", "bash").stdout)
+    probe = (f'source {script}; COMP_WORDS=("$@"); COMP_CWORD=$((${{#COMP_WORDS[@]}} - 1)); '
+             f'_hallelujah; printf "%s\\n" "${{COMPREPLY[@]}}"')
+    result = run("bash", "-c", probe, "bash", *words)
+    assert result.returncode == 0 and result.stderr == "", result
+    assert result.stdout.split() == expected
