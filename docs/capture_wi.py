@@ -74,11 +74,16 @@ def main() -> None:
         finally:
             daemon.stop()
     out = ["# The Window Interface (`hallelujah wi`)", "",
-           "Text captures at 80x24 of `hallelujah wi` (or `python -m sheets.wi --at HOST:PORT`) against a",
-           "congregation receiving 10,000 rows/s, made by `docs/capture_wi.py`. `--read-only` refuses",
-           "cancel. When the congregation does not answer within 2 s, the status line turns to",
-           "`unreachable` (with the age of the last answer) and the last answer stays on screen.",
-           "Log lines go to the file `$HALLELUJAH_WI_LOG` names, never under the screen.", ""]
+           "`hallelujah --at HOST:PORT wi [--read-only]` (or `python -m sheets.wi --at HOST:PORT`) shows",
+           "what the client library answers, refreshed about once a second: tradecrafts -> a tradecraft's",
+           "analytics and Jahs -> an analytic. `--read-only` refuses cancel. When the congregation does",
+           "not answer within 2 s, the status line turns to `unreachable` (with the age of the last",
+           "answer) and the last answer stays on screen; keys keep working. Log lines go to the file",
+           "`$HALLELUJAH_WI_LOG` names, never under the screen.", "",
+           "Keys: `Enter` open, `Esc` back, `j/k` down/up, `g/G` first/last row, `/` filter, `c` cancel",
+           "a tradecraft (asks first), `E` event log, `?` help, `q` quit.", "",
+           "Text captures at 80x24 against a congregation receiving 10,000 rows/s, made by",
+           "`docs/capture_wi.py`.", ""]
     for title, note, screen in shots:
         out += [f"## {title}", "", note, "", "```", screen, "```", ""]
     (ROOT / "docs" / "wi.md").write_text("\n".join(out))
