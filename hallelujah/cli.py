@@ -31,7 +31,7 @@ EXAMPLES = {
     "debug": "hallelujah debug gps",
     "validate": "hallelujah validate tradecrafts/gps.json",
     "explain": "hallelujah explain tradecrafts/gps_countries.json --workers 2",
-    "completion": 'eval "$(hallelujah completion bash)"',
+    "completion": "hallelujah completion bash > ~/.local/share/bash-completion/completions/hallelujah",
 }
 
 
