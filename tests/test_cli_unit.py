@@ -51,6 +51,8 @@ def test_version_on_the_command_line_and_in_the_package() -> None:
     (["demo", "--rows", "-5"], "--rows"),
     (["demo", "--rows", "many"], "--rows"),
     (["run", "x.json", "--workers", "0"], "--workers"),
+    (["describe", "--watch", "0"], "--watch"),
+    (["explain", "x.json", "--workers", "-1"], "--workers"),
 ])
 def test_a_bad_option_is_one_line_naming_it(argv: list[str], named: str) -> None:
     assert named in one_line(run(HALLELUJAH, *argv))

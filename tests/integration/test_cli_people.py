@@ -203,7 +203,8 @@ def test_the_readme_examples_run_as_written(tmp_path: Path, congregation: Daemon
         with trio.fail_after(30):
             await namespace["example"](SHOP, orders, seen)
     trio.run(python_example)
-    assert_rows_equal(pa.Table.from_batches(seen), nl_of(orders), "README's Python example")
+    first = pa.table({"id": [5], "amount": [20.0], "country": ["NL"]}, schema=orders.schema)   # its dict row
+    assert_rows_equal(pa.Table.from_batches(seen), nl_of(pa.concat_tables([first, orders])), "README's Python example")
 
 
 class ArrowStream:
