@@ -180,7 +180,7 @@ class Commands:
         with collapsed():
             async with trio.open_nursery() as nursery:
                 credits = Credits()
-                nursery.start_soon(_until_closed, credits.read, conn)
+                nursery.start_soon(_until_closed, nursery.cancel_scope, credits.read, conn)
                 await self._send_log(conn, name, schema, start, args.get("limit"), credits)
                 # The client closes once it has read the end; until then its credits are still
                 # read, so the close is clean: closing on credits unread resets the connection
@@ -222,7 +222,8 @@ class Credits:
 
     async def take(self) -> None:
         while self.available <= 0:
-            self._granted = trio.Event()
+            if self._granted.is_set():
+                self._granted = trio.Event()
             await self._granted.wait()
         self.available -= 1
 
@@ -249,9 +250,12 @@ async def _drained(conn: Connection) -> None:
             pass
 
 
-async def _until_closed(fn: Any, *args: Any) -> None:
+async def _until_closed(scope: trio.CancelScope, fn: Any, *args: Any) -> None:
+    """Run `fn` until the client closes; then nothing more is sent (a client that stops reading
+    early must not leave its stream following the log until another batch comes)."""
     try:
         await fn(*args)
     except (EOFError, HallelujahError):
         pass
+    scope.cancel()
 
