@@ -98,6 +98,7 @@ class Commands:
                     await self.c.catalog.delete_tradecraft(tc.name)
                 raise
         assert d.plan is not None
+        log.info("tradecraft_submitted", tradecraft=tc.name, analytics=len(tc.analytics), jahs=len(d.plan.jahs))
         retained = [name.split("/", 1)[1] for name in d.plan.logs]
         return {"tradecraft": tc.name, "analytics": [a.name for a in tc.analytics],
                 "outputs": [a.name for a in tc.outputs()],
@@ -132,6 +133,7 @@ class Commands:
                 await d.stop()
             await self.c.logs.delete(f"{name}/")
             await self.c.catalog.delete_tradecraft(name)
+        log.info("tradecraft_cancelled", tradecraft=name)
         return {"cancelled": name}
 
     async def cmd_query(self, args: dict[str, Any]) -> dict[str, Any]:
@@ -188,7 +190,7 @@ class Commands:
                 nursery.cancel_scope.deadline = trio.current_time() + STREAM_CLOSE_WAIT
 
     async def _send_log(self, conn: Connection, name: str, schema: pa.Schema, start: int,
-                        limit: int | None, credits: "Credits") -> None:
+                        limit: int | None, credits: Credits) -> None:
         """Send a log's batches (raw, as stored) from `start`, at most `limit` rows, then the end."""
         sent = 0
         async for entry, body in self.c.logs.follow_raw(name, start):

@@ -16,16 +16,20 @@ import uuid
 from typing import Any
 
 import pyarrow as pa
+import structlog
 import trio
 
 from congregation.hallelu import log_name, published
 from congregation.space import NoSpace
 from hallelujah.checked import checked_batch
+from hallelujah.conform import type_name
 from hallelujah.errors import InvalidInput, NotFound, SchemaMismatch
 from hallelujah.frames import Connection, schema_bytes, schema_of
 from hallelujah.tradecraft import Tradecraft
 from jah.envelope import END_OF_STREAM, NONE
 from jah.streams import CREDITS
+
+log = structlog.get_logger("hallelujah.publishing")
 
 PUBLISHER_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}")
 
@@ -73,6 +77,8 @@ async def publish(c: Any, conn: Connection, rid: int, args: dict[str, Any], tc: 
         d = c.deployments.get(tc.name)
         if d is not None and await d.all_ended():
             await c._finish(d)
+    log.info("published", stream=ref, publisher=publisher, rows=rows, batches=batches, repeated=repeated,
+             end=bool(args.get("end")))
     await conn.send("cmdCfm", {"id": rid, "result": json.dumps(
         {"rows": rows, "batches": batches, "repeated": repeated})})
 
@@ -81,10 +87,10 @@ def check_schema(stream: str, ours: pa.Schema, theirs: pa.Schema) -> None:
     """Refuse a publish whose fields or types differ from the stream's, naming the first."""
     for f in ours:
         if f.name not in theirs.names:
-            raise SchemaMismatch(f'{stream}: field "{f.name}" ({f.type}) is missing from the data')
+            raise SchemaMismatch(f'{stream}: field "{f.name}" ({type_name(f.type)}) is missing from the data')
         if theirs.field(f.name).type != f.type:
-            raise SchemaMismatch(f'{stream}: field "{f.name}": expected {f.type}, '
-                                 f'got {theirs.field(f.name).type}')
+            raise SchemaMismatch(f'{stream}: field "{f.name}": expected {type_name(f.type)}, '
+                                 f'got {type_name(theirs.field(f.name).type)}')
     extra = [n for n in theirs.names if n not in ours.names]
     if extra or theirs.names != ours.names:
         raise SchemaMismatch(f'{stream}: unexpected fields {extra} (the stream has: '
