@@ -304,6 +304,9 @@ class Congregation:
                 if await d.retire(jah):       # a split's old JOIN has drained: it and its rows go
                     await self.catalog.set_deployment(d.tc.name, *d.catalog_rows())
                 continue
+            if event == "finished":        # its last figures stay in describe once it is gone
+                d.final_stats[jah] = json.loads(detail) if detail.startswith("{") else {}
+                detail = ""
             await self.catalog.set_jah_state(jah, event, detail)
             if event == "failed":
                 log.warning("jah_failed", jah=jah, error=detail)

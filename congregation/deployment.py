@@ -39,6 +39,7 @@ class Deployment:
         self.retiring: set[str] = set()     # JOINs that a split relieved, draining
         self.scaling = trio.Lock()
         self.early_events: list[tuple[str, str, str]] = []   # Jah events that came while starting
+        self.final_stats: dict[str, dict[str, Any]] = {}       # a finished Jah's last figures
 
     def make_plan(self, hosts: dict[int, Host]) -> Plan:
         """Place instance k of every chain on the k-th least-loaded worker: a chain's Jahs share

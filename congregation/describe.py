@@ -22,6 +22,8 @@ async def describe(congregation: Any, only: str = "") -> dict[str, Any]:
             host_stats = host.runtime.statistics() if hasattr(host, "runtime") else host.stats
             for jah_id, s in host_stats.items():
                 stats[jah_id] = {**s, "worker": host.index, "pid": host.pid}
+        for jah_id, last in (d.final_stats.items() if d is not None else ()):
+            stats[jah_id] = {**stats.get(jah_id, {}), **last}    # finished: its last figures, exact
         jahs = await congregation.catalog.jahs(name)
         analytics = []
         for a in (d.tc.analytics if d is not None else []):

@@ -145,7 +145,7 @@ class Runtime:
             log.exception("jah_crashed", jah=jah.id)
             self.report(jah.id, "failed", f"{type(exc).__name__}: {exc}")
             return
-        self.report(jah.id, "finished")
+        self.report(jah.id, "finished", json.dumps(asdict(jah.statistics())))   # its last figures
 
     async def on_stream_req(self, fields: dict[str, Any]) -> dict[str, Any]:
         jah = self.jahs.get(fields["jah"])

@@ -51,3 +51,19 @@ async def test_a_running_tradecraft_whose_source_root_was_withdrawn_fails_on_res
         assert "refused on restart" in row["error"] and "source.path" in row["error"], row
     finally:
         daemon.stop()
+
+
+async def test_a_finished_tradecraft_keeps_its_jahs_last_figures_in_describe(daemon_factory) -> None:
+    daemon = daemon_factory()
+    table = payments(0, 7_000)
+    with trio.fail_after(60):
+        db = daemon.db()
+        await db.submit(PUSHED)
+        await db.publish("pay/payments", table, end=True)
+        await read(db, "pay/large")
+        while (info := (await db.describe("pay"))["tradecrafts"][0])["state"] != "finished":
+            await trio.sleep(0.1)
+    jahs = {j["role"]: j for a in info["analytics"] for j in a["jahs"]}
+    assert jahs["transform"]["rows_in"] == table.num_rows
+    assert jahs["transform"]["rows_out"] == reference(table).num_rows
+    assert jahs["transform"]["state"] == "finished"
