@@ -291,6 +291,11 @@ class Congregation:
                 await self.catalog.record_event(tradecraft, "dataset_version",
                                                 {"analytic": jah.split("/")[1], **json.loads(detail)})
                 continue
+            if event == "finished" and d is not None and detail.startswith("{"):
+                # its last figures stay in describe once it is gone (its event may come after
+                # the tradecraft has finished: the SINK's end can overtake a worker's report)
+                d.final_stats[jah] = json.loads(detail)
+                detail = ""
             if d is not None and d.state == "starting":
                 d.early_events.append((jah, event, detail))    # handled once it is running
                 continue
@@ -304,9 +309,6 @@ class Congregation:
                 if await d.retire(jah):       # a split's old JOIN has drained: it and its rows go
                     await self.catalog.set_deployment(d.tc.name, *d.catalog_rows())
                 continue
-            if event == "finished":        # its last figures stay in describe once it is gone
-                d.final_stats[jah] = json.loads(detail) if detail.startswith("{") else {}
-                detail = ""
             await self.catalog.set_jah_state(jah, event, detail)
             if event == "failed":
                 log.warning("jah_failed", jah=jah, error=detail)
