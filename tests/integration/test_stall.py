@@ -34,8 +34,10 @@ def waiting_join(where: Path) -> dict:
                    where / "requests.parquet")
     schema = {"ts": "timestamp[us]", "id": "int64"}
     return {"tradecraft": "waits", "analytics": [
+        # paced (20 s of it), so the join still has requests to take when the responses' first
+        # watermark arrives: from then on it waits for the next one, which never comes
         {"name": "requests", "kind": "stream", "time": "ts", "schema": schema,
-         "source": {"path": str(where / "requests.parquet")}},
+         "source": {"path": str(where / "requests.parquet"), "rate": 10_000}},
         {"name": "responses", "kind": "stream", "time": "ts", "schema": schema},
         {"name": "pairs", "kind": "join", "stream": "requests", "with": "responses", "on": {"id": "id"},
          "time": {"stream": "ts", "with": "ts"}, "window": "1s", "how": "inner"}]}
