@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 import trio
 
@@ -13,14 +14,18 @@ from tests.integration.helpers import read
 from tests.integration.test_durability import PUSHED, assert_exact, payments, reference
 
 
+async def run_to_the_end(db, table: pa.Table) -> pa.Table:
+    """Submit the pushed payments tradecraft, publish `table` with its end, read the output."""
+    await db.submit(PUSHED)
+    await db.publish("pay/payments", table, end=True)
+    return await read(db, "pay/large")
+
+
 async def test_a_finished_tradecraft_is_readable_after_a_restart(daemon_factory) -> None:
     daemon = daemon_factory()
     table = payments(0, 5_000)
     with trio.fail_after(60):
-        db = daemon.db()
-        await db.submit(PUSHED)
-        await db.publish("pay/payments", table, end=True)
-        before = await read(db, "pay/large")
+        before = await run_to_the_end(daemon.db(), table)
         daemon.stop()
         daemon.start()
         db = daemon.db()
@@ -58,9 +63,7 @@ async def test_a_finished_tradecraft_keeps_its_jahs_last_figures_in_describe(dae
     table = payments(0, 7_000)
     with trio.fail_after(60):
         db = daemon.db()
-        await db.submit(PUSHED)
-        await db.publish("pay/payments", table, end=True)
-        await read(db, "pay/large")
+        await run_to_the_end(db, table)
         while True:     # a worker's last report may come just after the tradecraft has finished
             info = (await db.describe("pay"))["tradecrafts"][0]
             jahs = {j["role"]: j for a in info["analytics"] for j in a["jahs"]}
