@@ -1,4 +1,4 @@
-"""A tradecraft document is validated whole at submit: typed outputs, or the first fault by JSON path."""
+"""A tradecraft document is validated whole at submit: typed outputs, or every fault, each by its JSON path."""
 from __future__ import annotations
 
 import copy
@@ -16,7 +16,8 @@ from hypothesis import strategies as st
 
 from hallelujah.errors import NotFound, TradecraftError
 from hallelujah.tradecraft import (
-    TYPES, Congestion, json_schema, parse_document, parse_type, schema_from_json, schema_to_json, type_name,
+    TYPES, Congestion, TradecraftFaults, json_schema, parse_document, parse_type, schema_from_json, schema_to_json,
+    type_name,
 )
 
 DESIGN = Path(__file__).resolve().parent.parent.parent / "shared" / "DESIGN.md"
@@ -69,6 +70,14 @@ def at(i: int, **keys: Any) -> Callable[[dict], None]:
 
 def add(*analytics: dict) -> Callable[[dict], None]:
     return lambda d: d["analytics"].extend(copy.deepcopy(analytics))
+
+
+def every(*changes: Callable[[dict], Any]) -> Callable[[dict], None]:
+    """All of `changes`, in order."""
+    def change(d: dict) -> None:
+        for c in changes:
+            c(d)
+    return change
 
 
 ROUTER = {"name": "router", "kind": "director", "input": "positions", "key": "device_id",
@@ -430,6 +439,113 @@ def test_any_wrong_value_anywhere_is_a_tradecraft_error_never_a_crash(replay: Pa
 def test_a_document_that_is_not_an_object_is_refused(text: str | bytes, says: str) -> None:
     with pytest.raises(TradecraftError, match=re.escape(says)):
         parse_document(text)
+
+
+# ---- every fault at once ----------------------------------------------------------------------
+
+def _faults(d: dict, base: Path, allowed: Any = None) -> list[tuple[str, str]]:
+    """(path, message) of every fault `parse_document` reports for `d`, in its order."""
+    with pytest.raises(TradecraftError) as e:
+        parse_document(d, base, allowed)
+    faults = getattr(e.value, "faults", (e.value,))
+    assert str(e.value).split("\n") == [str(f) for f in faults], "one line per fault, in the same order"
+    assert e.value.path == faults[0].path and e.value.exit_code == 2
+    return [(f.path, f.detail) for f in faults]
+
+
+def test_a_join_missing_how_with_a_bad_on_field_reports_both(base: Path) -> None:
+    found = _faults(doc(at(3, how=None, on={"tyle": "tile"})), base)
+    assert [p for p, _ in found] == ["analytics[3].how", "analytics[3].on"]
+    assert 'needs "how"' in found[0][1] and 'field "tyle" is not in the output of "tiled"' in found[1][1]
+
+
+def test_faults_of_every_analytic_come_in_document_order_each_with_its_path(base: Path) -> None:
+    def change(d: dict) -> None:
+        d["tradecraft"] = "GPS"
+        d["congestion"] = {"busy": 2, "fo": "1s"}
+        d["analytics"][4].update(window="1 hour", group=["cuntry", "country"], measures={
+            "n": "count()", "s": "sum(country)", "m": "median(lat)", "c": "count_if(lat)"})
+        # "twice" is refused and "thrice" reads it (not typed, so not refused for it); neither is
+        # selected, so what "tiled" makes is still known, and what reads it is checked
+        d["analytics"][2].update(derive={"tile": "floor(lat)", "twice": "tyle * 2", "thrice": "twice * 3"},
+                                 where="lon + 1", select=["ts", "device_id", "lat", "lon", "tile"])
+        d["analytics"][0]["lateness"] = "5 sec"
+    found = _faults(doc(change), base)
+    assert [p for p, _ in found] == [
+        "tradecraft", "congestion.fo", "congestion.busy",
+        "analytics[0].lateness",
+        "analytics[2].derive.twice", "analytics[2].where",
+        "analytics[4].window", "analytics[4].group[0]", "analytics[4].measures.s", "analytics[4].measures.m",
+        "analytics[4].measures.c"]
+    assert found[4][1].startswith('unknown field "tyle"')
+
+
+def test_a_refused_derive_leaves_the_output_unknown(base: Path) -> None:
+    found = _faults(doc(every(_set([A, 2, "derive", "tile"], "floor(latt)"), at(3, how="outer"), at(4, time="lat"))),
+                    base)
+    assert [p for p, _ in found] == ["analytics[2].derive.tile", "analytics[3].how"]
+
+
+def test_what_reads_a_refused_analytic_is_not_refused_for_it(base: Path) -> None:
+    """A compiler's rule: no fault that only follows from another. "tiled" is refused, so the join
+    and the aggregate after it cannot be typed, and are not (their own keys are still checked)."""
+    found = _faults(doc(every(at(2, input="positons"), at(3, how="outer"), at(4, output="yes"))), base)
+    assert [p for p, _ in found] == ["analytics[2].input", "analytics[3].how", "analytics[4].output"]
+
+
+def test_a_refused_source_is_never_read_while_other_faults_are_found(base: Path) -> None:
+    from hallelujah.allowed import Allowed
+    allowed = Allowed.of([], [str(base / "elsewhere")])
+    found = _faults(doc(every(at(1, source={"path": "tiles.parquet", "rate": 5}), at(2, where="lat"))), base)
+    assert [p for p, _ in found] == ["analytics[1].source.rate", "analytics[2].where"]
+    assert [p for p, _ in _faults(doc(at(2, where="lat")), base, allowed)] == [
+        "analytics[1].source.path", "analytics[2].where"]
+
+
+def test_a_thousand_faults_are_listed_up_to_a_hundred(base: Path) -> None:
+    d = doc(add(*({"name": f"t{i}", "kind": "transform", "input": "positions", "where": "lat"} for i in range(1000))))
+    with pytest.raises(TradecraftFaults) as e:
+        parse_document(d, base)
+    lines = str(e.value).split("\n")
+    assert len(e.value.faults) == 1000 and len(lines) == 101
+    assert lines[0].startswith("analytics[5].where: ") and lines[-1] == "... and 900 more faults"
+
+
+def _has(obj: Any, key: Any) -> bool:
+    return isinstance(obj, dict) and key in obj or isinstance(obj, list) and isinstance(key, int) and key < len(obj)
+
+
+def _at(obj: Any, keys: tuple) -> Any:
+    """What `keys` lead to in `obj`, or None where an earlier change took the way away."""
+    for key in keys:
+        if not _has(obj, key):
+            return None
+        obj = obj[key]
+    return obj
+
+
+_CHANGES = st.lists(st.tuples(st.sampled_from(_EVERY_PATH), _JUNK, st.booleans()), min_size=2, max_size=6)
+
+
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(changes=_CHANGES)
+def test_several_wrong_values_are_each_reported_never_a_crash(replay: Path, changes: list[tuple]) -> None:
+    d = doc(add(*EVERYTHING))
+    for where, junk, remove in changes:
+        parent = _at(d, where[:-1])
+        if isinstance(parent, dict) and remove:
+            parent.pop(where[-1], None)
+        elif isinstance(parent, dict) or isinstance(parent, list) and _has(parent, where[-1]):
+            parent[where[-1]] = junk
+    try:
+        parse_document(d, replay)
+    except TradecraftError as e:
+        faults = getattr(e, "faults", (e,))
+        paths = [f.path for f in faults]
+        assert all(p.split(".")[0].split("[")[0] in ("tradecraft", "congestion", "analytics") for p in paths)
+        positions = [int(p.split("[")[1].split("]")[0]) if p.startswith("analytics[") else -1 for p in paths]
+        assert positions == sorted(positions)
+        assert len(set(zip(paths, (f.detail for f in faults)))) == len(faults)
 
 
 # ---- the JSON Schema for editors --------------------------------------------------------------
