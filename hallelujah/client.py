@@ -142,10 +142,11 @@ class Database:
         stream's input log, synced, before it is acknowledged).
 
         A schema that does not match the stream is refused (SchemaMismatch) before any row is
-        sent, and a batch that is not valid data of that schema before it is kept. Rows as Python
-        values (a list of dicts, a dict of columns) or as anything with `__arrow_c_stream__`
-        (pandas, polars) are first cast safely to the stream's schema (an int into a float64
-        field, never a float into an int64 one), naming the field that cannot be. `end=True`
+        sent, and a batch that is not valid data of that schema before it is kept. A table or a
+        batch, rows as Python values (a list of dicts, a dict of columns) or anything with
+        `__arrow_c_stream__` (pandas, polars) are first cast safely to the stream's schema (`schema`
+        when given, else asked of the congregation: an int into a float64 field, never a float
+        into an int64 one), naming the field that cannot be. `end=True`
         closes the stream afterwards. `progress(rows_acknowledged)` is called as
         acknowledgements arrive.
 
@@ -161,6 +162,10 @@ class Database:
         if _is_rows(data):
             schema = schema or await self.stream_schema(stream)
             data = conform(table_of(data, schema), schema)
+        elif isinstance(data, (pa.Table, pa.RecordBatch)):
+            from hallelujah.conform import publishable
+            schema = schema or await self.stream_schema(stream)
+            data = publishable(data, schema)
         batches = _batches(data)
         if schema is None:
             first = next(batches, None)

@@ -97,6 +97,16 @@ def conform(data: Data, schema: pa.Schema, cast: Cast | None = None) -> Data:
     return pa.RecordBatch.from_arrays(columns, schema=schema)
 
 
+def publishable(data: Data, schema: pa.Schema) -> Data:
+    """A table or batch an application publishes, made the stream's `schema` by `conform`'s safe
+    casts (an int64 column into a float64 field when every value is exact, an int32 into int64,
+    its fields in any order), or SchemaMismatch naming the field that cannot be, in the
+    document's type names. Nothing is copied when `data` has the schema already."""
+    if not isinstance(data, (pa.Table, pa.RecordBatch)):
+        raise TypeError(f"publishable takes a pyarrow Table or RecordBatch, not {type(data).__name__}")
+    return conform(data, schema)
+
+
 def conform_rows(batch: pa.RecordBatch, schema: pa.Schema, at: Callable[[int], str],
                  cast: Cast | None = None, known: dict[int, str] | None = None
                  ) -> tuple[pa.RecordBatch, Rejects | None]:
