@@ -1,8 +1,10 @@
-"""`python -m bench`: the shared workloads through Hallelujah, against DuckDB in the same sitting.
+"""`python -m bench`: the shared workloads and Nexmark through Hallelujah, against DuckDB in the same sitting.
 
-Generates the data with ../shared/bench/gen.py if missing, runs each workload as `hallelujah run`
-(whole process, timed from outside like DuckDB's whole process), verifies the result against
-reference.json, and writes bench/results.json and bench/RESULTS.md.
+Generates the data with ../shared/bench/gen.py (and bench/nexmark/gen.py) if missing, runs each
+workload and Nexmark query as `hallelujah run` (whole process, timed from outside like DuckDB's
+whole process) and on a running congregation, verifies each result against the DuckDB reference,
+and writes bench/results.json and bench/RESULTS.md (`--nexmark` runs only Nexmark and rewrites only
+its section; `--no-nexmark` leaves it out and keeps its section).
 """
 from __future__ import annotations
 
@@ -10,19 +12,18 @@ import argparse
 import json
 import os
 import platform
-import signal
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-import psutil
-
+from bench.harness import compile_bytecode, steady_state, timed
+from bench.nexmark import queries as nexmark_queries
+from bench.nexmark import suite as nexmark
 from bench.workloads import EARLY_OUTPUT, OUTPUT_FORMAT, OUTPUTS, WORKLOADS, events_of
 
 HERE = Path(__file__).resolve().parent
-DEADLINE = 300.0    # seconds for one run; a bench that cannot finish is a failed bench
 SHARED = Path(os.environ.get("HBENCH_SHARED", HERE / "shared"))
 
 
@@ -44,67 +45,6 @@ def duckdb_in_process(workload: str, env: dict[str, str]) -> float:
     return float(json.loads(line[len("RESULT "):])["events_per_s_in_process"])
 
 
-def steady_state(document: dict, workers: int, output: str, events: int, early: bool,
-                 data: Path) -> tuple[float, int, int]:
-    """(events/s, peak RSS, output rows) on a running congregation: the stream's events over the
-    time from the output's first batch to its last, or from the submit where the output only
-    starts late (an aggregate's first window closes after its first hour of events)."""
-    import hallelujah
-    with tempfile.TemporaryDirectory() as tmp:
-        proc = psutil.Popen([sys.executable, "-m", "congregation", "--data-dir", tmp, "--listen",
-                             "127.0.0.1:0", "--workers", str(workers), "--source-root", str(data)],
-                            stdout=subprocess.PIPE, text=True)
-        deadline = time.monotonic() + DEADLINE
-        try:
-            assert proc.stdout is not None
-            address = proc.stdout.readline().split(" ready at ")[1].split()[0]
-            db = hallelujah.connect(address)
-            submitted = time.time()
-            db.submit(document)
-            peak = 0
-            while True:
-                info = db.describe(document["tradecraft"])["tradecrafts"][0]
-                peak = max(peak, sum(p.memory_info().rss for p in [proc, *proc.children(recursive=True)]))
-                if info["state"] != "running":
-                    break
-                if time.monotonic() > deadline:
-                    raise SystemExit(f"{document['tradecraft']}: no end after {DEADLINE:g}s on a running "
-                                     f"congregation (a stall: see its log's `stalled` line)")
-                time.sleep(0.2)       # a light poll: the measure is the log's own first and last append
-            log = next(a["retained"][output] for a in info["analytics"] if output in a["retained"])
-            # one batch has no steady state: then from the submit to the output's end
-            start = log["first_at"] if early and log["last_at"] > log["first_at"] else submitted
-            return events / (log["last_at"] - start), peak, log["rows"]
-        finally:
-            proc.terminate()
-            proc.wait(timeout=30)
-
-
-def timed(cmd: list[str], env: dict[str, str] | None = None, cwd: Path | None = None) -> tuple[float, int]:
-    """Wall seconds and peak RSS (bytes) of the whole process tree; a run past DEADLINE is a
-    failed bench (its processes are dumped with SIGUSR1, then killed)."""
-    start = time.perf_counter()
-    proc = psutil.Popen(cmd, env=env, stdout=subprocess.DEVNULL, cwd=cwd)
-    peak = 0
-    while proc.poll() is None:
-        if time.perf_counter() - start > DEADLINE:
-            proc.send_signal(signal.SIGUSR1)
-            time.sleep(5)
-            for p in [*proc.children(recursive=True), proc]:
-                p.kill()
-            raise SystemExit(f"{' '.join(cmd)}: no end after {DEADLINE:g}s (a stall: its dump is above)")
-        try:
-            procs = [proc, *proc.children(recursive=True)]
-            peak = max(peak, sum(p.memory_info().rss for p in procs if p.is_running()))
-        except psutil.Error:
-            pass
-        time.sleep(0.02)
-    seconds = time.perf_counter() - start
-    if proc.returncode:
-        raise SystemExit(f"{' '.join(cmd)} failed with {proc.returncode}")
-    return seconds, peak
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=2_000_000)
@@ -116,8 +56,38 @@ def main() -> None:
     ap.add_argument("--latency-seconds", type=float, default=10.0, help="0 skips the latency run")
     ap.add_argument("--memory", action="store_true",
                     help="also run enrich on 5x the events and compare peak RSS (generates 5x data)")
+    only = ap.add_mutually_exclusive_group()
+    only.add_argument("--nexmark", action="store_true", help="run only the Nexmark suite (its section of RESULTS.md)")
+    only.add_argument("--no-nexmark", action="store_true", help="leave the Nexmark suite out (its section stays)")
+    ap.add_argument("--nexmark-events", type=int, help="events Nexmark generates (default: --n)")
+    ap.add_argument("--nexmark-data", help="where Nexmark's files are made (default: --data with -nexmark)")
+    ap.add_argument("--query", nargs="+", choices=list(nexmark_queries.QUERIES), default=list(nexmark_queries.QUERIES),
+                    help="the Nexmark queries to run")
     a = ap.parse_args()
-    _compile_bytecode()
+    compile_bytecode()
+    out = Path(a.results)
+    everything = {} if not (out / "results.json").exists() else json.loads((out / "results.json").read_text())
+    failed = []
+    if not a.nexmark:
+        lines, results = shared_workloads(a)
+        everything.update(results)
+        kept = nexmark.kept_section(out / "RESULTS.md")      # until a new one replaces it
+        (out / "RESULTS.md").write_text("\n".join(lines + ([""] + kept if kept else [])) + "\n")
+        failed += [r["workload"] for r in results["workloads"] if not r["match"]]
+    if not a.no_nexmark:
+        events = a.nexmark_events or a.n
+        rows = nexmark.run_suite(Path(a.nexmark_data or a.data + "-nexmark"), events, a.query, a.workers, a.repeat)
+        everything["nexmark"] = rows
+        command = " ".join(["python -m bench", *sys.argv[1:]])
+        nexmark.write_section(out / "RESULTS.md", nexmark.section(rows, command, events))
+        failed += [f"nexmark {r['query']}" for r in rows if not r["match"]]
+    (out / "results.json").write_text(json.dumps(everything, indent=1))
+    if failed:
+        raise SystemExit(f"did not match the reference: {', '.join(sorted(set(failed)))}")
+
+
+def shared_workloads(a: argparse.Namespace) -> tuple[list[str], dict]:
+    """The shared workloads, the latency run and the memory run: RESULTS.md's lines and results.json's keys."""
     data = Path(a.data)
     ensure_data(data, a.n)
     reference = json.loads((data / "reference.json").read_text())
@@ -126,7 +96,7 @@ def main() -> None:
     for workload in a.workload:
         document, check = WORKLOADS[workload]
         events = events_of(workload, json.loads((data / "meta.json").read_text()))
-        duck = min(timed([sys.executable, str(SHARED / "reference.py"), "--workload", workload], env)[0]
+        duck = min(timed([sys.executable, str(SHARED / "reference.py"), "--workload", workload], env).seconds
                    for _ in range(a.repeat))
         duck_in_process = max(duckdb_in_process(workload, env) for _ in range(a.repeat))
         for workers in a.workers:
@@ -137,7 +107,8 @@ def main() -> None:
                                "--format", OUTPUT_FORMAT, "--output-dir", str(Path(tmp) / "out")], cwd=data)
                         for _ in range(a.repeat)]
                 got = check(Path(tmp) / "out")
-            seconds, peak = min(runs)
+            best = min(runs)
+            seconds, peak = best.seconds, best.peak_rss
             match = got == reference[workload]
             results.append({"workload": workload, "mode": "hallelujah run", "workers": workers,
                             "events": events, "seconds": round(seconds, 3),
@@ -163,9 +134,6 @@ def main() -> None:
         latency = json.loads(done.stdout.strip().splitlines()[-1])
         print(json.dumps(latency))
     memory = measure_memory(a, data) if a.memory else None
-    out = Path(a.results)
-    (out / "results.json").write_text(json.dumps({"workloads": results, "latency": latency, "memory": memory},
-                                                 indent=1))
     lines = ["# Benchmark results", "",
              f"Machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}; "
              f"N = {a.n:,}; best of {a.repeat}; `python -m bench` on {time.strftime('%Y-%m-%d')}.", "",
@@ -191,9 +159,7 @@ def main() -> None:
         lines += ["", f"Memory (`python -m bench --memory`, enrich, `hallelujah run`, 2 workers): peak RSS "
                       f"{memory['peak_rss_mb_1x']} MB at {memory['events_1x']:,} events, {memory['peak_rss_mb_5x']} MB "
                       f"at {memory['events_5x']:,}: ratio {memory['ratio']}."]
-    (out / "RESULTS.md").write_text("\n".join(lines) + "\n")
-    if not all(r["match"] for r in results):
-        raise SystemExit("a workload did not match its reference")
+    return lines, {"workloads": results, "latency": latency, "memory": memory}
 
 
 def measure_memory(a: argparse.Namespace, data: Path) -> dict:
@@ -206,18 +172,10 @@ def measure_memory(a: argparse.Namespace, data: Path) -> dict:
             doc = Path(tmp) / "enrich.json"
             doc.write_text(json.dumps(WORKLOADS["enrich"][0](where)))
             peaks[label] = min(timed(cwd=where, cmd=[sys.executable, "-m", "hallelujah", "run", str(doc), "--workers", "2",
-                                      "--format", OUTPUT_FORMAT, "--output-dir", str(Path(tmp) / "out")])[1]
+                                      "--format", OUTPUT_FORMAT, "--output-dir", str(Path(tmp) / "out")]).peak_rss
                                for _ in range(a.repeat))
     return {"events_1x": a.n, "events_5x": a.n * 5, "peak_rss_mb_1x": peaks["1x"] >> 20,
             "peak_rss_mb_5x": peaks["5x"] >> 20, "ratio": round(peaks["5x"] / peaks["1x"], 2)}
-
-
-def _compile_bytecode() -> None:
-    """Byte-compile the project as an installed package is: an editable install under
-    PYTHONDONTWRITEBYTECODE (as on this machine) would otherwise compile it at every start."""
-    import compileall
-    for package in ("hallelujah", "congregation", "jah"):
-        compileall.compile_dir(str(HERE.parent / package), quiet=1)
 
 
 def _rows(result: dict) -> int:
