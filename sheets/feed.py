@@ -1,4 +1,4 @@
-"""The congregation's latest answers, fetched by a background trio task with a timeout, so a slow
+"""The congregations' latest answers, fetched by a background trio task with a timeout, so a slow
 or dead congregation makes the screen say "unreachable", never freeze."""
 from __future__ import annotations
 
@@ -11,44 +11,72 @@ import trio
 
 import hallelujah
 from sheets import views
+from sheets.congregations import Answer, answered, failed
 
 HISTORY = 60     # answers (about a minute) of rates kept for the sparklines
 
 
 class Feed:
-    """Describe once a `every` seconds; keep the last answer, its tradecraft rows with rates, and
-    why the last fetch failed (None when it did not)."""
+    """Describe each congregation once every `every` seconds; keep each one's last answer, and
+    for the one shown (`current`) its tradecraft rows with rates and their history."""
 
     def __init__(self, db: hallelujah.Database, timeout: float = 2.0) -> None:
         self.db = db
         self.timeout = timeout
-        self.info: dict[str, Any] | None = None
+        self.addresses = list(db.addresses)
+        # one address each, to say which answers (the first that answers serves the updates)
+        self.dbs = {a: db if len(self.addresses) == 1 else hallelujah.Database([a]) for a in self.addresses}
+        self.answers = {a: Answer() for a in self.addresses}
+        self.current = self.addresses[0]
         self.rows: list[views.TradecraftRow] = []
-        self.error: str | None = None
-        self.answered_at: float | None = None      # trio.current_time() of the last answer
         self.attempts = 0                          # describes sent, answered or not
         self._samples: dict[str, views.Sample] = {}
         # each tradecraft's (in, out) rows/s of the last HISTORY answers, oldest first
         self.history: dict[str, deque[tuple[float | None, float | None]]] = {}
 
+    @property
+    def info(self) -> dict[str, Any] | None:
+        return self.answers[self.current].info
+
+    @property
+    def error(self) -> str | None:
+        return self.answers[self.current].error
+
+    @property
+    def answered_at(self) -> float | None:      # trio.current_time() of the shown congregation's last answer
+        return self.answers[self.current].answered_at
+
+    def choose(self, address: str) -> None:
+        """Show `address`'s tradecrafts: rates start again from its next answers."""
+        if address != self.current and address in self.answers:
+            self.current, self._samples, self.history = address, {}, {}
+            self.rows = views.tradecraft_rows(self.info or {}, {}, trio.current_time())
+
     async def refresh(self) -> None:
         self.attempts += 1
+        async with trio.open_nursery() as nursery:
+            for address in self.addresses:
+                nursery.start_soon(self._ask, address)
+
+    async def _ask(self, address: str) -> None:
+        last = self.answers[address]
         info = None
         try:
             with trio.move_on_after(self.timeout):
-                info = await self.db.describe("")
+                info = await self.dbs[address].describe("")
             if info is None:
-                self.error = f"no answer in {self.timeout:g}s"
+                self.answers[address] = failed(last, f"no answer in {self.timeout:g}s")
                 return
         except (hallelujah.HallelujahError, OSError) as exc:
-            self.error = str(exc)
+            self.answers[address] = failed(last, str(exc))
             return
         now = trio.current_time()
-        self.info, self.error, self.answered_at = info, None, now
-        self.rows = views.tradecraft_rows(info, self._samples, now)
-        self._samples = views.samples(self.rows, now)
-        for r in self.rows:
-            self.history.setdefault(r.name, deque(maxlen=HISTORY)).append((r.in_rate, r.out_rate))
+        self.answers[address] = answered(last, info, now)
+        if address == self.current:
+            self.rows = views.tradecraft_rows(info, self._samples, now)
+            self._samples = views.samples(self.rows, now)
+            for r in self.rows:
+                self.history.setdefault(r.name, deque(maxlen=HISTORY)).append((r.in_rate, r.out_rate))
 
     async def run(self, changed: Callable[[], None], every: float = 1.0) -> None:
         """Refresh forever, calling `changed()` after each attempt (answered or not)."""

@@ -4,41 +4,55 @@ from __future__ import annotations
 
 from typing import Any
 
-import pyarrow as pa
 import trio
 import urwid
 
 from sheets import views
-from sheets.feed import HISTORY, Feed, Tail
-from sheets.widgets import Page, Table
+from sheets.analytic import AnalyticScreen
+from sheets.congregations import congregation_row, percent, size, worker_rows
+from sheets.feed import HISTORY, Feed
+from sheets.widgets import Screen, Table
 
-TAIL_ROWS = 10
 
+class CongregationsScreen(Screen):
+    """Each congregation given (--at), up or down, its workers with their CPU and memory."""
+    table: Table
+    crumb = "congregations"
+    keys = (("Enter", "its tradecrafts"), ("E", "event log of every tradecraft"))
 
-class Screen(urwid.WidgetWrap):
-    """What every screen answers: its name in the breadcrumb, its keys, where Enter goes, and
-    which tradecraft `c` and `E` act on."""
-    crumb = ""
-    keys: tuple[tuple[str, str], ...] = ()
-    table: Table | None = None          # the rows `/` filters, on screens that have them
+    def __init__(self) -> None:
+        self.table = Table(["congregation", "address", "state", "workers", "jahs", "tcs", "cpu", "memory", "why"],
+                           [False, False, False, True, True, True, True, True, False])
+        super().__init__(self.table)
 
     def update(self, feed: Feed) -> None:
-        raise NotImplementedError
+        rows: list[tuple[Any, list[str]]] = []
+        for address in feed.addresses:
+            answer = feed.answers[address]
+            c = congregation_row(address, answer, trio.current_time())
+            rows.append((address, [c.name, c.address, c.up, views.count(c.workers), views.count(c.jahs),
+                                   views.count(c.tradecrafts), percent(c.cpu), size(c.memory), c.note]))
+            rows += [((address, w.worker), [f"  worker {w.worker}", str(w.pid or "-"), "", "", views.count(w.jahs),
+                                            "", percent(w.cpu), size(w.memory), ""])
+                     for w in worker_rows(answer)]
+        self.table.set_rows(rows)
 
     def enter(self) -> Screen | None:
-        return None
-
-    def tradecraft(self) -> str | None:
-        return None
+        key = self.table.focused()
+        if key is None:
+            return None
+        return TradecraftsScreen(str(key[0] if isinstance(key, tuple) else key))
 
 
 class TradecraftsScreen(Screen):
+    """The tradecrafts as the congregation at `address` answers (the first one given when None)."""
     table: Table
     crumb = "tradecrafts"
     keys = (("Enter", "open the tradecraft"), ("c", "cancel the tradecraft"),
-            ("E", "event log of every tradecraft"))
+            ("E", "event log of every tradecraft"), ("Esc", "the congregations"))
 
-    def __init__(self) -> None:
+    def __init__(self, address: str | None = None) -> None:
+        self.address = address
         self.table = Table(["tradecraft", "state", "rows in", "in/s", "rows out", "out/s", "stalled / error"],
                            [False, False, True, True, True, True, False])
         super().__init__(self.table)
@@ -107,72 +121,6 @@ class TradecraftScreen(Screen):
 
     def tradecraft(self) -> str | None:
         return self.name
-
-
-class AnalyticScreen(Screen):
-    """Schema, retained outputs with their rows, and the last rows of the output (followed
-    through the library by the App while the screen is shown)."""
-    keys = (("j/k g/G", "scroll"), ("c", "cancel the tradecraft"), ("E", "its event log"),
-            ("Esc", "back to the tradecraft"))
-
-    def __init__(self, tradecraft: str, analytic: str) -> None:
-        self.tc, self.analytic = tradecraft, analytic
-        self.crumb = analytic
-        self.info: dict[str, Any] | None = None
-        self.tail = Tail(TAIL_ROWS)             # the output's last rows, followed by the App
-        self.following = trio.CancelScope()     # cancelled when the screen is left
-        self.tail_how = "reading..."            # following, ended, or why it cannot
-        self.tail_skipped = 0                   # rows before the follow began that were not read
-        self.page = Page(self.lines)
-        super().__init__(self.page)
-
-    @property
-    def ref(self) -> str:
-        return f"{self.tc}/{self.analytic}"
-
-    def output_rows(self) -> int | None:
-        """Rows the analytic's own retained log holds (None when it keeps none)."""
-        log = (self.info or {}).get("retained", {}).get(self.analytic)
-        return None if log is None else int(log["rows"])
-
-    def update(self, feed: Feed) -> None:
-        self.info = views.find_analytic(feed.tradecraft(self.tc), self.analytic)
-        self.page.refresh()
-
-    def lines(self, width: int) -> list[str]:
-        a = self.info
-        if a is None:
-            return [f"{self.ref}: not in the congregation's answer"]
-        out = [f"{self.ref}  {a['kind']}" + ("  (output)" if a.get("output") else ""), "", "schema"]
-        out += ["  " + line for line in views.table_lines(
-            ["field", "type"], views.schema_lines(a), width - 2)]
-        out += ["", "retained"]
-        out += ["  " + line for line in views.table_lines(
-            ["log", "rows", "ended"], [(n, f"{r:,}", "yes" if e else "no") for n, r, e in views.retained_lines(a)],
-            width - 2, [False, True, False])]
-        out += ["", f"last rows of {self.ref} ({self.tail_note()})"]
-        tail = self.tail.table()
-        if tail is not None and tail.num_rows:
-            kinds = [pa.types.is_integer(t) or pa.types.is_floating(t) for t in tail.schema.types]
-            out += ["  " + line for line in views.table_lines(
-                tail.column_names, [[_show(v) for v in row.values()] for row in tail.to_pylist()],
-                width - 2, kinds)]
-        return out
-
-    def tradecraft(self) -> str | None:
-        return self.tc
-
-    def tail_note(self) -> str:
-        if self.tail_how not in ("following", "ended"):
-            return self.tail_how
-        shown = min(self.tail.seen, TAIL_ROWS)
-        if self.tail_skipped:
-            return f"{shown} of the rows since opened ({self.tail_skipped:,} before not read), {self.tail_how}"
-        return f"{shown} of {self.tail.seen:,}, {self.tail_how}"
-
-
-def _show(value: Any) -> str:
-    return "null" if value is None else f"{value:g}" if isinstance(value, float) else str(value)
 
 
 class EventsScreen(Screen):

@@ -49,7 +49,7 @@ async def serve(addresses: list[str], read_only: bool) -> None:
     """Draw and take keys until `q`; the refresh and reads run in the same trio run."""
     app = App(hallelujah.Database(addresses), read_only)
     event_loop = urwid.TrioEventLoop()
-    loop = urwid.MainLoop(app.widget, palette=PALETTE, event_loop=event_loop, handle_mouse=False)
+    loop = urwid.MainLoop(app.widget, palette=PALETTE, event_loop=event_loop, handle_mouse=True)
     async with trio.open_nursery() as nursery:
         await nursery.start(app.run)
         with loop.start():

@@ -1,15 +1,38 @@
-"""Small urwid widgets the screens share: a table laid out to the width it is drawn at, and a
-scrolling page of lines."""
+"""Small urwid widgets the screens share: what every screen answers, a table laid out to the
+width it is drawn at, and a scrolling page of lines."""
 from __future__ import annotations
 
 from collections.abc import Callable, Hashable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import urwid
 
 from sheets import views
 
+if TYPE_CHECKING:
+    from sheets.feed import Feed
+
 MOVES = {"j": "down", "k": "up"}
+
+
+class Screen(urwid.WidgetWrap):
+    """What every screen answers: its name in the breadcrumb, its keys, where Enter goes, and
+    which tradecraft `c` and `E` act on."""
+    crumb = ""
+    keys: tuple[tuple[str, str], ...] = ()
+    table: Table | None = None          # the rows `/` filters, on screens that have them
+
+    def update(self, feed: Feed) -> None:
+        raise NotImplementedError
+
+    def enter(self) -> Screen | None:
+        return None
+
+    def tradecraft(self) -> str | None:
+        return None
+
+    def leave(self) -> None:
+        """Left for good (Esc): stop what runs for it."""
 
 
 class Line(urwid.Text):

@@ -21,6 +21,15 @@ class Driver:
         for key in keys:
             self.app.widget.keypress(size, key)
 
+    def command(self, line: str, *then: str) -> None:
+        """Type `:` and `line`, then Enter (or the keys `then` names instead)."""
+        self.keys(":", *line, *(then or ["enter"]))
+
+    @property
+    def message(self) -> str:
+        """The message line, whole (on screen a long one wraps)."""
+        return str(self.app.message.text)
+
     def screen(self, size: tuple[int, int] = (80, 24)) -> str:
         shown = text(self.app.widget, *size)
         lines = shown.split("\n")

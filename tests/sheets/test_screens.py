@@ -2,6 +2,7 @@
 figures computed here with pyarrow from the rows the test published."""
 from __future__ import annotations
 
+import json
 import os
 import signal
 from collections.abc import AsyncIterator
@@ -10,12 +11,13 @@ from contextlib import asynccontextmanager
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 import pytest
 import trio
 import urwid
 
 from hallelujah import Database
-from sheets.screens import TAIL_ROWS
+from sheets.analytic import TAIL_ROWS
 from tests.integration.helpers import wait_state
 from tests.sheets.screen import SIZES, Driver, driven, line_of, row
 
@@ -123,9 +125,22 @@ async def test_drill_down_to_jahs_and_an_analytic_output(congregation):
             wi.keys("esc")
             assert "transform " in wi.screen() and "tradecrafts > tc\n" in wi.screen() + "\n"
             wi.keys("esc")
-            assert row(wi.screen(), "tradecrafts") == ["tradecrafts"]
+            assert row(wi.screen(), "congregations") == ["congregations", ">", "tradecrafts"]
+            wi.keys("esc")                   # the top: the congregations, each with its workers
+            for size in SIZES:
+                shown = wi.screen(size)
+                assert row(shown, "congregations") == ["congregations"]
+                # 2 workers; 1 Jah in them (y's transform: the log source and the sinks run in
+                # the congregation); 1 tradecraft
+                assert row(shown, "vm")[1:6] == [congregation.address, "up", "2", "1", "1"]
+                workers = [line.split() for line in shown.split("\n") if line.strip().startswith("worker ")]
+                assert [w[:2] for w in workers] == [["worker", "0"], ["worker", "1"]], shown
+                # each pid shown is a process of the congregation's own session
+                assert all(os.getsid(int(w[2])) == congregation.proc.pid for w in workers), shown
             wi.keys("esc")                   # Esc at the top stays there
-            assert row(wi.screen(), "tradecrafts") == ["tradecrafts"]
+            assert row(wi.screen(), "congregations") == ["congregations"]
+            wi.keys("j", "enter")            # a worker's row opens its congregation's tradecrafts
+            assert "congregations > tradecrafts" in wi.screen() and line_of(wi.screen(), "tc") is not None
 
 
 @pytest.mark.parametrize("read_all", [200_000, 100])
@@ -189,15 +204,26 @@ async def test_a_cancel_the_congregation_refuses_says_why(congregation):
         assert 'no tradecraft "tc"' in shown
 
 
-async def test_read_only_refuses_cancel(congregation):
+async def test_read_only_refuses_every_update(congregation, tmp_path):
+    pq.write_table(rows(0, 5), tmp_path / "more.parquet")
+    (tmp_path / "other.json").write_text(json.dumps({**DOCUMENT, "tradecraft": "other"}))
     async with showing_tc(congregation, read_only=True) as (db, wi):
         assert "read-only" in wi.screen().split("\n")[0]
         wi.keys("enter", "c")
         shown = wi.screen()
         assert "read-only: cancel of tc refused" in shown and "Cancel tradecraft" not in shown
         wi.keys("y")
+        for line, said in [(f"submit {tmp_path / 'other.json'}", f"submit of {tmp_path / 'other.json'}"),
+                           (f"publish tc/x {tmp_path / 'more.parquet'}", f"publish of {tmp_path / 'more.parquet'} into tc/x"),
+                           ("cancel tc", "cancel of tc")]:
+            wi.command(line)
+            await trio.sleep(0.2)
+            assert wi.message == f"read-only: {said} refused (started with --read-only)"
+            assert "confirm" not in wi.screen()
+            wi.keys("y")
         await trio.sleep(0.5)
         assert {t["name"]: t["state"] for t in await db.list()} == {"tc": "running"}
+        assert row(wi.screen(), "tc")[3] == "10"
 
 
 async def test_help_moves_and_quit(congregation):
