@@ -16,6 +16,7 @@ import trio
 from congregation.hallelu import log_name
 from congregation.publishing import publish
 from congregation.rpc import error_fields
+from hallelujah.datastream import DataSender, open_sender
 from hallelujah.errors import HallelujahError, InvalidInput, NotFound, TradecraftError, collapsed
 from hallelujah.frames import Connection, open_batch, schema_of
 from hallelujah.tradecraft import Tradecraft, parse_document, schema_to_json
@@ -181,16 +182,16 @@ class Commands:
         start = 0 if args.get("from_start") else info["next_seq"]
         with collapsed():
             async with trio.open_nursery() as nursery:
-                credits = Credits()
-                nursery.start_soon(_until_closed, nursery.cancel_scope, credits.read, conn)
-                await self._send_log(conn, name, schema, start, args.get("limit"), credits)
+                sender = open_sender(conn, args["analytic"], first_seq=0)
+                nursery.start_soon(_until_closed, nursery.cancel_scope, _credits_of, sender)
+                await self._send_log(sender, name, schema, start, args.get("limit"))
                 # The client closes once it has read the end; until then its credits are still
                 # read, so the close is clean: closing on credits unread resets the connection
                 # under the client, which may then lose the last batches or fail to send.
                 nursery.cancel_scope.deadline = trio.current_time() + STREAM_CLOSE_WAIT
 
-    async def _send_log(self, conn: Connection, name: str, schema: pa.Schema, start: int,
-                        limit: int | None, credits: Credits) -> None:
+    async def _send_log(self, sender: DataSender, name: str, schema: pa.Schema, start: int,
+                        limit: int | None) -> None:
         """Send a log's batches (raw, as stored) from `start`, at most `limit` rows, then the end."""
         sent = 0
         async for entry, body in self.c.logs.follow_raw(name, start):
@@ -198,36 +199,18 @@ class Commands:
             if limit is not None and sent + rows > limit:
                 rows = limit - sent
                 body = open_batch(pa.py_buffer(body), schema).slice(0, rows).serialize()
-            await credits.take()
-            await conn.send("dataReq", {"seq": entry.seq, "origin": -1, "source": "", "marker": "none",
-                                        "markerValue": 0, "bodyLength": len(body), "rows": rows}, body)
+            await sender.send(body, rows=rows, origin=entry.seq)
             sent += rows
             if limit is not None and sent >= limit:
                 break
-        await conn.send("dataReq", {"seq": 0, "origin": -1, "source": "", "marker": END_OF_STREAM,
-                                    "markerValue": 0, "bodyLength": 0, "rows": 0})
+        await sender.send(marker=END_OF_STREAM)
 
 
-class Credits:
-    """The credits a stream client has granted: one batch each."""
-
-    def __init__(self) -> None:
-        self.available = 0
-        self._granted = trio.Event()
-
-    async def read(self, conn: Connection) -> None:
-        while True:
-            kind, fields, _ = await conn.receive()
-            if kind == "dataCfm":
-                self.available += fields["credits"]
-                self._granted.set()
-
-    async def take(self) -> None:
-        while self.available <= 0:
-            if self._granted.is_set():
-                self._granted = trio.Event()
-            await self._granted.wait()
-        self.available -= 1
+async def _credits_of(sender: DataSender) -> None:
+    """A stream client sends credits, and nothing else, until it closes."""
+    other = await sender.read_grants()
+    if other is not None:
+        raise InvalidInput(f"stream {sender.stream}: unexpected {other[0]} from the client")
 
 
 def _arguments(command: str, text: str) -> dict[str, Any]:

@@ -27,13 +27,17 @@ class JahCollector:
         backlog = GaugeMetricFamily("hallelujah_backlog_batches", "Batches waiting at inputs", labels=LABELS)
         blocked = CounterMetricFamily("hallelujah_blocked_on_credits_seconds",
                                       "Time senders waited for credits", labels=LABELS)
+        in_flight = GaugeMetricFamily("hallelujah_in_flight_batches",
+                                      "Batches sent between processes and not yet taken by their receivers",
+                                      labels=LABELS)
         totals: dict[tuple[str, str, str], dict[str, float]] = {}
         for host in list(self.congregation.hosts.values()):
             stats = host.runtime.statistics() if hasattr(host, "runtime") else host.stats
             for jah_id, s in stats.items():
                 tradecraft, analytic = (jah_id.split("/") + ["", ""])[:2]
                 key = (tradecraft, analytic.split(".")[0], s.get("role", ""))
-                t = totals.setdefault(key, {"rows_in": 0, "rows_out": 0, "busy": 0, "backlog": 0, "blocked": 0})
+                t = totals.setdefault(key, {"rows_in": 0, "rows_out": 0, "busy": 0, "backlog": 0, "blocked": 0,
+                                            "in_flight": 0})
                 for k in t:
                     t[k] += s.get(k, 0) or 0
         for key, t in totals.items():
@@ -43,9 +47,10 @@ class JahCollector:
             busy.add_metric(labels, t["busy"])
             backlog.add_metric(labels, t["backlog"])
             blocked.add_metric(labels, t["blocked"])
+            in_flight.add_metric(labels, t["in_flight"])
         workers = GaugeMetricFamily("hallelujah_workers", "Worker processes alive")
         workers.add_metric([], sum(1 for i in self.congregation.hosts if i >= 0))
-        yield from (rows_in, rows_out, busy, backlog, blocked, workers)
+        yield from (rows_in, rows_out, busy, backlog, blocked, in_flight, workers)
 
 
 async def serve_metrics(congregation: Any, listen: str, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:

@@ -23,6 +23,7 @@ from congregation.hallelu import log_name, published
 from congregation.space import NoSpace
 from hallelujah.checked import checked_batch
 from hallelujah.conform import type_name
+from hallelujah.datastream import open_receiver
 from hallelujah.errors import InvalidInput, NotFound, SchemaMismatch
 from hallelujah.frames import Connection, schema_bytes, schema_of
 from hallelujah.tradecraft import Tradecraft
@@ -53,15 +54,17 @@ async def publish(c: Any, conn: Connection, rid: int, args: dict[str, Any], tc: 
     await conn.send("cmdCfm", {"id": rid, "result": json.dumps({"credits": CREDITS, "committed": committed}),
                                "schema": schema_bytes(a.schema)})
     rows = batches = repeated = 0
+    # Each credit back is an acknowledgement: the batch is kept and synced.
+    receiver = open_receiver(conn, ref, None, window=CREDITS, granted=CREDITS, coalesce=False)
     while True:
-        kind, fields, body = await conn.receive()
-        if kind != "dataReq":
-            raise InvalidInput(f"{ref}: unexpected {kind} frame during publish")
-        seq, marker = fields["seq"], fields["marker"]
+        msg = await receiver.receive()
+        seq, marker, body = msg.origin, msg.marker, msg.body
         if marker == END_OF_STREAM:
             break
         if marker != NONE:
             raise InvalidInput(f"{ref}: batch {seq}: a publish carries rows, not {marker} markers")
+        if seq < 0:
+            raise InvalidInput(f"{ref}: message {msg.seq}: batch number {seq} is negative")
         n = 0 if body is None else (await trio.to_thread.run_sync(checked_batch, ref, seq, body, a.schema)).num_rows
         try:
             kept = await c.logs.publish(name, publisher, seq, body, n)
@@ -71,7 +74,7 @@ async def publish(c: Any, conn: Connection, rid: int, args: dict[str, Any], tc: 
             repeated += 1
         else:
             rows, batches = rows + n, batches + 1
-        await conn.send("dataCfm", {"credits": 1})
+        await receiver.release()
     if args.get("end") and not await _ended(c, name, ref):
         await c.logs.end(name, wait_for_space=False)
         d = c.deployments.get(tc.name)

@@ -7,8 +7,8 @@ from typing import Any, Awaitable, Callable
 import structlog
 import trio
 
-from hallelujah.errors import HallelujahError, Unavailable, from_wire
-from hallelujah.frames import Connection, FrameRefused
+from hallelujah.errors import HallelujahError, InvalidInput, Unavailable, from_wire
+from hallelujah.frames import Connection, FrameRefused, protocol
 
 log = structlog.get_logger("hallelujah.rpc")
 REQUEST_TIMEOUT = 30.0
@@ -23,6 +23,13 @@ def error_fields(exc: HallelujahError) -> dict[str, Any]:
 
 def confirm_kind(request_kind: str) -> str:
     return request_kind[:-3] + "Cfm"
+
+
+def answerable(kind: str) -> bool:
+    """A request whose confirm can carry a typed error (a `dataReq` cannot: it is no request)."""
+    fields = protocol.Message.schema.fields
+    cfm = confirm_kind(kind)
+    return kind.endswith("Req") and cfm in fields and "error" in fields[cfm].schema.fieldnames
 
 
 class Peer:
@@ -80,10 +87,22 @@ class Peer:
                         nursery.start_soon(self._answer, kind, fields)
                     elif kind in self.notices:
                         self.notices[kind](fields)
+                    elif answerable(kind):
+                        nursery.start_soon(self._refuse, kind, fields)
+                    else:
+                        log.warning("unexpected_frame", peer=self.conn.peer, kind=kind)
         finally:
             self.closed = True
             for done, _ in self._pending.values():
                 done.set()
+
+    async def _refuse(self, kind: str, fields: dict[str, Any]) -> None:
+        """A request this end does not handle is answered, so its sender is not left waiting."""
+        error = InvalidInput(f"{kind}: not a request answered on this connection")
+        try:
+            await self.conn.send(confirm_kind(kind), {"id": fields.get("id", 0), "error": error_fields(error)})
+        except Unavailable:
+            pass
 
     async def _answer(self, kind: str, fields: dict[str, Any]) -> None:
         try:

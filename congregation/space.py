@@ -16,16 +16,12 @@ from typing import TypeVar
 import structlog
 import trio
 
-from hallelujah.errors import Unavailable
+from hallelujah.errors import NoSpace
 
 log = structlog.get_logger("hallelujah.space")
 T = TypeVar("T")
 RETRY_EVERY = 0.5        # seconds between tries of a write that waits for space
 _FULL = (errno.ENOSPC, errno.EDQUOT)
-
-
-class NoSpace(Unavailable):
-    """The data dir's file system is full: nothing of the failed write was kept."""
 
 
 def is_no_space(exc: BaseException) -> bool:

@@ -17,12 +17,14 @@ import pyarrow as pa
 import trio
 
 from hallelujah.conform import check_fields, conform, type_name
+from hallelujah.datastream import open_receiver, open_sender
 from hallelujah.errors import (HallelujahError, InvalidInput, NotFound, SchemaMismatch, Unavailable, collapsed,
                                from_wire)
-from hallelujah.frames import Connection, connect, open_batch, schema_bytes, schema_of, serialize_batch
+from hallelujah.frames import Connection, connect, schema_bytes, schema_of
 
 DEFAULT_ADDRESS = "127.0.0.1:7077"
 PUBLISH_BATCH_ROWS = 65536
+STREAM_WINDOW = 8                 # batches of a `stream` in flight towards this client
 _ids = itertools.count(1)
 Rows = list[dict[str, Any]] | dict[str, Sequence[Any]]     # rows as Python values
 
@@ -178,7 +180,7 @@ class Database:
             reply, _ = await self._request(conn, "publish", {
                 "stream": stream, "schema": schema_bytes(schema).hex(), "end": end,
                 "publisher": f"client-{uuid.uuid4().hex}" if publisher_id is None else publisher_id})
-            return await _send_batches(conn, batches, reply["credits"], progress, first_seq,
+            return await _send_batches(conn, stream, batches, reply["credits"], progress, first_seq,
                                        reply.get("committed", -1))
         finally:
             await conn.aclose()
@@ -201,7 +203,7 @@ class Database:
             _, schema_data = await self._request(conn, "stream", {
                 "analytic": analytic, "from_start": from_start, "limit": limit})
             schema = schema_of(schema_data)
-            batches = _receive_batches(conn, schema)
+            batches = _receive_batches(conn, analytic, schema)
             try:
                 yield schema, batches
             finally:
@@ -278,78 +280,58 @@ def _batches(data: pa.Table | pa.RecordBatch | Iterable[pa.RecordBatch]) -> Iter
     return iter(data)
 
 
-async def _send_batches(conn: Connection, batches: Iterable[pa.RecordBatch], credits: int,
+async def _send_batches(conn: Connection, stream: str, batches: Iterable[pa.RecordBatch], credits: int,
                         progress: Callable[[int], None] | None, first_seq: int = 0,
                         committed: int = -1) -> int:
-    """Send with at most `credits` batches unacknowledged; each ack means the batch is in the log.
-    Batches numbered up to `committed` are in the log already (a retry): counted, not sent."""
-    acked = 0
-    in_flight: list[int] = []
-    acknowledged = trio.Event()
+    """Send with at most `credits` batches unacknowledged; each credit back means a batch is in
+    the log. A batch's number under its publisher travels as its origin; those up to `committed`
+    are in the log already (a retry): counted, not sent."""
+    sender = open_sender(conn, stream, credits=credits)
+    skipped = 0
 
     async def read_acks() -> None:
-        nonlocal acked, acknowledged
-        while True:
-            try:
-                kind, fields, _ = await conn.receive()
-            except EOFError:
-                raise Unavailable(f"{conn.peer} closed the connection during publish "
-                                  f"({acked:,} rows acknowledged)") from None
-            if kind == "cmdCfm":
-                if fields.get("error"):
-                    err = fields["error"]
-                    raise from_wire(err["kind"], err["message"], err.get("path", ""))
-                return
-            for _ in range(fields["credits"]):
-                acked += in_flight.pop(0)
-            if progress is not None:
-                progress(acked)
-            acknowledged.set()
+        reply = await sender.read_grants(None if progress is None else lambda rows: progress(skipped + rows))
+        if reply is None:
+            raise Unavailable(f"{conn.peer} closed the connection during publish "
+                              f"({skipped + sender.statistics().rows_acknowledged:,} rows acknowledged)")
+        kind, fields = reply
+        if kind != "cmdCfm":
+            raise Unavailable(f"{conn.peer} sent {kind} during publish")
+        if fields.get("error"):
+            err = fields["error"]
+            raise from_wire(err["kind"], err["message"], err.get("path", ""))
 
     async def send_all() -> None:
-        nonlocal acknowledged, acked
+        nonlocal skipped
         for seq, batch in enumerate(batches, start=first_seq):
             if seq <= committed:
-                acked += batch.num_rows
+                skipped += batch.num_rows
                 if progress is not None:
-                    progress(acked)
+                    progress(skipped)
                 continue
-            while len(in_flight) >= credits:
-                acknowledged = trio.Event()
-                await acknowledged.wait()
-            body = serialize_batch(batch)
-            in_flight.append(batch.num_rows)
-            await conn.send("dataReq", {"seq": seq, "origin": -1, "source": "", "marker": "none",
-                                        "markerValue": 0, "bodyLength": body.size,
-                                        "rows": batch.num_rows}, body)
-        await conn.send("dataReq", {"seq": 0, "origin": -1, "source": "", "marker": "endOfStream",
-                                    "markerValue": 0, "bodyLength": 0, "rows": 0})
+            await sender.send_batch(batch, origin=seq)
+        await sender.send(marker="endOfStream")
 
     with collapsed():
         async with trio.open_nursery() as nursery:
             nursery.start_soon(read_acks)
             await send_all()
-    return acked
+    return skipped + sender.statistics().rows_acknowledged
 
 
-async def _receive_batches(conn: Connection, schema: pa.Schema) -> AsyncIterator[pa.RecordBatch]:
-    await conn.send("dataCfm", {"credits": 8})
-    pending = 0
+async def _receive_batches(conn: Connection, stream: str, schema: pa.Schema) -> AsyncIterator[pa.RecordBatch]:
+    receiver = open_receiver(conn, stream, schema, window=STREAM_WINDOW)
+    await receiver.start()
     while True:
         try:
-            kind, fields, body = await conn.receive()
+            msg = await receiver.receive()
         except EOFError:
             raise Unavailable(f"{conn.peer} closed the connection during a stream") from None
-        if kind != "dataReq":
-            continue
-        if fields["marker"] == "endOfStream":
+        if msg.marker == "endOfStream":
             return
-        if body is not None:
-            yield open_batch(body, schema)
-        pending += 1
-        if pending >= 4:
-            await conn.send("dataCfm", {"credits": pending})
-            pending = 0
+        if msg.batch is not None:
+            yield msg.batch
+        await receiver.release()
 
 
 @asynccontextmanager

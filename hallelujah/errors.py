@@ -6,7 +6,9 @@ code the CLI uses: 2 for the user's input, 1 for the system.
 from __future__ import annotations
 
 import contextlib
-from typing import Iterator
+from collections.abc import Iterator
+
+KINDS: dict[str, type[HallelujahError]] = {}
 
 
 class HallelujahError(Exception):
@@ -14,6 +16,12 @@ class HallelujahError(Exception):
 
     exit_code = 1
     kind = "HallelujahError"
+
+    def __init_subclass__(cls, **kwargs: object) -> None:
+        """Each kind is registered, so an error keeps its type across the wire."""
+        super().__init_subclass__(**kwargs)
+        if "kind" in cls.__dict__:
+            KINDS[cls.kind] = cls
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
@@ -35,16 +43,21 @@ class TradecraftError(HallelujahError):
         super().__init__(f"{path}: {message}" if path else message)
 
 
-class ExpressionError(HallelujahError):
-    """An expression cannot be parsed or typed; `position` is the 0-based offset in its text."""
+class _AtPosition(HallelujahError):
+    """An error in an expression's text; `position` is the 0-based offset in it."""
 
     exit_code = 2
-    kind = "ExpressionError"
 
     def __init__(self, message: str, position: int = 0, text: str = "") -> None:
         self.position = position
         self.text = text
         super().__init__(message)
+
+
+class ExpressionError(_AtPosition):
+    """An expression cannot be parsed or typed."""
+
+    kind = "ExpressionError"
 
 
 class SchemaMismatch(HallelujahError):
@@ -75,11 +88,31 @@ class Unavailable(HallelujahError):
     kind = "Unavailable"
 
 
-KINDS: dict[str, type[HallelujahError]] = {
-    cls.kind: cls
-    for cls in (HallelujahError, TradecraftError, ExpressionError, SchemaMismatch, InvalidInput,
-                NotFound, Unavailable)
-}
+class DatastreamError(Unavailable):
+    """A datastream broke its protocol: a frame that is not data, or a sequence number out of
+    order (a message lost, repeated or reordered on the way). Names the stream."""
+
+    kind = "DatastreamError"
+
+
+
+
+class EvaluationError(_AtPosition):
+    """Data values made an expression fail (division by zero, overflow, a cast that cannot parse)."""
+
+    kind = "EvaluationError"
+
+
+class UdfError(HallelujahError):
+    """A UDF could not be found or loaded, or raised, or returned something other than a batch."""
+
+    kind = "UdfError"
+
+
+class NoSpace(Unavailable):
+    """The data dir's file system is full: nothing of the failed write was kept."""
+
+    kind = "NoSpace"
 
 
 def from_wire(kind: str, message: str, path: str = "") -> HallelujahError:

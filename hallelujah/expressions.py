@@ -25,7 +25,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from hallelujah.errors import ExpressionError, HallelujahError
+from hallelujah.errors import EvaluationError, ExpressionError
 
 MAX_DEPTH = 100  # deeper trees are refused at parse, so typing and evaluation cannot exhaust the stack
 MAX_IN_ITEMS = 10_000  # literals in one `in` list: a longer one is data, better joined as a dataset
@@ -71,18 +71,6 @@ _LINE = re.compile(r"[^\r\n]*(?:\r\n|\r|\n)?")
 Value: TypeAlias = "pa.Array | pa.ChunkedArray | pa.Scalar"
 Memo: TypeAlias = "dict[int, pa.DataType]"
 Data: TypeAlias = "pa.RecordBatch | pa.Table"
-
-
-class EvaluationError(HallelujahError):
-    """Data values made an expression fail (division by zero, overflow, a cast that cannot parse)."""
-
-    exit_code = 2
-    kind = "EvaluationError"
-
-    def __init__(self, message: str, position: int = 0, text: str = "") -> None:
-        self.position = position
-        self.text = text
-        super().__init__(message)
 
 
 def _kind(t: pa.DataType) -> str:

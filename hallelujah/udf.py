@@ -19,16 +19,12 @@ from typing import Any
 
 import pyarrow as pa
 
-from hallelujah.errors import HallelujahError
+from hallelujah.errors import UdfError
 
 REFERENCE = re.compile(r"[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*:[A-Za-z_]\w*")
 MESSAGE_CHARS = 300          # of a UDF's own error text, in a reason kept with every rejected row
 
 Udf = Callable[[pa.RecordBatch], pa.RecordBatch | pa.Table]
-
-
-class UdfError(HallelujahError):
-    """A UDF could not be found or loaded, or raised, or returned something other than a batch."""
 
 
 def module_file(module: str, directory: Path) -> Path | None:

@@ -42,6 +42,8 @@ class JahStats:
     state_rows: int = 0
     stream_rows: int = 0     # rows taken on the stream input ("in"): none yet means still starting
     pending: bool = False    # work is waiting: input queued, a sender short of credits, a file unread
+    in_flight: int = 0       # batches sent between processes, not yet taken by their receivers
+    datastreams: tuple[dict[str, Any], ...] = ()    # each datastream end's figures (hallelujah.datastream)
 
 
 class Jah:
@@ -175,6 +177,11 @@ class Jah:
             state_rows=self.state_rows(),
             stream_rows=self.inputs["in"].stats.rows if "in" in self.inputs else 0,
             pending=self.pending(),
+            in_flight=sum(s.in_flight for p in self.outputs.values() for s in p.senders),
+            datastreams=tuple([*({"port": f"out {name}", **s.statistics()} for name, p in self.outputs.items()
+                                 for s in p.senders),
+                               *({"port": f"in {name}", **lane.statistics()} for name, p in self.inputs.items()
+                                 for lane in p.lanes)]),
         )
 
     def pending(self) -> bool:

@@ -14,7 +14,8 @@ import pyarrow as pa
 import structlog
 import trio
 
-from hallelujah.errors import HallelujahError, NotFound, Unavailable
+from hallelujah.datastream import open_receiver, open_sender
+from hallelujah.errors import DatastreamError, HallelujahError, NotFound, Unavailable
 from hallelujah.frames import Connection, connect, schema_of
 from jah.base import Jah
 from jah.debug import dump
@@ -62,7 +63,10 @@ class Runtime:
             lane = port.attach()
             jah.check_wired()
             with self._owned_by(jah.id):
-                await receive_stream(conn, lane, schema_of(schema), CREDITS)
+                await receive_stream(open_receiver(conn, fields["stream"], schema_of(schema), window=CREDITS), lane)
+        except DatastreamError as exc:    # a message lost or repeated: its Jah cannot go on exactly
+            log.warning("datastream_broken", error=str(exc))
+            self._fail(jah, str(exc))
         except (EOFError, HallelujahError) as exc:
             log.info("datastream_closed", reason=str(exc))
         finally:
@@ -119,6 +123,14 @@ class Runtime:
         self._nursery.start_soon(self._run_jah, jah, scope)
         return {"ok": None}
 
+    def _fail(self, jah: Jah, why: str) -> None:
+        """Stop a Jah that cannot go on, and say why."""
+        jah.state = "failed"
+        self.report(jah.id, "failed", why)
+        scope = self._scopes.get(jah.id)
+        if scope is not None:
+            scope.cancel()
+
     async def _run_jah(self, jah: Jah, scope: trio.CancelScope) -> None:
         try:
             with scope:
@@ -169,8 +181,9 @@ class Runtime:
         else:
             conn = await connect(fields["address"])
             await conn.send("streamOpen", {"stream": fields["stream"], "schema": fields["schema"]})
-            kind, cfm, _ = await conn.receive()
-            sender = SocketSender(conn, cfm.get("credits", 0) if kind == "dataCfm" else 0)
+            end = open_sender(conn, fields["stream"])
+            await end.first_grant()
+            sender = SocketSender(end)
             assert self._nursery is not None
             self._nursery.start_soon(self._serve_credits, jah.id, sender)
             out.senders.append(sender)
@@ -184,7 +197,7 @@ class Runtime:
             try:
                 await sender.serve_credits()
             finally:
-                await sender.conn.aclose()
+                await sender.aclose()
 
     def _owned_by(self, jah: str) -> trio.CancelScope:
         """A cancel scope for a datastream task, cancelled when its Jah is stopped."""

@@ -2,20 +2,19 @@
 
 A receiver grants credits, a sender never has more batches in flight than granted, so a slow
 receiver blocks its sender and memory stays bounded by the credit window (DESIGN "data plane").
-Credits are returned coalesced, half a window at a time (LIMITS.md fact 3).
+Between processes, each end is a `hallelujah.datastream` end: credit flow is written only there.
 """
 from __future__ import annotations
 
 import collections
-import math
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
+from typing import Any
 
-import pyarrow as pa
 import trio
 
-from hallelujah.errors import Unavailable
-from hallelujah.frames import Connection, open_batch
+from hallelujah.datastream import DataReceiver, DataSender
+from hallelujah.errors import DatastreamError, Unavailable
 from jah.envelope import END_OF_STREAM, NONE, WATERMARK, Envelope, end_of_stream
 from jah.watermarks import END_OF_TIME, Combined
 
@@ -181,8 +180,7 @@ class Lane:
         self.channel = channel
         self.port = port
         self.sent = 0             # envelopes put into the port
-        self.last_seq = -1        # of the socket datastream feeding it, if any
-        self.granted = 0          # credits granted to that datastream's sender
+        self.receiver: DataReceiver | None = None     # the socket datastream feeding it, if any
         self.waiting = False      # blocked: the port has not taken the previous envelope
 
     async def send(self, env: Envelope) -> None:
@@ -192,8 +190,13 @@ class Lane:
         self.sent += 1
         self.port.arrived()
 
+    def statistics(self) -> dict[str, Any]:
+        if self.receiver is not None:
+            return asdict(self.receiver.statistics())
+        return {"in_process": True, "messages": self.sent, "queued": self.channel.statistics().current_buffer_used}
+
     def describe(self) -> str:
-        return (f"envelopes {self.sent}, last seq {self.last_seq}, credits granted {self.granted}"
+        return (f"envelopes {self.sent}{', ' + self.receiver.describe() if self.receiver else ''}"
                 f"{', blocked on the port' if self.waiting else ''}")
 
     async def aclose(self) -> None:
@@ -210,6 +213,10 @@ class Sender:
     """
 
     detached = False
+    in_flight = 0
+
+    def statistics(self) -> dict[str, Any]:
+        return {"in_process": True}
 
     async def send(self, env: Envelope) -> None:
         if self.detached:
@@ -247,98 +254,63 @@ class LocalSender(Sender):
 
 
 class SocketSender(Sender):
-    """Another process: dataReq frames with the raw IPC body after each, paced by dataCfm credits."""
+    """Another process: the sending end of a `hallelujah.datastream` over a socket."""
 
-    def __init__(self, conn: Connection, credits: int) -> None:
-        self.conn = conn
-        self.credits = credits
-        self.seq = 0
-        self._granted = trio.Event()
-        self.blocked = 0.0
-        self.waiting = False
-        self.used = 0
+    def __init__(self, end: DataSender) -> None:
+        self.end = end
+
+    @property
+    def blocked(self) -> float:
+        return self.end.blocked
+
+    @property
+    def waiting(self) -> bool:
+        return self.end.waiting
+
+    @property
+    def in_flight(self) -> int:      # type: ignore[override]
+        return self.end.statistics().in_flight
+
+    def statistics(self) -> dict[str, Any]:
+        return asdict(self.end.statistics())
 
     def describe(self) -> str:
-        return (f"socket to {self.conn.peer}: seq {self.seq}, credits used {self.used}, left {self.credits}, "
-                f"blocked {self.blocked:.3f}s{', waiting for credits' if self.waiting else ''}")
+        return self.end.describe()
 
     async def serve_credits(self) -> None:
         """Read the receiver's credit grants until it closes (run in the owning nursery)."""
-        try:
-            while True:
-                kind, fields, _ = await self.conn.receive()
-                if kind == "dataCfm":
-                    self.credits += fields["credits"]
-                    self._granted.set()
-        except (EOFError, Unavailable):
-            self.credits = math.inf  # type: ignore[assignment]
-            self._granted.set()
+        other = await self.end.read_grants()
+        if other is not None:
+            self.end.receiver_gone()
+            raise DatastreamError(f"datastream {self.end.stream}: unexpected {other[0]} from its receiver")
 
     async def deliver(self, env: Envelope) -> None:
-        """Send one envelope once a credit is free. Several tasks may send on one datastream (a
-        STREAM_JOIN's two sides share its output): they wait on one shared event, renewed only
-        once it has fired, so a grant wakes every waiter and none waits on an event nobody sets."""
-        while self.credits <= 0:
-            if self._granted.is_set():
-                self._granted = trio.Event()
-            start = trio.current_time()
-            self.waiting = True
-            await self._granted.wait()
-            self.waiting = False
-            self.blocked += trio.current_time() - start
-        if self.credits == math.inf:
-            raise Unavailable(f"datastream receiver {self.conn.peer} went away")
-        self.credits -= 1
-        self.used += 1
-        body = env.ipc() if env.batch is not None else None
-        await self.conn.send("dataReq", {
-            "seq": self.seq, "origin": env.origin, "source": env.source, "marker": env.marker,
-            "markerValue": env.value, "bodyLength": len(body) if body is not None else 0,
-            "rows": env.rows, "parts": env.parts}, body)
-        self.seq += 1
+        await self.end.send(env.ipc() if env.batch is not None else None, rows=env.rows, marker=env.marker,
+                            value=env.value, origin=env.origin, source=env.source, parts=env.parts)
 
     async def aclose(self) -> None:
-        await self.conn.aclose()
+        await self.end.aclose()
 
 
-async def receive_stream(conn: Connection, lane: Lane, schema: pa.Schema,
-                         credits: int = CREDITS) -> None:
-    """Feed one incoming socket datastream into its lane of a port, granting credits as batches
-    are taken."""
-    await conn.send("dataCfm", {"credits": credits})
-    lane.granted += credits
-    pending = 0
+async def receive_stream(end: DataReceiver, lane: Lane) -> None:
+    """Feed one incoming socket datastream into its lane of a port, returning credits as the port
+    takes its messages."""
+    lane.receiver = end
+    await end.start()
     try:
         while True:
             try:
-                kind, fields, body = await conn.receive()
+                msg = await end.receive()
             except EOFError:
-                raise Unavailable(f"datastream from {conn.peer} ended without end_of_stream") from None
-            if kind != "dataReq":
-                raise Unavailable(f"unexpected {kind} on a datastream")
-            batch = open_batch(body, schema) if body is not None else None
-            env = Envelope(batch, fields["origin"], fields["source"], fields["marker"],
-                           fields["markerValue"], body, parts=max(1, fields.get("parts", 1)))
-            lane.last_seq = fields["seq"]
+                raise Unavailable(f"datastream {end.stream} from {end.conn.peer} ended without "
+                                  f"end_of_stream") from None
+            env = Envelope(msg.batch, msg.origin, msg.source, msg.marker, msg.value, msg.body, parts=msg.parts)
             await lane.send(env)
             if env.marker == END_OF_STREAM:
                 return
-            pending += 1
-            if pending * 2 >= credits:
-                await _grant(conn, pending)
-                lane.granted += pending
-                pending = 0
+            await end.release()
     finally:
-        await conn.aclose()
-
-
-async def _grant(conn: Connection, credits: int) -> None:
-    """Return credits; a sender that has sent end_of_stream may be gone already, which is fine:
-    what it sent is still in our buffer, and the stream ends when we read its marker."""
-    try:
-        await conn.send("dataCfm", {"credits": credits})
-    except Unavailable:
-        pass
+        await end.conn.aclose()
 
 
 @dataclass

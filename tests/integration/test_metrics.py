@@ -37,5 +37,14 @@ async def test_metrics_count_the_rows_each_analytic_has_taken(tmp_path):
                     break
                 await trio.sleep(0.2)
         assert "hallelujah_workers 2.0" in text
+        assert 'hallelujah_in_flight_batches{analytic="t",role="transform",tradecraft="m"}' in text
+        # describe shows each datastream end's figures, as hallelujah.datastream counts them
+        jahs = {j["role"]: j for a in (await db.describe("m"))["tradecrafts"][0]["analytics"] for j in a["jahs"]}
+        ends = {e["port"]: e for e in jahs["transform"]["datastreams"]}
+        taken = ends["in in"]
+        assert (taken["rows"], taken["stream"]) == (10_000, taken["stream"]) and taken["last_seq"] >= 0, ends
+        sent = ends["out out"]
+        assert sent["rows_sent"] == jahs["transform"]["rows_out"] == 5_000, ends
+        assert sent["credits_used"] == sent["next_seq"] and sent["credits_left"] >= 0, sent
     finally:
         daemon.stop()

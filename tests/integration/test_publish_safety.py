@@ -40,6 +40,7 @@ class RawClient:
         host, _, port = address.rpartition(":")
         self.sock = socket.create_connection((host, int(port)), timeout=RAW_TIMEOUT)
         self.buf = b""
+        self.wire = 0            # the next message's sequence number on this datastream
 
     def send(self, kind: str, fields: dict, body: bytes = b"") -> None:
         self.sock.sendall(encode(kind, fields) + body)
@@ -67,9 +68,12 @@ class RawClient:
         assert kind == "cmdCfm" and not fields.get("error"), fields
         return fields
 
-    def send_batch(self, seq: int, body: bytes, rows: int) -> None:
-        self.send("dataReq", {"seq": seq, "origin": -1, "source": "", "marker": "none", "markerValue": 0,
-                              "bodyLength": len(body), "rows": rows}, body)
+    def send_batch(self, number: int, body: bytes, rows: int, seq: int | None = None) -> None:
+        """Batch `number` of the publisher (its origin), as the next message on the wire
+        (or as message `seq`, to break the datastream's sequence)."""
+        self.send("dataReq", {"seq": self.wire if seq is None else seq, "origin": number, "source": "",
+                              "marker": "none", "markerValue": 0, "bodyLength": len(body), "rows": rows}, body)
+        self.wire += 1
 
     def closes_cleanly(self) -> bool:
         """After its error, the congregation closes once we have: an orderly end, not a reset."""
@@ -242,6 +246,22 @@ def repeats_and_a_gap(address: str, kept: pa.Table, new: pa.Table) -> None:
     assert raw.closes_cleanly()
 
 
+def a_message_repeated_on_the_wire(address: str, first: pa.Table, second: pa.Table) -> None:
+    """A datastream's own sequence is checked apart from the publisher's numbers: a message that
+    comes twice on one connection (a buggy or hostile client) breaks the stream, with an error
+    naming it; what came before it stays kept, the repeated message is not."""
+    raw = RawClient(address)
+    assert json.loads(raw.publish_start("pay/payments", "p-2")["result"])["committed"] == -1
+    raw.send_batch(0, body_of(first), first.num_rows)
+    assert raw.receive() == ("dataCfm", {"credits": 1})
+    raw.send_batch(1, body_of(second), second.num_rows, seq=0)
+    kind, fields = raw.receive()
+    assert kind == "cmdCfm" and fields["error"]["kind"] == "DatastreamError", fields
+    assert fields["error"]["message"] == ("datastream pay/payments: message 0 after 0 (a repeat): "
+                                          "the stream is broken"), fields
+    assert raw.closes_cleanly()
+
+
 async def test_a_publishers_repeats_are_kept_once_and_a_gap_is_refused(congregation):
     db = congregation.db()
     await db.submit(DOCUMENT)
@@ -254,11 +274,12 @@ async def test_a_publishers_repeats_are_kept_once_and_a_gap_is_refused(congregat
         assert await db.publish("pay/payments", parts[1], publisher_id="p-1", first_seq=1) == 100
         assert await db.publish("pay/payments", parts[1], publisher_id="p-1", first_seq=1) == 100
         await trio.to_thread.run_sync(repeats_and_a_gap, congregation.address, parts[1], parts[2])
+        await trio.to_thread.run_sync(a_message_repeated_on_the_wire, congregation.address, parts[0], parts[1])
         for bad in ("../x", "", "a" * 129, "with space"):
             with pytest.raises(InvalidInput, match="publisher id"):
                 await db.publish("pay/payments", parts[1], publisher_id=bad)
         assert await db.publish("pay/payments", [], end=True, schema=SCHEMA) == 0
-        assert_rows_equal(await read(db, "pay/payments"), pa.concat_tables(parts), "the input log")
+        assert_rows_equal(await read(db, "pay/payments"), pa.concat_tables([*parts, parts[0]]), "the input log")
 
 
 @pytest.mark.parametrize("kill", ["mid-way", "after every acknowledgement"])

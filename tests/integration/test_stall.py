@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import psutil
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -116,14 +117,19 @@ def test_sigusr1_on_a_run_dumps_every_process_and_the_run_finishes(tmp_path: Pat
     n = 20_000
     pq.write_table(pa.table({"id": np.arange(n, dtype=np.int64)}), tmp_path / "ids.parquet")
     doc = {"tradecraft": "paced", "analytics": [
-        {"name": "ids", "kind": "stream", "source": {"path": "ids.parquet", "rate": 8_000}},
+        {"name": "ids", "kind": "stream", "source": {"path": "ids.parquet", "rate": 5_000}},
         {"name": "odd", "kind": "transform", "input": "ids", "where": "id % 2 == 1"}]}
     (tmp_path / "paced.json").write_text(json.dumps(doc))
     proc = subprocess.Popen([sys.executable, "-m", "hallelujah", "run", "paced.json", "--workers", "2",
                              "--format", "arrow", "--output-dir", "out"], cwd=tmp_path,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)
     try:
-        time.sleep(1.5)                  # the run is reading its paced source (2.5 s of it)
+        # Once its zygote and both workers are up, the run reads its paced source for 4 s: the
+        # dump then comes while every process has its Jahs, however slow the start was.
+        deadline = time.monotonic() + 30
+        while len(psutil.Process(proc.pid).children(recursive=True)) < 3 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(1.0)
         proc.send_signal(signal.SIGUSR1)
         _, err = proc.communicate(timeout=60)
     finally:
