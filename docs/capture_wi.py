@@ -1,13 +1,16 @@
-"""Write docs/wi.md: text captures of the Window Interface's main screens at 80x24, taken from a
-real congregation with rows being published (`.venv/bin/python docs/capture_wi.py`)."""
+"""Write docs/wi.md: text captures of the Window Interface's main screens (80x24, and one at
+160x48), taken from a real congregation with rows being published
+(`.venv/bin/python docs/capture_wi.py`)."""
 from __future__ import annotations
 
+import os
 import sys
 import tempfile
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.parquet as pq
 import trio
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -17,13 +20,18 @@ from sheets.app import App, text
 from tests.conftest import Daemon, sandbox
 
 DOCUMENT = {"tradecraft": "vitals", "analytics": [
-    {"name": "readings", "kind": "stream", "schema": {"ts": "int64", "patient": "int64", "pulse": "float64"}},
-    {"name": "alerts", "kind": "transform", "input": "readings", "where": "pulse >= 120"}]}
+    {"name": "readings", "kind": "stream", "time": "ts",
+     "schema": {"ts": "timestamp[ms]", "patient": "int64", "pulse": "float64"}},
+    # a pulse of exactly 120 divides by zero: that row goes to alerts.rejected, with the reason
+    {"name": "alerts", "kind": "transform", "input": "readings", "where": "pulse >= 120",
+     "derive": {"over": "100 / (pulse - 120)"}},
+    {"name": "per_minute", "kind": "aggregate", "input": "readings", "time": "ts", "window": "1m",
+     "group": ["patient"], "measures": {"beats": "count()", "top": "max(pulse)"}}]}
 
 
 def readings(start: int, n: int) -> pa.Table:
     rng = np.random.default_rng(start)
-    return pa.table({"ts": np.arange(start, start + n, dtype=np.int64),
+    return pa.table({"ts": pa.array(np.arange(start, start + n, dtype=np.int64) * 10, pa.timestamp("ms")),
                      "patient": rng.integers(1, 40, n), "pulse": rng.normal(90, 15, n).round()})
 
 
@@ -39,29 +47,37 @@ async def capture(address: str) -> list[tuple[str, str, str]]:
             await trio.sleep(0.2)
 
     app = App(db, every=0.5)
-    size = (80, 24)
     async with trio.open_nursery() as nursery:
         nursery.start_soon(publish)
         await nursery.start(app.run)
         await trio.sleep(3)
 
-        def shot(title: str, note: str) -> None:
+        def shot(title: str, note: str, size: tuple[int, int] = (80, 24)) -> None:
             shots.append((title, note, text(app.widget, *size)))
 
-        shot("Tradecrafts", "the first screen: every tradecraft, its totals and rates")
-        app.widget.keypress(size, "enter")
-        await trio.sleep(1.5)
-        shot("A tradecraft's analytics and Jahs", "Enter on a tradecraft: its analytics, each with its Jahs")
-        app.widget.keypress(size, "G")
-        app.widget.keypress(size, "enter")
-        await trio.sleep(2)
-        shot("An analytic", "G, Enter on the last analytic: its schema, retained outputs and the last rows of its output")
-        app.widget.keypress(size, "esc")
-        app.widget.keypress(size, "c")
+        async def keys(*pressed: str, wait: float = 0.0) -> None:
+            for key in pressed:
+                app.widget.keypress((80, 24), key)
+            await trio.sleep(wait)
+
+        shot("Tradecrafts", "where it opens: every tradecraft of the congregation, its totals and rates")
+        await keys("esc")
+        shot("Congregations", "Esc: each congregation given (--at), up or down, and its workers")
+        await keys("enter", "enter", wait=1.5)
+        shot("A tradecraft's analytics and Jahs", "Enter, Enter: the tradecraft's analytics, each with its Jahs")
+        await keys(":", *"tc vitals/", "tab")
+        shot("The command line", ": then `tc vitals/` and Tab: what the name completes to")
+        await keys(*"alerts", "enter", wait=2)
+        shot("An analytic", "Enter: its schema, retained logs, the last rows of its output and of its rejected "
+                            "rows with their reasons (at 160x48)", (160, 48))
+        await keys(":", *"tc vitals/per_minute", "enter", wait=2)
+        shot("An aggregate's open windows", ":tc vitals/per_minute: its open windows as `query` gives them")
+        await keys("esc", "c")
         shot("Cancel asks first", "Esc, then c: y cancels, any other key keeps it")
-        app.widget.keypress(size, "n")
-        app.widget.keypress(size, "?")
-        shot("Help", "? lists the keys of the screen and the keys everywhere")
+        await keys("n", ":", *"publish vitals/readings readings.parquet", "enter", wait=1)
+        shot("Publish asks first", ":publish vitals/readings readings.parquet: how many rows, into what")
+        await keys("n", "?")
+        shot("Help", "? lists the keys of the screen, the keys everywhere and the commands")
         nursery.cancel_scope.cancel()
     return shots
 
@@ -69,21 +85,40 @@ async def capture(address: str) -> list[tuple[str, str, str]]:
 def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         daemon = Daemon(Path(tmp) / "data", extra=sandbox(Path(tmp))).start()
+        pq.write_table(readings(10**9, 50_000), Path(tmp) / "readings.parquet")
+        here = os.getcwd()
+        os.chdir(tmp)              # (the file :publish names, as typed)
         try:
             shots = trio.run(capture, daemon.address)
         finally:
+            os.chdir(here)
             daemon.stop()
     out = ["# The Window Interface (`hallelujah wi`)", "",
            "`hallelujah --at HOST:PORT wi [--read-only]` (or `python -m sheets.wi --at HOST:PORT`) shows",
-           "what the client library answers, refreshed about once a second: tradecrafts -> a tradecraft's",
-           "analytics and Jahs -> an analytic. `--read-only` refuses cancel. When the congregation does",
-           "not answer within 2 s, the status line turns to `unreachable` (with the age of the last",
-           "answer) and the last answer stays on screen; keys keep working. Log lines go to the file",
-           "`$HALLELUJAH_WI_LOG` names, never under the screen.", "",
-           "Keys: `Enter` open, `Esc` back, `j/k` down/up, `g/G` first/last row, `/` filter, `c` cancel",
-           "a tradecraft (asks first), `E` event log, `?` help, `q` quit.", "",
-           "Text captures at 80x24 against a congregation receiving 10,000 rows/s, made by",
-           "`docs/capture_wi.py`.", ""]
+           "what the client library answers, refreshed about once a second: congregations -> tradecrafts",
+           "-> a tradecraft's analytics and Jahs -> an analytic. It opens on the first congregation's",
+           "tradecrafts; Esc goes up to the congregations. When a congregation does not answer within",
+           "2 s, the status line turns to `unreachable` (with the age of the last answer) and the last",
+           "answer stays on screen; keys keep working. Log lines go to the file `$HALLELUJAH_WI_LOG`",
+           "names, never under the screen.", "",
+           "Keys: `Enter` open, `Esc` back, `j/k` down/up, `g/G` first/last row, `/` filter, `:` a",
+           "command, `c` cancel a tradecraft (asks first), `E` event log, `?` help, `q` quit; a click",
+           "selects a row.", "",
+           "Commands (`Tab` completes a command, a tradecraft, a stream or a file name):",
+           "- `:tc NAME[/ANALYTIC]` opens a tradecraft or one of its analytics;",
+           "- `:submit FILE` submits a document (checked first, then asked about);",
+           "- `:publish STREAM FILE [TABLE]` publishes a file's rows into a stream, asking first and",
+           "  counting the rows acknowledged on the message line;",
+           "- `:cancel [NAME]` cancels a tradecraft (asks first); `:q` quits.", "",
+           "Each update goes through the library call the CLI makes, and a refusal is the message",
+           "`hallelujah` prints. `--read-only` refuses every update, saying so.", "",
+           "An analytic's screen shows its schema and retained logs, the last rows of its output and of",
+           "its `rejected` rows with their reasons (both followed as they come), an aggregate's open",
+           "windows (`query`, asked once a second), a dataset join's JOINs with the partitions each holds",
+           "and the datasets' versions, and the splits and merges with their reasons (what describe",
+           "reports). The congregations screen shows CPU and memory only when describe reports them",
+           "(it does not yet: `-`).", "",
+           "Text captures against a congregation receiving 10,000 rows/s, made by `docs/capture_wi.py`.", ""]
     for title, note, screen in shots:
         out += [f"## {title}", "", note, "", "```", screen, "```", ""]
     (ROOT / "docs" / "wi.md").write_text("\n".join(out))

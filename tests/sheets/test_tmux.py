@@ -1,5 +1,6 @@
 """End to end in a real terminal: `python -m sheets.wi --at ADDR` in tmux, driven with send-keys
-and read with capture-pane: open a tradecraft, cancel it, quit."""
+and read with capture-pane: open a tradecraft (with Enter, and with the `:` command line),
+follow its output, cancel it, quit."""
 from __future__ import annotations
 
 import json
@@ -96,6 +97,8 @@ async def test_wi_in_tmux_opens_follows_cancels_and_quits(congregation, tmp_path
         tmux.until("logsource")
         tmux.keys("Escape")
         tmux.until("stalled / error")
+        tmux.keys(":tc t", "Tab")               # by the command line, the name completed
+        tmux.until(":tc tc")
         tmux.keys("Enter")
         tmux.until("logsource")
         tmux.keys("c")
