@@ -23,8 +23,10 @@ class ScalingRow:
 
 def reason_text(kind: str, reason: Info) -> str:
     """A congestion or idle record as a person reads it: busy against the threshold, for how long."""
-    if not isinstance(reason, dict) or "busy" not in reason:
+    if not isinstance(reason, dict):
         return str(reason or "")
+    if "busy" not in reason:            # by hand: {"by": "hand"}
+        return ", ".join(f"{k} {v}" for k, v in reason.items())
     over = "<=" if kind == "merge" else ">="
     return (f"busy {reason['busy']:g} {over} {reason.get('threshold_busy', 0):g} for "
             f"{reason.get('for_seconds', 0):g}s, backlog {reason.get('backlog', 0)}")
