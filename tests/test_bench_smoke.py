@@ -34,7 +34,7 @@ def test_the_nexmark_suite_matches_and_rewrites_only_its_section(tmp_path):
     assert done.returncode == 0, done.stderr[-2000:]
     rows = json.loads((tmp_path / "results.json").read_text())["nexmark"]
     assert [(r["query"], r["mode"]) for r in rows] == [(q, m) for q in ("q2", "q7") for m in
-                                                       ("hallelujah run", "congregation, steady state")]
+                                                       ("hallelujah run", "congregation, from submit")]
     assert all(r["match"] and r["events"] == 5000 and r["events_per_s"] > 0 for r in rows)
     table = (tmp_path / "RESULTS.md").read_text()
     assert table.startswith("# Benchmark results\n\nThe shared workloads' table.\n\n## Nexmark\n")

@@ -26,7 +26,6 @@ class Query:
     reads: tuple[str, ...]        # the generator's files it reads
     ordered: bool = False         # its answer keeps the stream's order, row for row
     summed: tuple[str, ...] = ()  # float columns compared with a tolerance
-    early: bool = True            # its first output comes with its first input (no window to close first)
 
 
 QUERIES = {q.name: q for q in (
@@ -34,10 +33,10 @@ QUERIES = {q.name: q for q in (
     Query("q1", ("bid",), ordered=True),
     Query("q2", ("bid",), ordered=True),
     Query("q3", ("auction", "person")),
-    Query("q4", ("auction", "bid"), summed=("final",), early=False),
-    Query("q5", ("bid",), early=False),
-    Query("q7", ("bid",), early=False),
-    Query("q8", ("auction", "person"), early=False),
+    Query("q4", ("auction", "bid"), summed=("final",)),
+    Query("q5", ("bid",)),
+    Query("q7", ("bid",)),
+    Query("q8", ("auction", "person")),
 )}
 
 NOT_EXPRESSED = {
