@@ -46,7 +46,7 @@ KEYS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {   # label: (the key
     "stream": (("schema", "source", "time", "lateness"), ()),
     "ingest": (("source", "every", "offset", "run_on_start", "schema"), ("source",)),
     "transform": (("input", "derive", "where", "select", "udf", "udf_path"), ("input",)),
-    "aggregate": (("input", "time", "window", "session", "hop", "group", "measures"), ("input", "time")),
+    "aggregate": (("input", "time", "window", "session", "hop", "group", "measures", "top"), ("input", "time")),
     "join with a dataset": ((*_JOIN, "dataset", "fields"), (*_JOIN, "dataset", "fields")),
     "join with a stream": ((*_JOIN, "with", "time", "window"), (*_JOIN, "with", "time", "window")),
     "director": (("input", "key", "routes", "default"), ("input", "key", "routes", "default")),

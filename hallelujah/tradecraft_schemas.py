@@ -500,13 +500,19 @@ def _top_fields(spec: dict, path: str, inp: Input, group: list) -> list[pa.Field
     for f in inp.schema:
         if f.name in grouped:
             continue
-        name = f"{base}.{f.name}" if f.name in (*WINDOW_FIELDS, RANK) else f.name
+        name = top_name(f.name, base)
         if name != f.name and name in inp.schema.names:
             fault(f"{path}.input", f'"{f.name}" of "{inp.ref}" would come out as "{name}", which it has too; '
                                    "rename one of them before")
             return None
         out.append(f.with_name(name))
     return out + [pa.field(RANK, pa.int64())]
+
+
+def top_name(name: str, base: str) -> str:
+    """What a top row calls its input's field `name`: prefixed with the input analytic's name
+    (`base`) when the output names it already (window_start, window_end, rank)."""
+    return f"{base}.{name}" if name in (*WINDOW_FIELDS, RANK) else name
 
 
 def ordered(t: pa.DataType) -> bool:

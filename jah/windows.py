@@ -31,6 +31,12 @@ tables are re-grouped into one ("compacted") when they grow long.
 
 Window assignment is a small plug-in (`FixedWindows.assign` returns row indices and window
 starts, repeating a row once per window holding it), so other window kinds can join later.
+
+An aggregate with ``top`` keeps rows, not measures (`_TopLayout`): its partials are input rows,
+at most n per (window, group) (more with ties), and combining partials keeps the first n of
+their union again — top-n of a union is top-n of the parts' top-n, so any split of the stream
+over instances adds up exactly, as sums do. Ranking is one multi-key sort and NumPy over its
+group boundaries, per batch and per compaction; a window's rows are ranked once more at its close.
 """
 from __future__ import annotations
 
@@ -44,6 +50,7 @@ import pyarrow.compute as pc
 
 from hallelujah import expressions
 from hallelujah.durations import parse_duration
+from hallelujah.tradecraft_schemas import ordered, top_name
 from jah.watermarks import event_micros
 
 __all__ = [
@@ -171,12 +178,20 @@ def parse_measures(spec: dict, out_schema: pa.Schema) -> list[Measure]:
 
 
 def partial_schema_of(spec: dict, out_schema: pa.Schema) -> pa.Schema:
-    """``__window`` int64, the group fields, then each measure's partial columns (see `Measure.partials`)."""
-    return _Layout(spec, out_schema).partial_schema
+    """``__window`` int64, the group fields, then each measure's partial columns (see
+    `Measure.partials`) — or, with ``top``, the input's other fields as the output names them."""
+    return layout_of(spec, out_schema).partial_schema
+
+
+def layout_of(spec: dict, out_schema: pa.Schema) -> _Layout | _TopLayout:
+    """How an aggregate's partials look and combine: measures, or the rows of ``top``."""
+    return _TopLayout(spec, out_schema) if "top" in spec else _Layout(spec, out_schema)
 
 
 class _Layout:
     """What both stages agree on: windows, keys, partial columns; and how partials combine and finish."""
+
+    top = False
 
     def __init__(self, spec: dict, out_schema: pa.Schema) -> None:
         self.windows = windows_of(spec)
@@ -189,6 +204,8 @@ class _Layout:
         self.partial_schema = pa.schema(
             [pa.field(WINDOW, _INT64)] + [pa.field(g, out_schema.field(g).type) for g in self.group]
             + [pa.field(n, t) for n, t, _ in self.columns])
+        # the partial state that is not a distinct set
+        self.main_names = [n for m in self.measures if m.fn != "count_distinct" for n, _, _ in m.partials]
 
     def combine(self, tables: Sequence[pa.Table], names: Iterable[str] | None = None) -> pa.Table:
         """One row per (window, group) out of partial tables (any subset of partial columns each).
@@ -230,6 +247,96 @@ class _Layout:
                 arrays.append(combined.column(m.name).cast(m.out_type))
         out = pa.Table.from_arrays(arrays, schema=self.out_schema)
         return out.sort_by([("window_start", "ascending")] + [(g, "ascending") for g in self.group])
+
+
+class _TopLayout:
+    """The layout of a ``top`` aggregate: partials are input rows, ranked within each (window,
+    group) by ``by`` (descending unless ``order`` is "asc"), ties ordered by the time field, then
+    the other fields in the input's order, ascending with nulls last; at most ``n`` are kept (with
+    ``with_ties``, every row equal in ``by`` to the n-th too). Rows whose ``by`` is null or NaN
+    are not ranked. The output's rank is ROW_NUMBER (RANK with ties), rows in the order of
+    window, group fields (nulls last), rank, then the tie order."""
+
+    top = True
+    measures: list[Measure] = []
+
+    def __init__(self, spec: dict, out_schema: pa.Schema) -> None:
+        self.windows = windows_of(spec)
+        self.group: list[str] = list(spec.get("group") or [])
+        self.keys = [WINDOW, *self.group]
+        self.out_schema = out_schema
+        top = spec["top"]
+        self.n = int(top["n"])
+        self.with_ties = bool(top.get("with_ties", False))
+        base = spec["input"].partition(".")[0]
+        self.rows = list(out_schema)[2 + len(self.group):-1]       # the input's other fields, as named out
+        self.partial_schema = pa.schema([pa.field(WINDOW, _INT64), *(out_schema.field(g) for g in self.group),
+                                         *self.rows])
+        self.main_names = self.partial_schema.names
+        self.by = top_name(top["by"], base)
+        time = top_name(spec["time"], base)
+        ties = [time] if time in self.partial_schema.names[len(self.keys):] else []
+        ties += [f.name for f in self.rows if ordered(f.type)]
+        ties = [t for t in dict.fromkeys(ties) if t != self.by]
+        self.sort_keys = ([(k, "ascending") for k in self.keys]
+                          + [(self.by, "ascending" if top.get("order") == "asc" else "descending")]
+                          + [(t, "ascending") for t in ties])
+
+    def combine(self, tables: Sequence[pa.Table], names: Iterable[str] | None = None) -> pa.Table:
+        """The rows of `tables` kept (see the class), in their order."""
+        tables = [t for t in tables if t.num_rows]
+        if not tables:
+            return self.partial_schema.empty_table()
+        return self.ranked(tables[0] if len(tables) == 1 else pa.concat_tables(tables))[0]
+
+    def ranked(self, data: pa.Table) -> tuple[pa.Table, np.ndarray]:
+        """The rows of `data` kept, sorted (keys, then rank, then the tie order), and their ranks."""
+        by = data.column(self.by)
+        valid = pc.is_valid(by)
+        if pa.types.is_floating(by.type):
+            valid = pc.and_(valid, pc.invert(pc.fill_null(pc.is_nan(by), True)))
+        if valid.null_count or not pc.all(valid).as_py():
+            data = data.filter(valid)
+        if not data.num_rows:
+            return self.partial_schema.empty_table(), np.zeros(0, dtype=np.int64)
+        order = pc.sort_indices(data, sort_keys=self.sort_keys)
+        ranking = data.select([*self.keys, self.by]).take(order)    # the rest is taken once, if kept
+        index = np.arange(data.num_rows, dtype=np.int64)
+        starts = _boundaries(ranking, self.keys)
+        first = np.maximum.accumulate(np.where(starts, index, 0))         # of each row's (window, group)
+        if self.with_ties:
+            equal_from = np.maximum.accumulate(np.where(starts | _boundaries(ranking, [self.by]), index, 0))
+            rank = equal_from - first + 1
+        else:
+            rank = index - first + 1
+        keep = rank <= self.n
+        if keep.all():
+            return data.take(order), rank
+        return data.take(order.filter(pa.array(keep))), rank[keep]
+
+    def final(self, combined: pa.Table) -> pa.Table:
+        """Final rows (out_schema): window bounds, group fields, the input's other fields, rank."""
+        rows, rank = self.ranked(combined)
+        w = rows.column(WINDOW)
+        arrays = [w.cast(_WINDOW_TYPE), self.windows.end_of(w).cast(_WINDOW_TYPE)]
+        arrays += [rows.column(f.name) for f in self.partial_schema][1:]
+        return pa.Table.from_arrays([*arrays, pa.array(rank, _INT64)], schema=self.out_schema)
+
+
+def _boundaries(data: pa.Table, names: Sequence[str]) -> np.ndarray:
+    """True where a row's values of `names` differ from the row before (the first row: True);
+    nulls equal nulls, as in a GROUP BY."""
+    n = data.num_rows
+    starts = np.zeros(n, dtype=bool)
+    starts[0] = True
+    for name in names:
+        column = data.column(name).combine_chunks()
+        after, before = column.slice(1), column.slice(0, n - 1)
+        differ = pc.fill_null(pc.not_equal(after, before), True)
+        if column.null_count:
+            differ = pc.and_(differ, pc.invert(pc.and_(pc.is_null(after), pc.is_null(before))))
+        starts[1:] |= differ.to_numpy(zero_copy_only=False)
+    return starts
 
 
 # ---------------------------------------------------------------- state
@@ -320,7 +427,7 @@ class PartialAggregate:
     """
 
     def __init__(self, spec: dict, in_schema: pa.Schema, out_schema: pa.Schema) -> None:
-        self._layout = layout = _Layout(spec, out_schema)
+        self._layout = layout = layout_of(spec, out_schema)
         self.partial_schema: pa.Schema = layout.partial_schema
         self._time: str = spec["time"]
         self._windows = layout.windows
@@ -328,7 +435,8 @@ class PartialAggregate:
         for m in self._measures:
             if m.expr is not None:
                 m.expr.type_in(in_schema)   # fails now, not on the first batch, if it does not fit
-        self._main_names = [n for m in self._measures if m.fn != "count_distinct" for n, _, _ in m.partials]
+        self._main_names = layout.main_names
+        self._rows = [f.name for f in in_schema if f.name not in layout.group]   # what a top partial keeps
         empty = layout.combine([], self._main_names)
         self._main_schema = empty.schema
         self._main = _Store(lambda ts: layout.combine(ts, self._main_names), empty)
@@ -394,7 +502,14 @@ class PartialAggregate:
 
         window = pa.array(starts)
         groups = {g: column(table.column(g)) for g in self._layout.group}
-        opened = self._add_main(table, window, groups, column)
+        if self._layout.top:
+            rows = [column(table.column(n)) for n in self._rows]
+            main = self._layout.combine([pa.Table.from_arrays([window, *groups.values(), *rows],
+                                                              schema=self.partial_schema)])
+        else:
+            main = self._main_partials(table, window, groups, column)
+        opened = pc.unique(main.column(WINDOW)).to_pylist()
+        self._main.add(main, opened)
         for f, store in self._distinct.items():
             cols = {WINDOW: window, **groups, VALUE: column(table.column(f))}
             part = pa.table(cols)
@@ -403,9 +518,9 @@ class PartialAggregate:
             store.add(part, opened)   # raw: deduplicated when the store compacts or the window closes
         return opened
 
-    def _add_main(self, table: pa.Table, window: pa.Array, groups: dict,
-                  column: Callable[[pa.Array | pa.ChunkedArray], pa.Array | pa.ChunkedArray]) -> list[int]:
-        """Group the batch into main partial rows; returns the window starts it holds."""
+    def _main_partials(self, table: pa.Table, window: pa.Array, groups: dict,
+                       column: Callable[[pa.Array | pa.ChunkedArray], pa.Array | pa.ChunkedArray]) -> pa.Table:
+        """The batch grouped into main partial rows (every measure's but the distinct sets)."""
         cols: dict[str, pa.Array | pa.ChunkedArray] = {WINDOW: window, **groups}
         aggs: list[tuple] = []
         names: list[tuple[str, str, pa.DataType]] = []   # (aggregate output, partial column, type)
@@ -433,9 +548,7 @@ class PartialAggregate:
         grouped = pa.table(cols).group_by(self._layout.keys, use_threads=False).aggregate(aggs)
         arrays = [grouped.column(k) for k in self._layout.keys]
         arrays += [grouped.column(out).cast(t) for out, _, t in names]
-        opened = pc.unique(arrays[0]).to_pylist()
-        self._main.add(pa.Table.from_arrays(arrays, schema=self._main_schema), opened)
-        return opened
+        return pa.Table.from_arrays(arrays, schema=self._main_schema)
 
     # -- output
 
@@ -476,7 +589,7 @@ class MergeAggregate:
     """
 
     def __init__(self, spec: dict, out_schema: pa.Schema, partial_schema: pa.Schema) -> None:
-        self._layout = _Layout(spec, out_schema)
+        self._layout = layout_of(spec, out_schema)
         if not partial_schema.equals(self._layout.partial_schema):
             raise ValueError(f"partial schema {partial_schema} does not match the aggregate's "
                              f"{self._layout.partial_schema}")
@@ -523,7 +636,7 @@ class MergeAggregate:
 
 def finalize(spec: dict, out_schema: pa.Schema, partial_schema: pa.Schema, partials: Sequence[pa.Table]) -> pa.Table:
     """Final rows (out_schema, sorted) of any partial tables, combined: a one-shot MERGE."""
-    layout = _Layout(spec, out_schema)
+    layout = layout_of(spec, out_schema)
     if not partial_schema.equals(layout.partial_schema):
         raise ValueError(f"partial schema {partial_schema} does not match the aggregate's {layout.partial_schema}")
     return layout.final(layout.combine(list(partials)))

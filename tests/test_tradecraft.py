@@ -177,7 +177,9 @@ HOT = {"name": "hot", "kind": "transform", "input": "router.high"}
 EARLY = {"name": "early", "kind": "transform", "input": "phases.old", "output": True}
 LOADED = {"name": "loaded", "kind": "ingest", "every": "1d", "offset": "2h", "run_on_start": False,
           "source": {"path": "later.csv", "format": "csv"}, "schema": {"k": "int32", "at": "timestamp[s]"}}
-EVERYTHING = [REPLAY, DERIVED, BOTH, RESPONSES, PAIRED, STATS, SESSIONS, ROUTER, PHASES, HOT, EARLY, LOADED]
+TOPPED = {"name": "topped", "kind": "aggregate", "input": "positions", "time": "ts", "window": "1m", "hop": "30s",
+          "group": ["device_id"], "top": {"n": 3, "by": "lat", "order": "asc", "with_ties": True}}
+EVERYTHING = [REPLAY, DERIVED, BOTH, RESPONSES, PAIRED, STATS, SESSIONS, ROUTER, PHASES, HOT, EARLY, LOADED, TOPPED]
 
 
 @pytest.fixture
@@ -244,6 +246,18 @@ def test_measures_have_their_types(base: Path) -> None:
         "window_start": "timestamp[us]", "window_end": "timestamp[us]", "n": "int64", "north": "int64", "ids": "int64",
         "lats": "float64", "avg": "float64", "first": "timestamp[us]", "top": "float64"}
     assert tc.stream_schema("sessions").names == ["window_start", "window_end", "device_id"]
+
+
+def test_a_top_aggregate_keeps_its_input_s_fields_and_a_rank(base: Path) -> None:
+    tc = parse_document(doc(add(TOPPED, {**TOPPED, "name": "again", "input": "hourly", "time": "window_end",
+                                         "group": ["country"], "top": {"n": 1, "by": "fixes"}})), base)
+    assert tc.stream_schema("topped") == pa.schema([("window_start", US), ("window_end", US), ("device_id", pa.int64()),
+                                                    ("ts", US), ("lat", pa.float64()), ("lon", pa.float64()),
+                                                    ("rank", pa.int64())])
+    assert tc.stream_schema("again").names == ["window_start", "window_end", "country", "hourly.window_start",
+                                               "hourly.window_end", "devices", "fixes", "rank"]
+    # what a planner reads of every aggregate: a top has no measures of its own
+    assert tc.analytic("topped").spec["measures"] == {} and "measures" not in TOPPED
 
 
 def test_routes_are_read_as_analytic_dot_route(base: Path) -> None:
@@ -372,6 +386,27 @@ FAULTS: list[tuple[str, Callable[[dict], Any], str, str]] = [
      '"sum(country)": field "country" is string; sum needs a number'),
     ("count_if not bool", _set([A, 4, "measures", "fixes"], "count_if(lat)"), "analytics[4].measures.fixes", "count_if needs true"),
     ("measure clash", _set([A, 4, "measures", "country"], "count()"), "analytics[4].measures.country", '"country" is already a field'),
+    ("top and measures", add({**TOPPED, "measures": {"n": "count()"}}), "analytics[5].measures",
+     'an aggregate takes "measures" (one row per window and group) or "top" (rows of its input), not both'),
+    ("neither top nor measures", at(4, measures=None), "analytics[4].measures", 'an aggregate needs "measures" (or "top")'),
+    ("top not an object", add({**TOPPED, "top": 3}), "analytics[5].top", "3 is not an object"),
+    ("top without n", add({**TOPPED, "top": {"by": "lat"}}), "analytics[5].top.n", 'top needs "n", how many rows'),
+    ("top n zero", add({**TOPPED, "top": {"n": 0, "by": "lat"}}), "analytics[5].top.n",
+     "0 is not a number of rows (a whole number from 1 to 10,000)"),
+    ("top n not whole", add({**TOPPED, "top": {"n": 2.5, "by": "lat"}}), "analytics[5].top.n", "2.5 is not a number"),
+    ("top n too many", add({**TOPPED, "top": {"n": 10_001, "by": "lat"}}), "analytics[5].top.n", "10001 is not a number"),
+    ("top by unknown", add({**TOPPED, "top": {"n": 1, "by": "latt"}}), "analytics[5].top.by",
+     'field "latt" is not in the output of "positions" (did you mean "lat"?)'),
+    ("top without by", add({**TOPPED, "top": {"n": 1}}), "analytics[5].top.by", 'top needs "by", the field to rank'),
+    ("top order", add({**TOPPED, "top": {"n": 1, "by": "lat", "order": "up"}}), "analytics[5].top.order",
+     '"up" is not an order ("desc": the largest first, or "asc")'),
+    ("top with_ties", add({**TOPPED, "top": {"n": 1, "by": "lat", "with_ties": "yes"}}), "analytics[5].top.with_ties",
+     '"yes" is not true or false'),
+    ("top unknown key", add({**TOPPED, "top": {"n": 1, "by": "lat", "ties": True}}), "analytics[5].top.ties",
+     'unknown key "ties" for top (it takes: n, by, order, with_ties)'),
+    ("top group rank", add({"name": "ranked", "kind": "transform", "input": "positions", "derive": {"rank": "lat"}},
+                           {**TOPPED, "input": "ranked", "group": ["rank"]}),
+     "analytics[6].group[0]", '"rank" clashes with the rank field of the same name'),
     ("director key value", add({**ROUTER, "routes": {"abc": "x"}}), "analytics[5].routes.abc",
      '"abc" is not a value of key "device_id", which is int64'),
     ("director key field", add({**ROUTER, "key": "dev"}), "analytics[5].key", 'field "dev" is not in the output of "positions"'),
@@ -659,6 +694,11 @@ def test_the_json_schema_accepts_every_valid_example() -> None:
     ("stream without schema", at(0, schema=None)),
     ("lateness without time", at(0, time=None)),
     ("route named rejected", add({**ROUTER, "default": "rejected"})),
+    ("top and measures", add({**TOPPED, "measures": {"n": "count()"}})),
+    ("neither top nor measures", at(4, measures=None)),
+    ("top without n", add({**TOPPED, "top": {"by": "lat"}})),
+    ("top n zero", add({**TOPPED, "top": {"n": 0, "by": "lat"}})),
+    ("top order", add({**TOPPED, "top": {"n": 1, "by": "lat", "order": "up"}})),
 ])
 def test_the_json_schema_refuses_structural_faults(name: str, change: Callable[[dict], Any]) -> None:
     assert validate(doc(change)) != []

@@ -202,3 +202,43 @@ async def test_session_windows_are_refused_at_submit_naming_the_field(congregati
         await db.submit(doc)
     assert refused.value.path == "analytics[1].session" and "not supported" in str(refused.value)
     assert await db.list() == []
+
+
+async def test_top_rows_per_window_and_group_through_a_congregation_with_a_query_of_the_open_window(congregation):
+    doc = {"tradecraft": "auctions", "analytics": [
+        {"name": "bids", "kind": "stream", "time": "ts",
+         "schema": {"ts": "timestamp[ms]", "auction": "int64", "price": "float64", "bidder": "string"}},
+        {"name": "best", "kind": "aggregate", "input": "bids", "time": "ts", "window": "1m", "group": ["auction"],
+         "top": {"n": 2, "by": "price"}}]}
+    rng = np.random.default_rng(16)
+
+    def bids(start_s: int, end_s: int, n: int) -> pa.Table:
+        return pa.table({"ts": pa.array(np.sort(rng.integers(start_s * 1000, end_s * 1000, n)) + T0 * 1000,
+                                        pa.timestamp("ms")),
+                         "auction": rng.integers(0, 6, n), "price": np.round(rng.random(n) * 50) * 2,
+                         "bidder": np.char.mod("b%d", rng.integers(0, 40, n)).astype(object)})
+
+    def top2(table: pa.Table, where: str = "") -> list[tuple]:
+        return duck(f"""SELECT time_bucket(INTERVAL 1 minute, ts) AS w, auction, ts, price, bidder,
+                               row_number() OVER (PARTITION BY w, auction ORDER BY price DESC, ts, bidder) AS r
+                        FROM b {where} QUALIFY r <= 2 ORDER BY w, auction, r""", b=table)
+
+    db = congregation.db()
+    first, rest = bids(0, 90, 6_000), bids(90, 240, 9_000)
+    with trio.fail_after(40):
+        await db.submit(doc)
+        await db.publish("auctions/bids", first)
+        # the first minute closed when the watermark passed it; the second is open, its best rows so far
+        expected = top2(first, "WHERE ts >= TIMESTAMP '2023-11-15 00:01:00'")
+        got: list[tuple] = []
+        with trio.move_on_after(20):
+            while got != expected:
+                got = rows_of(await db.query("auctions/best"), "window_start", "auction", "ts", "price", "bidder",
+                              "rank")
+                await trio.sleep(0.1)
+        assert got == expected and len(expected) == 12
+        await db.publish("auctions/bids", rest, end=True)
+        final = await read(db, "auctions/best")
+    assert final.column_names == ["window_start", "window_end", "auction", "ts", "price", "bidder", "rank"]
+    assert rows_of(final, "window_start", "auction", "ts", "price", "bidder", "rank") == \
+        top2(pa.concat_tables([first, rest]))
