@@ -13,7 +13,6 @@ import pyarrow as pa
 import trio
 
 import hallelujah
-
 from sheets import scaling, views
 from sheets.feed import Feed, Tail
 from sheets.widgets import Page, Screen

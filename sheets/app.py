@@ -15,7 +15,12 @@ from sheets import command_line, updates
 from sheets.analytic import AnalyticScreen, Follower
 from sheets.command_line import CommandError
 from sheets.feed import Feed
-from sheets.screens import CongregationsScreen, EventsScreen, TradecraftScreen, TradecraftsScreen
+from sheets.screens import (
+    CongregationsScreen,
+    EventsScreen,
+    TradecraftScreen,
+    TradecraftsScreen,
+)
 from sheets.widgets import Screen, dialog
 
 log = structlog.get_logger("sheets")
@@ -350,7 +355,7 @@ class App:
             self.say(f"{what}: no answer in {seconds:g}s", alert=True)
         except (hallelujah.HallelujahError, OSError) as exc:
             self.say(f"{what} refused: {updates.said(exc)}", alert=True)
-        except Exception as exc:        # noqa: BLE001 (the screen must stay up)
+        except Exception as exc:        # (the screen must stay up)
             log.exception("wi_action_failed", action=what)
             self.say(f"{what} failed: {type(exc).__name__}: {exc}", alert=True)
         await self.feed.refresh()

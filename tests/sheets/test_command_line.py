@@ -7,7 +7,15 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from sheets.command_line import COMMANDS, Command, CommandError, complete, files, names, parse
+from sheets.command_line import (
+    COMMANDS,
+    Command,
+    CommandError,
+    complete,
+    files,
+    names,
+    parse,
+)
 
 
 @pytest.mark.parametrize("line, command", [

@@ -12,7 +12,7 @@ import trio
 import urwid
 
 from tests.integration.test_cli import cli_many, refused
-from tests.sheets.screen import SIZES, driven, line_of, row
+from tests.sheets.screen import SIZES, line_of, row
 from tests.sheets.test_screens import DOCUMENT, kept, rows, showing_tc
 
 BAD = {"tradecraft": "bad", "analytics": [{"name": "x", "kind": "stream", "schema": {"id": "int64"}},
@@ -115,7 +115,7 @@ async def test_publish_asks_shows_progress_and_the_rows_arrive(congregation, tmp
         assert progress[-1] == "publishing more.parquet into tc/x: 90,000 / 90,000 rows (100%)", said
         assert "publishing more.parquet into tc/x: 65,536 / 90,000 rows (73%)" in progress, said
         expected = kept(pa.concat_tables([rows(0, 10), published]))
-        shown = await wi.until(lambda s: row(s, "tc")[2] == "90,010" and row(s, "tc")[4] == f"{expected.num_rows:,}",
-                               "the rows through y")
+        await wi.until(lambda s: row(s, "tc")[2] == "90,010" and row(s, "tc")[4] == f"{expected.num_rows:,}",
+                       "the rows through y")
         got = await db.read("tc/y", limit=expected.num_rows)
         assert got["id"].to_pylist() == expected["id"].to_pylist()
