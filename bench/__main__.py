@@ -76,10 +76,11 @@ def main() -> None:
         failed += [r["workload"] for r in results["workloads"] if not r["match"]]
     if not a.no_nexmark:
         events = a.nexmark_events or a.n
+        before = os.getloadavg()[0]
         rows = nexmark.run_suite(Path(a.nexmark_data or a.data + "-nexmark"), events, a.query, a.workers, a.repeat)
         everything["nexmark"] = rows
         command = " ".join(["python -m bench", *sys.argv[1:]])
-        nexmark.write_section(out / "RESULTS.md", nexmark.section(rows, command, events))
+        nexmark.write_section(out / "RESULTS.md", nexmark.section(rows, command, events, (before, os.getloadavg()[0])))
         failed += [f"nexmark {r['query']}" for r in rows if not r["match"]]
     (out / "results.json").write_text(json.dumps(everything, indent=1))
     if failed:
