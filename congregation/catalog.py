@@ -40,6 +40,10 @@ class Catalog:
                                       pk="id", if_not_exists=True)
         self.db["events"].create({"id": int, "tradecraft": str, "at": float, "kind": str,
                                   "detail": str}, pk="id", if_not_exists=True)
+        # a complete checkpoint: the positions its sources resume from, each Jah's state file
+        self.db["checkpoints"].create({"tradecraft": str, "id": int, "completed_at": float, "seconds": float,
+                                       "bytes": int, "positions": str, "files": str},
+                                      pk=("tradecraft", "id"), if_not_exists=True)
         self.data_dir = Path(data_dir)
         self._limiter = trio.CapacityLimiter(1)
 
@@ -127,10 +131,25 @@ class Catalog:
                                 [state, error, jah])
         await self._write(update, f"catalog: {jah} {state}")
 
+    async def add_checkpoint(self, tradecraft: str, row: dict[str, Any]) -> None:
+        """Commit a complete checkpoint (its files are synced already); older ones are dropped."""
+        def add() -> None:
+            with self.db.conn:
+                self.db["checkpoints"].insert({"tradecraft": tradecraft, **row})
+                self.db.execute("DELETE FROM checkpoints WHERE tradecraft = ? AND id < ?", [tradecraft, row["id"]])
+        await self._write(add, f"catalog: {tradecraft} checkpoint {row['id']}")
+
+    async def last_checkpoint(self, tradecraft: str) -> dict[str, Any] | None:
+        def last() -> dict[str, Any] | None:
+            rows = list(self.db["checkpoints"].rows_where("tradecraft = ?", [tradecraft], order_by="id desc",
+                                                          limit=1))
+            return rows[0] if rows else None
+        return await self._run(last)
+
     async def delete_tradecraft(self, name: str) -> None:
         def delete() -> None:
             with self.db.conn:
-                for table in ("analytics", "jahs", "datastreams", "events"):
+                for table in ("analytics", "jahs", "datastreams", "events", "checkpoints"):
                     self.db.execute(f"DELETE FROM {table} WHERE tradecraft = ?", [name])
                 self.db.execute("DELETE FROM tradecrafts WHERE name = ?", [name])
         await self._write(delete, f"catalog: delete {name}")

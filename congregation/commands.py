@@ -5,7 +5,9 @@ datastream's schema and then carry batches on the same connection, paced by cred
 """
 from __future__ import annotations
 
+import functools
 import json
+import shutil
 from typing import Any
 
 import pyarrow as pa
@@ -13,6 +15,7 @@ import pyarrow.compute as pc
 import structlog
 import trio
 
+from congregation import updates
 from congregation.hallelu import log_name
 from congregation.publishing import publish
 from congregation.rpc import error_fields
@@ -25,7 +28,9 @@ from jah.envelope import END_OF_STREAM
 from jah.windows import finalize, partial_schema_of
 
 log = structlog.get_logger("hallelujah.commands")
-COMMANDS = ("submit", "list", "describe", "cancel", "publish", "stream", "query", "debug")
+COMMANDS = ("submit", "list", "describe", "cancel", "publish", "stream", "query", "debug", "checkpoint",
+            "split", "merge", "congestion")
+UPDATES = {"split": updates.split_join, "merge": updates.merge_joins, "congestion": updates.congestion}
 STREAM_CLOSE_WAIT = 10.0   # seconds a stream's end waits for its client to close the connection
 
 
@@ -41,14 +46,16 @@ class Commands:
             if command not in COMMANDS:
                 raise NotFound(f'unknown command "{command}" (commands: {", ".join(COMMANDS)})')
             args = _arguments(command, fields["args"])
-            handler = getattr(self, f"cmd_{command}")
-            if command in ("publish", "stream"):
-                await handler(conn, rid, args)
+            if command in UPDATES:        # a change made by hand (congregation/updates.py)
+                result = await UPDATES[command](self.c, args)
+            elif command in ("publish", "stream"):
+                await getattr(self, f"cmd_{command}")(conn, rid, args)
                 return
-            result = await handler(args)
+            else:
+                result = await getattr(self, f"cmd_{command}")(args)
         except HallelujahError as exc:
-            if not getattr(exc, "path", None):
-                log.info("command_refused", command=command, error=str(exc))
+            log.info("command_refused", command=command, error=str(exc).splitlines()[0],
+                     path=getattr(exc, "path", "") or None)
             await conn.send("cmdCfm", {"id": rid, "error": error_fields(exc)})
             if command in ("publish", "stream"):
                 await _drained(conn)
@@ -123,6 +130,14 @@ class Commands:
             self._tradecraft(name)          # NotFound names the tradecraft
         return {"dump": await dump_all(self.c)}
 
+    async def cmd_checkpoint(self, args: dict[str, Any]) -> dict[str, Any]:
+        """Take a checkpoint of a running tradecraft now, and say when it is complete."""
+        from congregation.checkpoints import checkpoint_now
+        name = str(args.get("tradecraft", ""))
+        self._tradecraft(name)          # NotFound names the tradecraft
+        done = await checkpoint_now(self.c, self.c.deployments[name])
+        return {"tradecraft": name, "id": done.id, "seconds": round(done.seconds, 3), "bytes": done.bytes}
+
     async def cmd_cancel(self, args: dict[str, Any]) -> dict[str, Any]:
         name = args["tradecraft"]
         async with self.c._lock:
@@ -133,6 +148,8 @@ class Commands:
                 d.state = "cancelled"
                 await d.stop()
             await self.c.logs.delete(f"{name}/")
+            await trio.to_thread.run_sync(functools.partial(
+                shutil.rmtree, self.c.data_dir / "checkpoints" / name, ignore_errors=True))
             await self.c.catalog.delete_tradecraft(name)
         log.info("tradecraft_cancelled", tradecraft=name)
         return {"cancelled": name}

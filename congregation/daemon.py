@@ -18,7 +18,7 @@ from typing import Any
 import structlog
 import trio
 
-from congregation import admission, stall
+from congregation import admission, checkpoints, stall
 from congregation.catalog import Catalog
 from congregation.commands import Commands
 from congregation.congestion import WATCHED_ROLES, CongestionWatch
@@ -40,6 +40,8 @@ WORKER_START_TIMEOUT = 10.0
 CONGESTION_EVERY = 0.5        # seconds between looks at the Jahs' busy fraction and backlog
 CRASH_LOOP = 2                # a tradecraft whose workers died this many times ...
 CRASH_PERIOD = 120.0          # ... within this many seconds fails with that reason, not redeployed
+# seconds between a running tradecraft's checkpoints (the environment's for `hallelujah run`)
+DEFAULT_CHECKPOINT_EVERY = float(os.environ.get("HALLELUJAH_CHECKPOINT_EVERY", "10"))
 
 
 class Congregation:
@@ -67,6 +69,7 @@ class Congregation:
         self._lock = trio.Lock()          # one deployment change at a time
         self.commands = Commands(self)
         self.progress = stall.Progress()  # when each tradecraft last moved a row
+        self.checkpoint_every = DEFAULT_CHECKPOINT_EVERY
 
     async def serve(self, listen: str | None, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
@@ -95,6 +98,7 @@ class Congregation:
                 nursery.start_soon(self._handle_events)
                 nursery.start_soon(self._watch_congestion)
                 nursery.start_soon(stall.watch, self)
+                nursery.start_soon(checkpoints.watch, self)
                 async with trio.open_nursery() as starting:
                     for index in range(self.worker_count):
                         starting.start_soon(self._start_worker, index)
@@ -225,6 +229,14 @@ class Congregation:
         for jah in d.plan.jahs.values():        # a restarted INGEST numbers on from its last version
             if jah.role == "ingest":
                 jah.spec["versions_before"] = versions.get(jah.analytic, 0)
+        last = await self.catalog.last_checkpoint(d.tc.name)
+        d.checkpoints = checkpoints.Checkpoints(self.data_dir / "checkpoints" / d.tc.name, self.checkpoint_every,
+                                                last["id"] if last else 0)
+        await trio.to_thread.run_sync(checkpoints.drop_unfinished, d.checkpoints.directory, last["id"] if last else 0)
+        d.restoring = checkpoints.restore_point(d.plan, last)
+        if d.restoring is not None:
+            log.info("restoring_checkpoint", tradecraft=d.tc.name, id=d.restoring["id"])
+            await self.catalog.record_event(d.tc.name, "restored", {"checkpoint": d.restoring["id"]})
         await d.start()
         jahs, streams = d.catalog_rows()
         await self.catalog.set_deployment(d.tc.name, jahs, streams)
@@ -301,6 +313,10 @@ class Congregation:
                 continue
             if d is None or d.state != "running":
                 continue
+            if event in ("checkpointed", "finished"):
+                await checkpoints.on_event(self, d, jah, event, detail)
+                if event == "checkpointed":
+                    continue
             if event == "lost":
                 log.info("jah_lost_peer", jah=jah, reason=detail)
                 continue
@@ -387,6 +403,7 @@ async def run_daemon(args: argparse.Namespace, zygote: Zygote) -> None:
                                 Allowed.of(args.udf_dir, args.source_root),
                                 admission.Limits(args.max_connections, args.max_connections_per_peer,
                                                  args.idle_timeout))
+    congregation.checkpoint_every = args.checkpoint_every
     with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
         async with trio.open_nursery() as nursery:
             address = await nursery.start(congregation.serve, args.listen)
@@ -422,6 +439,8 @@ def _refused(args: argparse.Namespace) -> str:
                         ("--idle-timeout", args.idle_timeout)):
         if not value > 0:     # (NaN too)
             return f"{flag} {value}: must be more than 0"
+    if not 0 <= args.checkpoint_every < float("inf"):
+        return f"--checkpoint-every {args.checkpoint_every}: must be 0 (none) or more"
     return ""
 
 
@@ -445,6 +464,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--idle-timeout", type=float, default=admission.IDLE_TIMEOUT, metavar="SECONDS",
                     help="seconds a new connection has to send its first frame "
                          f"(default {admission.IDLE_TIMEOUT:g})")
+    ap.add_argument("--checkpoint-every", type=float, default=DEFAULT_CHECKPOINT_EVERY, metavar="SECONDS",
+                    help="seconds between checkpoints of each running tradecraft; 0: none "
+                         f"(default {DEFAULT_CHECKPOINT_EVERY:g})")
     ap.add_argument("--log-format", choices=["json", "console"], default="json",
                     help="JSON lines (for programs) or readable lines, on stderr")
     ap.add_argument("--log-level", choices=LOG_LEVELS, type=str.lower,

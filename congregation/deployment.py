@@ -7,6 +7,7 @@ from typing import Any, Protocol
 import structlog
 import trio
 
+from congregation.checkpoints import Checkpoints
 from congregation.hallelu import CONGREGATION, JahPlan, Plan, StreamPlan, input_logs
 from congregation.logs import Logs
 from congregation.planning import plan_tradecraft
@@ -40,6 +41,8 @@ class Deployment:
         self.scaling = trio.Lock()
         self.early_events: list[tuple[str, str, str]] = []   # Jah events that came while starting
         self.final_stats: dict[str, dict[str, Any]] = {}       # a finished Jah's last figures
+        self.checkpoints: Checkpoints | None = None
+        self.restoring: dict[str, Any] | None = None   # the checkpoint it starts from, if any
 
     def make_plan(self, hosts: dict[int, Host]) -> Plan:
         """Place instance k of every chain on the k-th least-loaded worker: a chain's Jahs share
@@ -68,6 +71,13 @@ class Deployment:
             positions = [(await self.logs.resume_points(name)).get(source_id, 0)
                          for name in plan.reachable_logs(jah_id)]
             plan.jahs[jah_id].spec["resume_from"] = min(positions, default=0)
+        if self.restoring is not None:       # from a checkpoint: its positions, and state restored
+            for jah_id, position in self.restoring["positions"].items():
+                plan.jahs[jah_id].spec["resume_from"] = position
+            for jah_id, state in self.restoring["files"].items():
+                plan.jahs[jah_id].spec["restore"] = state
+        for jah in plan.jahs.values():
+            self._place_checkpoints(jah)
         with collapsed():
             async with trio.open_nursery() as nursery:
                 for jah in plan.jahs.values():
@@ -81,8 +91,14 @@ class Deployment:
         """Create one more Jah while the tradecraft runs (a JOIN of a split)."""
         assert self.plan is not None
         self.plan.jahs[jah.id] = jah
+        self._place_checkpoints(jah)
         self.hosts[jah.host].placed += 1
         await self.hosts[jah.host].request("jahReq", {"jah": jah.id, "spec": json.dumps(jah.spec), "stop": False})
+
+    def _place_checkpoints(self, jah: JahPlan) -> None:
+        """Where the Jah writes its state at each checkpoint."""
+        if self.checkpoints is not None:
+            jah.spec["checkpoint_dir"] = str(self.checkpoints.directory)
 
     async def wire(self, s: StreamPlan) -> None:
         """One datastream, receiver first: it expects the stream before the sender connects."""

@@ -2,10 +2,12 @@
 from __future__ import annotations
 
 import json
+import os
 from typing import Any
 
 import trio
 
+from congregation.usage import usage
 from hallelujah.tradecraft import schema_to_json
 
 
@@ -53,8 +55,9 @@ async def describe(congregation: Any, only: str = "") -> dict[str, Any]:
                     "stalled_for": round(trio.current_time() - stalled, 1) if stalled is not None else None,
                     "submitted_at": row["submitted_at"], "finished_at": row["finished_at"],
                     "analytics": analytics,
+                    "checkpoints": d.checkpoints.describe() if d is not None and d.checkpoints else None,
                     "events": events,
                     "scaling": [e for e in events if e["kind"] in ("split", "merge")]})
-    return {"congregation": congregation.name, "workers": [
-        {"worker": h.index, "pid": h.pid, "jahs": len(getattr(h, "stats", {}) or {})}
+    return {"congregation": congregation.name, "usage": {"pid": os.getpid(), **usage(os.getpid())}, "workers": [
+        {"worker": h.index, "pid": h.pid, "jahs": len(getattr(h, "stats", {}) or {}), **usage(h.pid)}
         for i, h in sorted(congregation.hosts.items()) if i >= 0], "tradecrafts": out}

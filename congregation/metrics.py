@@ -48,9 +48,28 @@ class JahCollector:
             backlog.add_metric(labels, t["backlog"])
             blocked.add_metric(labels, t["blocked"])
             in_flight.add_metric(labels, t["in_flight"])
+        yield from checkpoint_metrics(self.congregation)
         workers = GaugeMetricFamily("hallelujah_workers", "Worker processes alive")
         workers.add_metric([], sum(1 for i in self.congregation.hosts if i >= 0))
         yield from (rows_in, rows_out, busy, backlog, blocked, in_flight, workers)
+
+
+def checkpoint_metrics(congregation: Any) -> Iterator[Any]:
+    """Each running tradecraft's last complete checkpoint: how long it took, its size, its age."""
+    families = {
+        "seconds": GaugeMetricFamily("hallelujah_checkpoint_duration_seconds",
+                                     "Time the last complete checkpoint took", labels=["tradecraft"]),
+        "bytes": GaugeMetricFamily("hallelujah_checkpoint_bytes", "State written by the last complete checkpoint",
+                                   labels=["tradecraft"]),
+        "age": GaugeMetricFamily("hallelujah_checkpoint_age_seconds", "Seconds since the last complete checkpoint",
+                                 labels=["tradecraft"]),
+    }
+    for name, d in list(congregation.deployments.items()):
+        last = d.checkpoints.describe()["last"] if d.checkpoints is not None else None
+        if last is not None:
+            for key, family in families.items():
+                family.add_metric([name], last[key])
+    yield from families.values()
 
 
 async def serve_metrics(congregation: Any, listen: str, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:

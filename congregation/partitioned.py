@@ -29,7 +29,7 @@ from jah.windows import partial_schema_of
 
 def distinct_fields(spec: dict[str, Any]) -> set[str]:
     """The fields an aggregate counts distinct values of."""
-    found = (re.fullmatch(r"\s*count_distinct\s*\((.*)\)\s*", text, re.DOTALL) for text in spec["measures"].values())
+    found = (re.fullmatch(r"\s*count_distinct\s*\((.*)\)\s*", text, re.DOTALL) for text in spec.get("measures", {}).values())
     return {m.group(1).strip() for m in found if m}
 
 

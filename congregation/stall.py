@@ -114,7 +114,19 @@ def _deployment_lines(congregation: Any) -> list[str]:
     stalled = congregation.progress.stalled
     return [f"tradecraft {name}: {d.state}"
             + (f", stalled for {trio.current_time() - stalled[name]:.0f}s" if name in stalled else "")
+            + (_checkpoint_text(d.checkpoints.describe()) if getattr(d, "checkpoints", None) else "")
             for name, d in congregation.deployments.items()]
+
+
+def _checkpoint_text(cp: dict[str, Any]) -> str:
+    """The last complete checkpoint and the one in flight (with the Jahs it waits for)."""
+    last, flying = cp["last"], cp["in_flight"]
+    text = (f"; checkpoint {last['id']} complete {last['age']:.0f}s ago ({last['bytes']:,} bytes, "
+            f"{last['seconds']:.3f}s)" if last else "; no checkpoint complete")
+    if flying:
+        text += (f"; checkpoint {flying['id']} in flight for {flying['for']:.0f}s, waiting for "
+                 f"{', '.join(flying['waiting_for']) or 'nothing'}")
+    return text
 
 
 async def _look_for_stalls(congregation: Any) -> None:

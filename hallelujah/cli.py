@@ -29,6 +29,7 @@ EXAMPLES = {
     "query": "hallelujah query clicks/hourly --group action=click",
     "wi": "hallelujah wi",
     "debug": "hallelujah debug gps",
+    "checkpoint": "hallelujah checkpoint gps",
     "validate": "hallelujah validate tradecrafts/gps.json",
     "explain": "hallelujah explain tradecrafts/gps_countries.json --workers 2",
     "completion": "hallelujah completion bash > ~/.local/share/bash-completion/completions/hallelujah",
@@ -141,6 +142,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--read-only", action="store_true", help="look, never change anything")
     p = add("completion", "Print a shell completion script (commands, options, their choices).")
     p.add_argument("shell", choices=["bash"], help="the shell")
+    p = add("checkpoint", "Take a checkpoint of a running tradecraft now (its state, for recovery).")
+    p.add_argument("tradecraft", help="a running tradecraft")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
     p = add("debug", "Why a stream is not moving: every process's tasks, Jahs and datastreams.")
     p.add_argument("tradecraft", nargs="?", default="", help="one tradecraft (default: all)")
     return ap
@@ -244,6 +248,10 @@ async def _remote(db: Database, args: argparse.Namespace) -> int:
         out.write_rows(await db.query(args.analytic, _groups(args.group)))
     elif args.command == "debug":
         sys.stdout.write(await db.debug(args.tradecraft))
+    elif args.command == "checkpoint":
+        done = await db.checkpoint(args.tradecraft)
+        _said(args.json, f"checkpoint {done['id']} of {args.tradecraft}: {done['bytes']:,} bytes of state "
+                         f"in {done['seconds']:.3f} s", done)
     return 0
 
 

@@ -118,6 +118,10 @@ class Database:
     async def cancel(self, tradecraft: str) -> dict[str, Any]:
         return await self.command("cancel", tradecraft=tradecraft)
 
+    async def checkpoint(self, tradecraft: str) -> dict[str, Any]:
+        """Take a checkpoint of a running tradecraft now; its id, duration and size once complete."""
+        return await self.command("checkpoint", tradecraft=tradecraft)
+
     async def debug(self, tradecraft: str = "") -> str:
         """What every process of the congregation is doing: its trio tasks, each Jah and what it
         awaits, each datastream's credits, sequence numbers and queues (`hallelujah debug`)."""

@@ -48,6 +48,13 @@ class Aggregate(WindowedJah):
     def open_state(self) -> pa.Table:
         return self.partials.open_partials()
 
+    def window_state(self) -> tuple[dict[str, pa.Table], int | None, dict[str, Any]]:
+        tables, closed = self.partials.snapshot()
+        return tables, closed, {}
+
+    def restore_windows(self, tables: dict[str, pa.Table], closed: int | None, meta: dict[str, Any]) -> None:
+        self.partials.restore(tables, closed)
+
     def state_rows(self) -> int:
         return self.partials.rows_held
 

@@ -13,7 +13,9 @@ import trio
 
 from hallelujah.errors import NotFound
 from hallelujah.frames import schema_of
-from jah.envelope import NONE, WATERMARK, Envelope
+from jah import checkpoint
+from jah.checkpoint import SOURCE_ROLES
+from jah.envelope import CHECKPOINT, NONE, WATERMARK, Envelope
 from jah.streams import InPort, OutPort
 from jah.watermarks import WatermarkMaker
 
@@ -73,7 +75,10 @@ class Jah:
         self.state = "wiring"
         self._busy = 0.0
         self._samples: collections.deque[tuple[float, float]] = collections.deque()
-        self._watermarks = WatermarkMaker(spec.get("analytic", {}) if self.role in ("source", "logsource") else {})
+        self._watermarks = WatermarkMaker(spec.get("analytic", {}) if self.role in SOURCE_ROLES else {})
+        self.emitting = trio.Lock()      # a source's batch and the barrier after it go out whole
+        self.last_read = int(spec.get("resume_from", 0))    # a source's position, for its barriers
+        self.checkpointed = -1           # the last checkpoint barrier this Jah passed on
         self.check_wired()
 
     def schema(self, name: str = "out") -> pa.Schema:
@@ -96,11 +101,13 @@ class Jah:
     async def serve(self) -> None:
         """Wait for the wiring, run, then end every output (end_of_stream flows through)."""
         self.task = trio.lowlevel.current_task()
+        if self.spec.get("restore"):
+            self.restore(await trio.to_thread.run_sync(checkpoint.read_state, self.spec["restore"]))
         await self.wired.wait()
         self.state = "running"
         start = time.perf_counter()
         await self.run()
-        for port in self.outputs.values():
+        for port in list(self.outputs.values()):
             await port.end()
         self.state = "finished"
         blocked = sum(getattr(s, "blocked", 0.0) for p in self.outputs.values() for s in p.senders)
@@ -116,21 +123,46 @@ class Jah:
         in their place in the stream (what a stateless Jah does with them)."""
         async for env in self.inputs[port]:
             if env.marker != NONE:
-                for out in self.outputs:
+                for out in list(self.outputs):
                     await self.emit(out, env)
                 continue
             yield env
 
     async def emit(self, port: str, env: Any) -> None:
+        if env.marker == CHECKPOINT and env.value > self.checkpointed:
+            # its state holds what came before the barrier and nothing after: written before
+            # the barrier goes on, so a checkpoint is complete only once downstream has it too
+            self.checkpointed = env.value
+            await checkpoint.take(self, env.value, self.last_read if self.role in SOURCE_ROLES else None)
         if port in self.outputs:
             await self.outputs[port].send(env)
 
-    async def emit_read(self, env: Envelope) -> None:
-        """A source's batch, then the watermark it moves (when the stream has `time`)."""
-        await self.emit("out", env)
-        mark = self._watermarks.after(env.batch)
-        if mark is not None:
-            await self.emit("out", Envelope(None, marker=WATERMARK, value=mark))
+    async def emit_read(self, env: Envelope, rejected: Envelope | None = None) -> None:
+        """A source's batch, then the watermark it moves (when the stream has `time`), and its
+        rejected rows: together, so that no checkpoint barrier comes between them."""
+        async with self.emitting:
+            await self.emit("out", env)
+            mark = self._watermarks.after(env.batch)
+            if mark is not None:
+                await self.emit("out", Envelope(None, marker=WATERMARK, value=mark))
+            if rejected is not None:
+                await self.emit("rejected", rejected)
+            self.last_read = env.origin
+
+    async def inject_checkpoint(self, checkpoint_id: int) -> None:
+        """A source puts barrier `checkpoint_id` on every output, after the batch in hand."""
+        async with self.emitting:
+            barrier = Envelope(None, self.last_read, self.spec.get("source_id", ""), CHECKPOINT, checkpoint_id)
+            for port in list(self.outputs):
+                await self.emit(port, barrier)
+
+    def snapshot(self) -> checkpoint.State | None:
+        """A stateful Jah's state (written at each checkpoint); None: it keeps none."""
+        return None
+
+    def restore(self, state: checkpoint.State) -> None:
+        """Take the state of the checkpoint it restarts from (before it runs)."""
+        raise NotFound(f"{self.id} ({self.role}) keeps no state to restore")
 
     def open_output(self, port: str) -> OutPort:
         """A new output port while running (a PREJOIN's route to a JOIN made by a split)."""
@@ -140,7 +172,13 @@ class Jah:
         """A datastream was added to output `port` (an INGEST sends it the current version)."""
 
     async def control(self, args: dict[str, Any]) -> dict[str, Any]:
-        """A change asked of a running Jah by its Hallelu (a PREJOIN's re-routing)."""
+        """A change asked of a running Jah by its Hallelu (a PREJOIN's re-routing); a source
+        is asked for checkpoint barriers."""
+        if self.role in SOURCE_ROLES and isinstance(args.get("checkpoint"), int):
+            if self.state != "running":
+                raise NotFound(f"{self.id} is {self.state}: no checkpoint barrier from it")
+            await self.inject_checkpoint(args["checkpoint"])
+            return {"position": self.last_read}
         raise NotFound(f"{self.id} ({self.role}) takes no control requests")
 
     def open_state(self) -> pa.Table:

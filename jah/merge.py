@@ -48,6 +48,14 @@ class Merge(WindowedJah):
     def open_state(self) -> pa.Table:
         return self.merged.open_partials()
 
+    def window_state(self) -> tuple[dict[str, pa.Table], int | None, dict[str, Any]]:
+        tables, closed = self.merged.snapshot()
+        return tables, closed, {"lanes": sorted(self.lanes.items())}
+
+    def restore_windows(self, tables: dict[str, pa.Table], closed: int | None, meta: dict[str, Any]) -> None:
+        self.merged.restore(tables, closed)
+        self.lanes = {int(lane): int(held) for lane, held in meta["lanes"]}
+
     def state_rows(self) -> int:
         return self.merged.rows_held
 

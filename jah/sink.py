@@ -17,8 +17,9 @@ import structlog
 import trio
 
 from hallelujah.frames import open_batch
+from jah import checkpoint
 from jah.base import Jah
-from jah.envelope import NONE, Envelope, Reassembly
+from jah.envelope import CHECKPOINT, NONE, Envelope, Reassembly
 
 log = structlog.get_logger("hallelujah.sink")
 GROUP_MAX = 32     # positions one commit takes at most (and that may wait for it)
@@ -39,7 +40,8 @@ class Sink(Jah):
         positions = Reassembly()
         # Positions wait here while the one before them commits, then go in one transaction
         # (a group commit): one commit per position costs ~1 ms, more than a batch's rows.
-        ready_send, ready = trio.open_memory_channel[list[Envelope]](GROUP_MAX)
+        # A checkpoint's id goes the same way: reported once everything before it is committed.
+        ready_send, ready = trio.open_memory_channel[list[Envelope] | int](GROUP_MAX)
 
         def entries(parts: list[Envelope]) -> list[tuple]:
             """A position's parts as (body, rows, source, origin, resume) for `Logs.append_many`:
@@ -62,15 +64,25 @@ class Sink(Jah):
         async def commit() -> None:
             nonlocal first, last, rows
             async for position in ready:
+                if isinstance(position, int):
+                    await checkpoint.take(self, position, None)
+                    continue
                 group = [position]
+                barrier = None
                 while len(group) < GROUP_MAX:
                     try:
-                        group.append(ready.receive_nowait())
+                        more = ready.receive_nowait()
                     except (trio.WouldBlock, trio.EndOfChannel):
                         break
+                    if isinstance(more, int):
+                        barrier = more
+                        break
+                    group.append(more)
                 with self.busy():
                     items = [item for waiting in group for item in entries(waiting)]
                     await logs.append_many(name, items)
+                if barrier is not None:
+                    await checkpoint.take(self, barrier, None)
                 last = time.perf_counter()
                 first = first or last
                 rows += sum(item[1] for item in items)
@@ -79,6 +91,9 @@ class Sink(Jah):
             nursery.start_soon(commit)
             async with ready_send:
                 async for env in self.inputs["in"]:
+                    if env.marker == CHECKPOINT and env.value > self.checkpointed:
+                        self.checkpointed = env.value
+                        await ready_send.send(env.value)
                     if env.marker != NONE:
                         continue                  # markers steer processing; a log keeps rows
                     if env.source and env.origin <= committed.get(env.source, 0):

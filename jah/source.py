@@ -53,9 +53,10 @@ class Source(Jah):
         """The batch at `position`, then its rejects — an empty batch when there are none: the
         parts of a split file merge back by position, and each part must bring every one of its
         positions on both outputs, or the merge would wait on it."""
-        await self.emit_read(Envelope(batch, position, self.spec["source_id"]))
+        rejected = None
         if "rejected" in self.outputs:
             schema = self.schema("rejected")
             bad = rejects.with_reasons(schema) if rejects is not None else pa.RecordBatch.from_pylist([], schema=schema)
-            await self.emit("rejected", Envelope(bad, position, self.spec["source_id"]))
+            rejected = Envelope(bad, position, self.spec["source_id"])
+        await self.emit_read(Envelope(batch, position, self.spec["source_id"]), rejected)
 

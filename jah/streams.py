@@ -15,7 +15,7 @@ import trio
 
 from hallelujah.datastream import DataReceiver, DataSender
 from hallelujah.errors import DatastreamError, Unavailable
-from jah.envelope import END_OF_STREAM, NONE, WATERMARK, Envelope, end_of_stream
+from jah.envelope import CHECKPOINT, END_OF_STREAM, NONE, WATERMARK, Envelope, end_of_stream
 from jah.watermarks import END_OF_TIME, Combined
 
 CREDITS = 4          # batches in flight per datastream
@@ -105,6 +105,8 @@ class InPort:
             coupled.append(False)
             ended.append(False)
 
+        barrier = -1                   # the last checkpoint barrier passed on
+
         def take(i: int, env: Envelope) -> Envelope | None:
             """File one marker at the front of its lane's queue; a marker to pass on is returned."""
             if env.marker in (END_OF_STREAM, WATERMARK):
@@ -121,6 +123,11 @@ class InPort:
             out = []
             while True:
                 while queue and queue[0].marker != NONE:
+                    if queue[0].marker == CHECKPOINT:
+                        if queue[0].value > barrier:
+                            break                    # the lane waits there for the others
+                        queue.popleft()              # one passed on already (a repeat)
+                        continue
                     marker = take(i, queue.popleft())
                     if marker is not None:
                         out.append(marker)
@@ -154,7 +161,19 @@ class InPort:
             for i in sorted(live | pending):
                 for marker in fill(i):
                     yield marker
-            ready = [i for i in live if queues[i]]
+            at_barrier = [i for i in live if queues[i] and queues[i][0].marker == CHECKPOINT]
+            if at_barrier and len(at_barrier) == len(live):
+                # Aligned: every live lane has brought everything before checkpoint N, and
+                # nothing after it has been passed on. (Lanes may be at different ones when a
+                # lane joined late: the least goes, and only the lanes at it move on.)
+                barrier = min(queues[i][0].value for i in at_barrier)
+                origin = max(queues[i][0].origin for i in at_barrier)
+                for i in at_barrier:
+                    if queues[i][0].value == barrier:
+                        queues[i].popleft()
+                yield Envelope(None, origin, marker=CHECKPOINT, value=barrier)
+                continue
+            ready = [i for i in live if queues[i] and queues[i][0].marker == NONE]
             if ready:
                 i = min(ready, key=lambda k: queues[k][0].origin)
                 # The least position goes once every lane has one; a tie with the position just
@@ -162,7 +181,8 @@ class InPort:
                 # while running counts once it brings something: its positions follow those of
                 # the one it relieves, but not always those its siblings have brought already,
                 # which is why POSTJOIN puts the parts of a position back together itself.
-                if len(ready) == len(live) or queues[i][0].origin <= last:
+                # A lane waiting at a barrier has nothing before it left to bring.
+                if len(ready) + len(at_barrier) == len(live) or queues[i][0].origin <= last:
                     env = queues[i].popleft()
                     last = env.origin
                     self.stats.rows += env.rows

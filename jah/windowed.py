@@ -10,10 +10,12 @@ a crash starts there and rebuilds the open windows (`Envelope.resume_after`).
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from typing import Any
 
 import pyarrow as pa
 
 from jah.base import Jah
+from jah.checkpoint import State
 from jah.envelope import NONE, WATERMARK, Envelope
 from jah.watermarks import BEFORE_TIME, END_OF_TIME
 
@@ -86,10 +88,39 @@ class WindowedOutput:
 
 
 class WindowedJah(Jah):
-    """Base of both aggregate stages: markers in, windows closing at watermarks, envelopes out."""
+    """Base of both aggregate stages: markers in, windows closing at watermarks, envelopes out.
+
+    At a checkpoint it keeps its windows (`window_state`), its watermark, the first position of
+    each open window, and the position whose envelope it holds back: restored, it goes on as if it
+    had never stopped, and every envelope goes out under the same position as before.
+    """
 
     held: HeldOrigins
     watermark: int = BEFORE_TIME
+    out: WindowedOutput | None = None
+    _resumed: dict[str, Any] | None = None
+
+    def window_state(self) -> tuple[dict[str, pa.Table], int | None, dict[str, Any]]:
+        """The open windows' tables, the highest watermark they closed, and other scalars."""
+        raise NotImplementedError
+
+    def restore_windows(self, tables: dict[str, pa.Table], closed: int | None, meta: dict[str, Any]) -> None:
+        raise NotImplementedError
+
+    def snapshot(self) -> State:
+        tables, closed, extra = self.window_state()
+        out = self.out
+        return State(tables, {
+            "watermark": self.watermark, "closed": closed, "held": sorted(self.held.first.items()),
+            "pending": _position(out.pending if out else None), "last": _position(out.last if out else None),
+            **extra})
+
+    def restore(self, state: State) -> None:
+        meta = state.meta
+        self.watermark = int(meta["watermark"])
+        self.held.first = {int(start): int(origin) for start, origin in meta["held"]}
+        self.restore_windows(state.tables, meta["closed"], meta)
+        self._resumed = meta
 
     def empty(self) -> pa.Table:
         raise NotImplementedError
@@ -111,7 +142,9 @@ class WindowedJah(Jah):
         return env.parts
 
     async def run(self) -> None:
-        out = WindowedOutput(self, self.empty, self.held)
+        out = self.out = WindowedOutput(self, self.empty, self.held)
+        if self._resumed is not None:
+            out.pending, out.last = _envelope(self._resumed["pending"]), _envelope(self._resumed["last"])
         async for env in self.inputs["in"]:
             if env.marker == NONE:
                 await out.batch(env)
@@ -124,6 +157,15 @@ class WindowedJah(Jah):
                 self.held.close(env.value)
                 self.watermark = env.value
                 await out.windows(closed, held_from)
-            for port in self.outputs:
+            for port in list(self.outputs):
                 await self.emit(port, env)
         await out.end(self.close(END_OF_TIME))
+
+
+def _position(env: Envelope | None) -> list[Any] | None:
+    return None if env is None else [env.origin, env.source, env.parts]
+
+
+def _envelope(position: list[Any] | None) -> Envelope | None:
+    """The envelope a restored Jah holds back: only its position matters (see WindowedOutput)."""
+    return None if position is None else Envelope(None, int(position[0]), str(position[1]), parts=int(position[2]))

@@ -383,6 +383,11 @@ class _Store:
             self._pending, self._pending_rows = [], 0
         return self._held
 
+    def restore(self, table: pa.Table) -> None:
+        """Hold `table` (combined, as `compact` returned it at a checkpoint) and nothing else."""
+        self._held, self._pending, self._pending_rows = table, [], 0
+        self.windows = set(pc.unique(table.column(WINDOW)).to_pylist())
+
     def take_closed(self, last_start: int) -> pa.Table | None:
         """Remove and return, combined, the rows of windows starting at or before `last_start`.
 
@@ -580,6 +585,18 @@ class PartialAggregate:
         """Partial rows of the windows still open, one per (window, group), for queries."""
         return self._emit(self._main.compact(), [self._distinct[f].compact() for f in self._distinct_fields])
 
+    def snapshot(self) -> tuple[dict[str, pa.Table], int | None]:
+        """What a checkpoint keeps: the stores as tables, and the highest watermark closed."""
+        return ({"main": self._main.compact(),
+                 **{f"distinct{i}": self._distinct[f].compact() for i, f in enumerate(self._distinct_fields)}},
+                self._closed)
+
+    def restore(self, tables: dict[str, pa.Table], closed: int | None) -> None:
+        self._main.restore(tables["main"])
+        for i, f in enumerate(self._distinct_fields):
+            self._distinct[f].restore(tables[f"distinct{i}"])
+        self._closed = closed
+
 
 class MergeAggregate:
     """The MERGE stage: combines the partials of every instance and emits final rows as windows close.
@@ -626,6 +643,14 @@ class MergeAggregate:
     def open_partials(self) -> pa.Table:
         """The partial rows of the windows held open here, combined, for queries."""
         return self._store.compact()
+
+    def snapshot(self) -> tuple[dict[str, pa.Table], int | None]:
+        """What a checkpoint keeps: the partials held, and the highest watermark closed."""
+        return {"merged": self._store.compact()}, self._closed
+
+    def restore(self, tables: dict[str, pa.Table], closed: int | None) -> None:
+        self._store.restore(tables["merged"])
+        self._closed = closed
 
     def open_results(self, extra: Sequence[pa.Table] = ()) -> pa.Table:
         """Final-form values of the open windows: those held here plus `extra` partials (from the

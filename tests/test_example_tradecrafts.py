@@ -71,7 +71,11 @@ def windows(table: pa.Table, length: timedelta) -> None:
 
 
 def test_clicks_hourly_unique_users_clicks_and_impressions(tmp_path: Path) -> None:
-    out = run("clicks", tmp_path)
+    CHECKS["clicks"](run("clicks", tmp_path))
+
+
+def check_clicks(out: dict[str, pa.Table]) -> None:
+    """Its outputs, by analytic name, against DuckDB over the sample files."""
     assert set(out) == {"hourly"}
     hourly = out["hourly"].sort_by("window_start")
     windows(hourly, timedelta(hours=1))
@@ -85,7 +89,11 @@ def test_clicks_hourly_unique_users_clicks_and_impressions(tmp_path: Path) -> No
 
 
 def test_roundtrips_left_join_within_a_second_with_latency(tmp_path: Path) -> None:
-    out = run("roundtrips", tmp_path)
+    CHECKS["roundtrips"](run("roundtrips", tmp_path))
+
+
+def check_roundtrips(out: dict[str, pa.Table]) -> None:
+    """Its outputs, by analytic name, against DuckDB over the sample files."""
     assert set(out) == {"latencies"}
     names = ["ts", "src", "dst", "msg_id", "responses.ts", "answered", "latency_ms"]
     got = sorted(rows(out["latencies"], *names), key=lambda r: (r[3], nulls_last(r)))
@@ -102,7 +110,11 @@ def test_roundtrips_left_join_within_a_second_with_latency(tmp_path: Path) -> No
 
 
 def test_vitals_per_minute_and_alerts(tmp_path: Path) -> None:
-    out = run("vitals", tmp_path)
+    CHECKS["vitals"](run("vitals", tmp_path))
+
+
+def check_vitals(out: dict[str, pa.Table]) -> None:
+    """Its outputs, by analytic name, against DuckDB over the sample files."""
     assert set(out) == {"per_minute", "alerts"}
     per_minute = """
         SELECT time_bucket(INTERVAL 1 minute, ts) AS w, w + INTERVAL 1 minute AS e, patient, count(*) AS n,
@@ -133,7 +145,11 @@ def test_vitals_per_minute_and_alerts(tmp_path: Path) -> None:
 
 
 def test_gps_countries_hourly_fixes_and_devices_per_country(tmp_path: Path) -> None:
-    out = run("gps_countries", tmp_path)
+    CHECKS["gps_countries"](run("gps_countries", tmp_path))
+
+
+def check_gps_countries(out: dict[str, pa.Table]) -> None:
+    """Its outputs, by analytic name, against DuckDB over the sample files."""
     assert set(out) == {"hourly"}
     hourly = out["hourly"]
     windows(hourly, timedelta(hours=1))
@@ -147,6 +163,10 @@ def test_gps_countries_hourly_fixes_and_devices_per_country(tmp_path: Path) -> N
     assert any(r[1] is None for r in expected) and len(expected) == 31      # 30 countries and the sea
     assert sum(r[2] for r in expected) > 19_900                            # only the off-globe ~20 dropped
     assert got == expected
+
+
+CHECKS = {"clicks": check_clicks, "roundtrips": check_roundtrips, "vitals": check_vitals,
+          "gps_countries": check_gps_countries}
 
 
 @pytest.mark.parametrize("tradecraft", sorted(SAMPLES))

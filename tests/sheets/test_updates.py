@@ -1,11 +1,8 @@
 """The hand-made changes of congregation/updates.py (a forced split and merge of a dataset JOIN,
 new congestion thresholds), through their client side (hallelujah/updates.py), against a real
-congregation started with them registered as the report proposes: a `sitecustomize` on its
-PYTHONPATH adds `cmd_split`, `cmd_merge` and `cmd_congestion` to its Commands before it starts.
+congregation (commands "split", "merge" and "congestion").
 The join's output stays exact across them (pyarrow's own join, computed here)."""
 from __future__ import annotations
-
-import textwrap
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -14,28 +11,14 @@ import trio
 
 from hallelujah import updates
 from hallelujah.errors import InvalidInput, NotFound, TradecraftError
-from tests.conftest import Daemon, sandbox
 from tests.integration.test_split import assert_same_rows, expected_join
 from tests.sheets.screen import driven
 from tests.sheets.test_analytic import TILES, document, events, section
 
-REGISTER = textwrap.dedent('''
-    from congregation import commands, updates
-    commands.COMMANDS = (*commands.COMMANDS, "split", "merge", "congestion")
-    commands.Commands.cmd_split = lambda self, args: updates.split_join(self.c, args)
-    commands.Commands.cmd_merge = lambda self, args: updates.merge_joins(self.c, args)
-    commands.Commands.cmd_congestion = lambda self, args: updates.congestion(self.c, args)
-''')
-
 
 @pytest.fixture
-def registered(tmp_path, monkeypatch):
-    (tmp_path / "site").mkdir()
-    (tmp_path / "site" / "sitecustomize.py").write_text(REGISTER)
-    monkeypatch.setenv("PYTHONPATH", str(tmp_path / "site"))
-    daemon = Daemon(tmp_path / "data", extra=sandbox(tmp_path)).start()
-    yield daemon
-    daemon.stop()
+def registered(congregation):
+    return congregation
 
 
 async def test_a_join_split_and_merged_by_hand_and_thresholds_changed(registered, tmp_path):

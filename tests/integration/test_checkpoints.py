@@ -1,0 +1,142 @@
+"""Checkpoints: barriers flow with the data through every Jah, are lined up where datastreams
+merge, and complete while the stream keeps flowing; the output stays exact."""
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+import urllib.request
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+import trio
+
+from tests.conftest import Daemon, sandbox
+from tests.integration.helpers import assert_rows_equal, read
+from tests.integration.test_metrics import free_port
+
+T0 = 1_700_006_400
+
+
+def events(n: int, start: int = 0, seed: int = 5) -> pa.Table:
+    """Sorted event times over an hour, a skewed user, a few actions."""
+    rng = np.random.default_rng(seed + start)
+    ts = T0 + (np.arange(start, start + n) * 3_600 // 400_000)
+    users = np.char.mod("u%05d", np.floor(20_000 * rng.random(n) ** 3).astype(np.int64)).astype(object)
+    action = np.where(rng.random(n) < 0.2, "click", "view").astype(object)
+    return pa.table({"ts": pa.array(ts, pa.timestamp("s")), "user": users, "action": action})
+
+
+DOCUMENT = {"tradecraft": "cp", "analytics": [
+    {"name": "ev", "kind": "stream", "time": "ts",
+     "schema": {"ts": "timestamp[s]", "user": "string", "action": "string"}},
+    {"name": "clicks", "kind": "transform", "input": "ev", "where": "action == 'click'"},
+    {"name": "per5m", "kind": "aggregate", "input": "ev", "time": "ts", "window": "5m",
+     "group": ["action"], "measures": {"n": "count()", "users": "count_distinct(user)"}},
+    {"name": "kept", "kind": "transform", "input": "clicks", "select": ["ts", "user"], "output": True}]}
+
+
+def reference(data: pa.Table) -> pa.Table:
+    con = duckdb.connect()
+    con.register("d", data)
+    return con.sql("""SELECT time_bucket(INTERVAL 5 minute, ts) AS window_start, action,
+                                 count(*) AS n, count(DISTINCT "user") AS users
+                          FROM d GROUP BY ALL ORDER BY window_start, action""").to_arrow_table()
+
+
+async def test_checkpoints_complete_while_a_published_stream_flows_and_the_output_stays_exact(tmp_path):
+    port = free_port()
+    daemon = Daemon(tmp_path / "data", workers=2, extra=[*sandbox(tmp_path), "--checkpoint-every", "0.05",
+                                                         "--metrics", f"127.0.0.1:{port}"]).start()
+    try:
+        db = daemon.db()
+        await db.submit(DOCUMENT)
+        parts = [events(50_000, start=i * 50_000) for i in range(8)]
+        seen: set[int] = set()
+        with trio.fail_after(60):
+            for part in parts:
+                await db.publish("cp/ev", part)
+                cp = (await db.describe("cp"))["tradecrafts"][0]["checkpoints"]
+                if cp["last"]:
+                    seen.add(cp["last"]["id"])
+                await trio.sleep(0.1)
+            done = subprocess.run([sys.executable, "-m", "hallelujah", "--at", daemon.address, "checkpoint", "cp",
+                                   "--json"], capture_output=True, text=True, timeout=30, check=False)
+            assert done.returncode == 0, done.stderr
+            taken = json.loads(done.stdout)
+            assert taken["tradecraft"] == "cp" and taken["id"] > max(seen, default=0), (taken, seen)
+            assert re.search(r"tradecraft cp: running.*; checkpoint \d+ complete \d+s ago \([\d,]+ bytes",
+                             await db.debug("cp")), "the stall dump names the last checkpoint"
+            metrics = await trio.to_thread.run_sync(
+                lambda: urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics").read().decode())
+            assert re.search(r'hallelujah_checkpoint_bytes\{tradecraft="cp"\} [1-9]', metrics), metrics
+            assert 'hallelujah_checkpoint_age_seconds{tradecraft="cp"}' in metrics
+            await db.publish("cp/ev", [], end=True, schema=parts[0].schema)
+            data = pa.concat_tables(parts)
+            got = await read(db, "cp/per5m", timeout=60)
+            assert_rows_equal(got.select(["window_start", "action", "n", "users"]), reference(data), "cp/per5m")
+            kept = data.filter(pa.compute.equal(data.column("action"), "click")).select(["ts", "user"])
+            assert_rows_equal(await read(db, "cp/kept"), kept, "cp/kept")
+        assert len(seen) >= 3, f"checkpoints seen complete while publishing: {sorted(seen)}"
+    finally:
+        daemon.stop()
+
+
+HOURLY = {"tradecraft": "hr", "analytics": [
+    {"name": "ev", "kind": "stream", "time": "ts",
+     "schema": {"ts": "timestamp[s]", "user": "string", "action": "string"}},
+    {"name": "hourly", "kind": "aggregate", "input": "ev", "time": "ts", "window": "1h",
+     "group": ["action"], "measures": {"n": "count()", "users": "count_distinct(user)"}}]}
+
+
+def hourly_reference(data: pa.Table) -> pa.Table:
+    return duckdb.connect().sql("""SELECT time_bucket(INTERVAL 1 hour, ts) AS window_start, action,
+                                          count(*) AS n, count(DISTINCT "user") AS users
+                                   FROM data GROUP BY ALL ORDER BY window_start, action""").to_arrow_table()
+
+
+async def source_rows(db) -> int:
+    info = (await db.describe("hr"))["tradecrafts"][0]
+    return next(j.get("rows_out", 0) for a in info["analytics"] for j in a["jahs"] if j["role"] == "logsource")
+
+
+async def test_a_congregation_killed_after_a_checkpoint_restores_it_and_replays_only_what_came_after(tmp_path):
+    """One open hour holds every row: without the checkpoint a restart would replay them all."""
+    parts = [events(40_000, start=i * 40_000) for i in range(8)]
+    data = pa.concat_tables(parts)
+    daemons: list[Daemon] = []
+
+    def start() -> Daemon:
+        daemons.append(Daemon(tmp_path / "data", workers=2,
+                              extra=[*sandbox(tmp_path), "--checkpoint-every", "0"]).start())
+        return daemons[-1]
+
+    try:
+        db = start().db()
+        await db.submit(HOURLY)
+        with trio.fail_after(90):
+            for i, part in enumerate(parts[:6]):
+                await db.publish("hr/ev", part, publisher_id="pub", first_seq=i)
+                if i == 4:
+                    while await source_rows(db) < 5 * 40_000:    # the log source has read them all
+                        await trio.sleep(0.02)
+                    taken = await db.checkpoint("hr")
+                    assert taken["bytes"] > 0, taken
+            daemons[-1].kill()
+            db = start().db()
+            for i, part in enumerate(parts):      # the publisher sends it all again: kept once
+                await db.publish("hr/ev", part, publisher_id="pub", first_seq=i)
+            await db.publish("hr/ev", [], end=True, schema=data.schema)
+            got = await read(db, "hr/hourly", timeout=60)
+            assert_rows_equal(got.select(["window_start", "action", "n", "users"]), hourly_reference(data),
+                              "hr/hourly after a kill -9 and a restore")
+            info = (await db.describe("hr"))["tradecrafts"][0]
+        restored = [e for e in info["events"] if e["kind"] == "restored"]
+        assert [e["checkpoint"] for e in restored] == [taken["id"]], info["events"]
+        # replayed: the batch after the checkpoint (5), then what came after the restart (6, 7)
+        assert await source_rows(db) == 3 * 40_000
+    finally:
+        for d in daemons:
+            d.stop()
