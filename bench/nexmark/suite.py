@@ -162,8 +162,11 @@ def section(rows: list[dict[str, Any]], command: str, events: int, load: tuple[f
               "1,000 people, 5 s of events); q4's updating averages are here final values at the end of "
               "the input (both groupings use windows longer than the data), and its join of each auction "
               "with the bids of its life is a join within 1 s filtered on the auction's bounds (no per-row "
-              "interval bounds yet); q5 and q7 join the counts or bids with their window's maximum, as "
-              "Flink's SQL does (no top-N or arg-max yet); q1 multiplies in float64 (no decimal type yet). "
+              "interval bounds yet); q5 and q7 keep their window's largest by an aggregate's `top` (arg-max "
+              "with ties), q5_join and q7_join say the same queries as Flink's SQL does, joining the counts or "
+              "bids with their window's maximum (q7's SQL also keeps a bid at exactly the window's end equal "
+              "to that maximum, which `top` does not: none in this data); q1 multiplies in float64 (no decimal "
+              "type yet). "
               + " ".join(f"{q} is not run: {why}." for q, why in queries.NOT_EXPRESSED.items()), ""]
     return lines
 
