@@ -18,6 +18,11 @@ join's stream row that matched nothing is emitted then, with nulls for the ``wit
 final. (A row later than the watermark promised is still joined with what is held, then evicted
 at the next ``advance``; its pairs with rows already evicted are lost.)
 
+What is still to come: every row held has ``t >= cut`` (``watermark - window``), and a row that
+keeps the watermark's promise has ``t >= watermark``, so every pair made from now on has both its
+times ``>= cut``, and so has a left join's row let go later. That is the watermark a STREAM_JOIN
+passes on (with the rows already let go but not yet sent).
+
 How: rows are held as chunks (one arriving batch each, sliced as they are evicted, small ones
 merged), with their times as int64 microseconds and, on the stream side, a ``matched`` flag.
 Each chunk may carry a ``HashIndex`` over its keys, built when first needed and kept while the
@@ -213,7 +218,7 @@ class IntervalJoin:
         self.window = int(window_us)
         self.left = how == "left"
         self.out_schema = out_schema
-        self.cut = _MIN  # rows with t < cut are gone
+        self.cut = _MIN  # rows with t < cut are gone; no pair made from now on is earlier
         self._empty = pa.RecordBatch.from_arrays(
             [pa.array([], type=f.type) for f in out_schema], schema=out_schema)
 

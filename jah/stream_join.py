@@ -6,6 +6,21 @@ whose watermark runs more than a window ahead of the other's waits for it: other
 would pile up rows that cannot be dropped yet. Rows before the watermark are late and go to
 `rejected`. Pairs and left-join rows without a partner go out with the envelope of the batch
 that completed them, so each source position gets exactly one envelope per port.
+
+Watermarks out: `out` carries the watermark ``min(W - window, t0)``, W the least of the two inputs'
+watermarks and t0 the earliest stream time of the left-join rows let go but not sent yet (none: no
+bound). It goes after the envelope that sent what it releases, only when it rises, and at most once
+per envelope: a windowed Jah sends the windows a watermark closes with the envelope before it, and
+a second watermark in a row would close windows it has no envelope for (see `jah.windowed`), so a
+rise waits for the next envelope. The end of the inputs ends `out` as before (no watermark of the
+end of time). It is safe: a row taken from now on has ``t >= W`` (an earlier one is late and
+rejected) and meets only held rows, which have ``t >= W - window`` (the rest is evicted,
+`IntervalJoin.cut`), so a pair made later has both its times ``>= W - window``; a row let go waits
+for the next envelope, and the bound with it. It bounds either time column of the output: the
+stream's time field (same name) and the `with` side's (named `STREAM.field` when the name clashes);
+a left join's unmatched row has no `with` time (null, late to any window). One lock orders what
+goes out: rows made under one watermark leave before a higher one, whichever side's task made them.
+`rejected` carries late rows and no watermark (every row on it is before one).
 """
 from __future__ import annotations
 
@@ -40,6 +55,10 @@ class StreamJoin(Jah):
         self.unmatched: list[pa.RecordBatch] = []      # left rows let go, waiting for an envelope
         self.last: Envelope | None = None
         self.empty = pa.RecordBatch.from_pylist([], schema=self.schema("out"))
+        self.let_go_from = END_OF_TIME                 # earliest stream time in `unmatched`
+        self.sent_mark = BEFORE_TIME                   # the last watermark sent on `out`
+        self.sent_rows = False                         # an envelope went out since that watermark
+        self.sending = trio.Lock()
 
     async def run(self) -> None:
         async with trio.open_nursery() as nursery:
@@ -56,13 +75,18 @@ class StreamJoin(Jah):
             if env.marker == WATERMARK:
                 self.marks[side] = env.value
                 self._advance()
+                async with self.sending:
+                    await self._pass_watermark()
             elif env.marker != NONE:
-                await self.emit("out", env)
+                async with self.sending:
+                    await self.emit("out", env)
             else:
                 await self._pace(side)
                 await self._batch(side, env)
         self.marks[side] = END_OF_TIME
         self._advance()
+        async with self.sending:
+            await self._pass_watermark()
 
     async def _pace(self, side: str) -> None:
         other = "with" if side == "in" else "in"
@@ -79,28 +103,43 @@ class StreamJoin(Jah):
                 let_go = self.join.advance(mark) if mark != END_OF_TIME else self.join.finish()
             if let_go.num_rows:
                 self.unmatched.append(let_go)
+                self.let_go_from = min(self.let_go_from, int(micros(let_go.column(self.times["in"])).min()))
         self.moved.set()
+
+    async def _pass_watermark(self) -> None:
+        """Send the watermark `out` can promise now, if it rose and an envelope went out since the
+        last one (see the module's docstring); called holding `sending`, after what was made before
+        it has gone."""
+        if self.watermark == END_OF_TIME or not self.sent_rows:
+            return
+        mark = min(self.join.cut, self.let_go_from)
+        if mark > self.sent_mark:
+            self.sent_mark, self.sent_rows = mark, False
+            await self.emit("out", Envelope(None, marker=WATERMARK, value=mark))
 
     async def _batch(self, side: str, env: Envelope) -> None:
         batch = env.batch
         assert batch is not None
-        with self.busy():
-            late = late_rows(micros(batch.column(self.times[side])), self.watermark)
-            if late.any():
-                rejected = batch.filter(pa.array(late))
-                batch = batch.filter(pa.array(~late))
-            else:
-                rejected = batch.slice(0, 0)
-            pairs = self.join.add_stream(batch) if side == "in" else self.join.add_with(batch)
-        await self.emit("rejected", env.derive(rejected_batch(rejected, LATE, self.schema("rejected"))))
-        await self._emit(env, [pairs])
+        async with self.sending:
+            with self.busy():
+                late = late_rows(micros(batch.column(self.times[side])), self.watermark)
+                if late.any():
+                    rejected = batch.filter(pa.array(late))
+                    batch = batch.filter(pa.array(~late))
+                else:
+                    rejected = batch.slice(0, 0)
+                pairs = self.join.add_stream(batch) if side == "in" else self.join.add_with(batch)
+            await self.emit("rejected", env.derive(rejected_batch(rejected, LATE, self.schema("rejected"))))
+            await self._emit(env, [pairs])
+            await self._pass_watermark()
 
     async def _emit(self, env: Envelope, batches: list[pa.RecordBatch]) -> None:
         self.last = env
         parts = [b for b in [*self.unmatched, *batches] if b.num_rows]
-        self.unmatched = []
+        self.unmatched, self.let_go_from = [], END_OF_TIME
         out = pa.concat_batches(parts) if len(parts) > 1 else (parts[0] if parts else self.empty)
         await self.emit("out", Envelope(out, env.origin, env.source, parts=env.parts))
+        self.sent_rows = True
 
     def state_rows(self) -> int:
         return self.join.rows_held
