@@ -34,6 +34,7 @@ class Pending:
     started: float                      # trio clock
     started_at: float                   # wall clock
     waiting: set[str]                   # Jahs still to write it
+    parts: dict[str, str] = field(default_factory=dict)     # source Jah -> its source (parts share one)
     written: dict[str, dict[str, Any]] = field(default_factory=dict)
     done: trio.Event = field(default_factory=trio.Event)
     failed: str = ""
@@ -52,12 +53,15 @@ class Completed:
 class Checkpoints:
     """One tradecraft's checkpoints: the one in flight and the last complete."""
 
-    def __init__(self, directory: Path, every: float, last_id: int = 0) -> None:
+    def __init__(self, directory: Path, every: float, row: dict[str, Any] | None = None) -> None:
+        """`row`: the last complete checkpoint as the catalog keeps it (after a restart)."""
         self.directory = directory
         self.every = every
-        self.next_id = last_id + 1
+        self.next_id = (row["id"] if row else 0) + 1
         self.pending: Pending | None = None
-        self.last: Completed | None = None
+        self.last: Completed | None = None if row is None else Completed(
+            row["id"], row["seconds"], row["bytes"], row["completed_at"], json.loads(row["positions"]),
+            json.loads(row["files"]))
         self.last_started = trio.current_time()
 
     def due(self, now: float) -> bool:
@@ -88,6 +92,15 @@ class Checkpoints:
     def _complete_if_done(self) -> Completed | None:
         p = self.pending
         if p is None or p.waiting:
+            return None
+        cuts: dict[str, set[int]] = {}
+        for jah, source in p.parts.items():
+            if "position" in p.written.get(jah, {}):
+                cuts.setdefault(source, set()).add(int(p.written[jah]["position"]))
+        split = sorted(s for s, at in cuts.items() if len(at) > 1)
+        if split:        # a part was past the common position: this one is not a prefix of the file
+            log.info("checkpoint_not_kept", id=p.id, sources=split)
+            self.give_up(f"the parts of {', '.join(split)} cut at different positions")
             return None
         self.pending = None
         self.last = Completed(
@@ -135,28 +148,46 @@ def begin(d: Any) -> tuple[Pending, list[str]]:
     sources, reached = barrier_jahs(d.plan)
     running = {j for j in reached if j not in d.final_stats}
     pending = cp.begin(running)
+    pending.parts = {j: str(d.plan.jahs[j].spec.get("source_id", j)) for j in sources}
     log.debug("checkpoint_started", tradecraft=d.tc.name, id=pending.id, jahs=len(running))
     return pending, [j for j in sources if j in running]
 
 
 async def ask_sources(d: Any, pending: Pending, sources: list[str], record: Any) -> None:
-    """The sources put barrier N on their outputs, after the batch each has in hand."""
+    """The sources put barrier N on their outputs: a source read by one Jah after the batch in
+    hand; a file read in parts, after the position the furthest part has reached (asked first)."""
+    groups: dict[str, list[str]] = {}
+    for jah in sources:
+        groups.setdefault(pending.parts[jah], []).append(jah)
     async with trio.open_nursery() as nursery:
-        for jah in sources:
-            nursery.start_soon(_ask_source, d, jah, pending, record)
+        for parts in groups.values():
+            nursery.start_soon(_ask_parts, d, parts, pending, record)
 
 
-async def _ask_source(d: Any, jah: str, pending: Pending, record: Any) -> None:
+async def _ask_parts(d: Any, parts: list[str], pending: Pending, record: Any) -> None:
+    after = None
+    if len(parts) > 1:
+        positions = [await _ask(d, jah, {"position": True}, pending, record) for jah in parts]
+        after = max((p for p in positions if p is not None), default=None)
+    async with trio.open_nursery() as nursery:
+        for jah in parts:
+            nursery.start_soon(_ask, d, jah, {"checkpoint": pending.id, "after": after}, pending, record)
+
+
+async def _ask(d: Any, jah: str, args: dict[str, Any], pending: Pending, record: Any) -> int | None:
+    """One control request to a source; its position, or None when it has finished meanwhile."""
     host = d.hosts.get(d.plan.jahs[jah].host) if jah in d.plan.jahs else None
     try:
         if host is None:
             raise InvalidInput(f"{jah} has no host")
-        await host.request("controlReq", {"jah": jah, "args": json.dumps({"checkpoint": pending.id})})
+        reply = await host.request("controlReq", {"jah": jah, "args": json.dumps(args)})
+        return int(json.loads(reply["result"])["position"])
     except HallelujahError as exc:        # it finished just now, or its worker went away
         log.debug("checkpoint_source_skipped", jah=jah, error=str(exc))
         done = d.checkpoints.gone(jah)
         if done is not None:
             await record(d, done)
+        return None
 
 
 def timeout_of(cp: Checkpoints) -> float:

@@ -231,7 +231,7 @@ class Congregation:
                 jah.spec["versions_before"] = versions.get(jah.analytic, 0)
         last = await self.catalog.last_checkpoint(d.tc.name)
         d.checkpoints = checkpoints.Checkpoints(self.data_dir / "checkpoints" / d.tc.name, self.checkpoint_every,
-                                                last["id"] if last else 0)
+                                                last)
         await trio.to_thread.run_sync(checkpoints.drop_unfinished, d.checkpoints.directory, last["id"] if last else 0)
         d.restoring = checkpoints.restore_point(d.plan, last)
         if d.restoring is not None:

@@ -79,6 +79,7 @@ class Jah:
         self.emitting = trio.Lock()      # a source's batch and the barrier after it go out whole
         self.last_read = int(spec.get("resume_from", 0))    # a source's position, for its barriers
         self.checkpointed = -1           # the last checkpoint barrier this Jah passed on
+        self._barriers: list[tuple[int, int]] = []     # a source's barriers due after a position
         self.check_wired()
 
     def schema(self, name: str = "out") -> pa.Schema:
@@ -107,6 +108,9 @@ class Jah:
         self.state = "running"
         start = time.perf_counter()
         await self.run()
+        async with self.emitting:        # a source that ran out before a barrier's position
+            for barrier in self._barriers:
+                await self._put_barrier(*barrier)
         for port in list(self.outputs.values()):
             await port.end()
         self.state = "finished"
@@ -133,7 +137,7 @@ class Jah:
             # its state holds what came before the barrier and nothing after: written before
             # the barrier goes on, so a checkpoint is complete only once downstream has it too
             self.checkpointed = env.value
-            await checkpoint.take(self, env.value, self.last_read if self.role in SOURCE_ROLES else None)
+            await checkpoint.take(self, env.value, env.origin if self.role in SOURCE_ROLES else None)
         if port in self.outputs:
             await self.outputs[port].send(env)
 
@@ -141,6 +145,8 @@ class Jah:
         """A source's batch, then the watermark it moves (when the stream has `time`), and its
         rejected rows: together, so that no checkpoint barrier comes between them."""
         async with self.emitting:
+            while self._barriers and env.origin > self._barriers[0][1]:
+                await self._put_barrier(*self._barriers.pop(0))
             await self.emit("out", env)
             mark = self._watermarks.after(env.batch)
             if mark is not None:
@@ -149,12 +155,23 @@ class Jah:
                 await self.emit("rejected", rejected)
             self.last_read = env.origin
 
-    async def inject_checkpoint(self, checkpoint_id: int) -> None:
-        """A source puts barrier `checkpoint_id` on every output, after the batch in hand."""
+    async def inject_checkpoint(self, checkpoint_id: int, after: int | None) -> None:
+        """A source puts barrier `checkpoint_id` on every output after position `after`: the
+        parts of one file (each reads every n-th batch) all cut at the same position, so what a
+        checkpoint holds of the file is a prefix of it, whatever part was ahead. A part already
+        past it cuts where it is (the coordinator then sees the parts disagree, and does not keep
+        that checkpoint). None: after the batch in hand."""
         async with self.emitting:
-            barrier = Envelope(None, self.last_read, self.spec.get("source_id", ""), CHECKPOINT, checkpoint_id)
-            for port in list(self.outputs):
-                await self.emit(port, barrier)
+            if after is None or self.last_read >= after:
+                await self._put_barrier(checkpoint_id, self.last_read if after is None else after)
+            else:
+                self._barriers.append((checkpoint_id, after))
+
+    async def _put_barrier(self, checkpoint_id: int, after: int) -> None:
+        barrier = Envelope(None, max(after, self.last_read), self.spec.get("source_id", ""), CHECKPOINT,
+                           checkpoint_id)
+        for port in list(self.outputs):
+            await self.emit(port, barrier)
 
     def snapshot(self) -> checkpoint.State | None:
         """A stateful Jah's state (written at each checkpoint); None: it keeps none."""
@@ -174,10 +191,11 @@ class Jah:
     async def control(self, args: dict[str, Any]) -> dict[str, Any]:
         """A change asked of a running Jah by its Hallelu (a PREJOIN's re-routing); a source
         is asked for checkpoint barriers."""
-        if self.role in SOURCE_ROLES and isinstance(args.get("checkpoint"), int):
+        if self.role in SOURCE_ROLES and (isinstance(args.get("checkpoint"), int) or args.get("position")):
             if self.state != "running":
                 raise NotFound(f"{self.id} is {self.state}: no checkpoint barrier from it")
-            await self.inject_checkpoint(args["checkpoint"])
+            if args.get("checkpoint") is not None:
+                await self.inject_checkpoint(args["checkpoint"], args.get("after"))
             return {"position": self.last_read}
         raise NotFound(f"{self.id} ({self.role}) takes no control requests")
 

@@ -50,6 +50,7 @@ class WindowedOutput:
         self.pending: Envelope | None = None     # a batch whose envelope has not gone out yet
         self.last: Envelope | None = None
         self.closed: list[pa.Table] = []
+        self.closed_from = 0      # the first position of the rows in `closed` (0: none)
 
     async def batch(self, env: Envelope) -> None:
         """A new source position: the previous one goes out (with what closed meanwhile). The
@@ -61,13 +62,17 @@ class WindowedOutput:
             await self._send(self.pending, self.held.earliest())
         self.pending = self.last = env
 
-    async def windows(self, closed: pa.Table, held_from: int) -> None:
-        """Rows of windows a watermark closed; `held_from` = first position still held before it."""
+    async def windows(self, closed: pa.Table, held_from: int) -> bool:
+        """Rows of windows a watermark closed; `held_from` = first position still held before it.
+        False while closed rows wait for a position to go out with: the watermark must wait too,
+        or whoever merges this output would close those windows before their rows came."""
         if closed.num_rows:
             self.closed.append(closed)
+            self.closed_from = _least(self.closed_from, held_from)
         if self.pending is not None:
             await self._send(self.pending, held_from)
             self.pending = None
+        return not self.closed
 
     async def end(self, closed: pa.Table) -> None:
         """The input ended: the last windows go out with the last position (or just after it)."""
@@ -79,8 +84,12 @@ class WindowedOutput:
             await self._send(Envelope(None, self.last.origin + 1, self.last.source), 0)
 
     async def _send(self, env: Envelope, held_from: int) -> None:
+        """`held_from` is what the sender holds open; rows closed earlier and sent only now came
+        from positions before it, which whoever merges them must count as held from there."""
         rows = pa.concat_tables(self.closed) if self.closed else self.empty()
-        self.closed = []
+        if self.closed:
+            held_from = _least(held_from, self.closed_from)
+        self.closed, self.closed_from = [], 0
         batch = rows.combine_chunks().to_batches()[0] if rows.num_rows else \
             pa.RecordBatch.from_pylist([], schema=rows.schema)
         await self.jah.emit("out", Envelope(batch, env.origin, env.source, value=held_from,
@@ -99,6 +108,7 @@ class WindowedJah(Jah):
     watermark: int = BEFORE_TIME
     out: WindowedOutput | None = None
     _resumed: dict[str, Any] | None = None
+    _unsent: pa.Table | None = None
 
     def window_state(self) -> tuple[dict[str, pa.Table], int | None, dict[str, Any]]:
         """The open windows' tables, the highest watermark they closed, and other scalars."""
@@ -110,9 +120,12 @@ class WindowedJah(Jah):
     def snapshot(self) -> State:
         tables, closed, extra = self.window_state()
         out = self.out
+        if out is not None and out.closed:       # closed windows' rows waiting for a position
+            tables = {**tables, "unsent": pa.concat_tables(out.closed)}
         return State(tables, {
             "watermark": self.watermark, "closed": closed, "held": sorted(self.held.first.items()),
             "pending": _position(out.pending if out else None), "last": _position(out.last if out else None),
+            "unsent_from": out.closed_from if out else 0,
             **extra})
 
     def restore(self, state: State) -> None:
@@ -121,6 +134,7 @@ class WindowedJah(Jah):
         self.held.first = {int(start): int(origin) for start, origin in meta["held"]}
         self.restore_windows(state.tables, meta["closed"], meta)
         self._resumed = meta
+        self._unsent = state.tables.get("unsent")
 
     def empty(self) -> pa.Table:
         raise NotImplementedError
@@ -145,6 +159,8 @@ class WindowedJah(Jah):
         out = self.out = WindowedOutput(self, self.empty, self.held)
         if self._resumed is not None:
             out.pending, out.last = _envelope(self._resumed["pending"]), _envelope(self._resumed["last"])
+            out.closed = [self._unsent] if self._unsent is not None and self._unsent.num_rows else []
+            out.closed_from = int(self._resumed.get("unsent_from", 0))
         async for env in self.inputs["in"]:
             if env.marker == NONE:
                 await out.batch(env)
@@ -156,10 +172,16 @@ class WindowedJah(Jah):
                     closed = self.close(env.value)
                 self.held.close(env.value)
                 self.watermark = env.value
-                await out.windows(closed, held_from)
+                if not await out.windows(closed, held_from):
+                    continue          # a later watermark goes on with them (it is higher)
             for port in list(self.outputs):
                 await self.emit(port, env)
         await out.end(self.close(END_OF_TIME))
+
+
+def _least(a: int, b: int) -> int:
+    """The earlier of two first positions, where 0 means none."""
+    return min(a, b) if a > 0 and b > 0 else max(a, b)
 
 
 def _position(env: Envelope | None) -> list[Any] | None:
