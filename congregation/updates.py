@@ -1,13 +1,14 @@
 """Commands that change a running tradecraft by hand (issue 15 §1, the Window Interface's
-"update"): force a split or a merge of a dataset JOIN, and change a tradecraft's congestion
-thresholds. Not registered yet: each is `async def NAME(congregation, args) -> dict`, to be
-called by `Commands.cmd_NAME` (congregation/commands.py) as the other commands are.
+"update"): force a split or a merge of a dataset JOIN, reload a dataset, and change a tradecraft's
+congestion thresholds. Each is `async def NAME(congregation, args) -> dict`, registered in
+congregation/commands.py's UPDATES.
 
 Each refuses with what it needs (NotFound naming what exists, InvalidInput naming the field),
 changes nothing when refused, and is recorded as an event with its reason ("by hand"), so
 describe's history says why the plan changed."""
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 from typing import Any
 
@@ -76,10 +77,13 @@ async def merge_joins(c: Any, args: dict[str, Any]) -> dict[str, Any]:
 
 async def congestion(c: Any, args: dict[str, Any]) -> dict[str, Any]:
     """Set a running tradecraft's congestion thresholds (`args["congestion"]`, as the document's
-    "congestion" object), checked as a submit checks them. They apply from the next look at its
+    "congestion" object; one left out keeps its value), checked as a submit checks them. They apply from the next look at its
     Jahs; the document kept in the catalog is not rewritten, so a restart goes back to it."""
     d = _running(c, args.get("tradecraft"))
-    tc = parse_document({**d.tc.document, "congestion": args.get("congestion")}, allowed=c.allowed)
+    asked = args.get("congestion")
+    if isinstance(asked, dict):           # a threshold not given keeps its current value
+        asked = {**d.tc.document.get("congestion", {}), **asked}
+    tc = parse_document({**d.tc.document, "congestion": asked}, allowed=c.allowed)
     before = d.tc.congestion
     d.tc = replace(d.tc, congestion=tc.congestion, document=tc.document)
     detail = {"busy": tc.congestion.busy, "for_seconds": tc.congestion.for_seconds,
@@ -87,3 +91,25 @@ async def congestion(c: Any, args: dict[str, Any]) -> dict[str, Any]:
     await c.catalog.record_event(tc.name, "congestion_thresholds", detail)
     log.info("congestion_thresholds", tradecraft=tc.name, **detail)
     return {"tradecraft": tc.name, "busy": tc.congestion.busy, "for_seconds": tc.congestion.for_seconds}
+
+
+async def reload_dataset(c: Any, args: dict[str, Any]) -> dict[str, Any]:
+    """Load the next version of the ingest `args["analytic"]` ("TRADECRAFT/ANALYTIC") now, as its
+    timer would; answered once the version is handed over (its INGEST records the version, with
+    the reason "reload", in the events)."""
+    ref = args.get("analytic")
+    if not isinstance(ref, str) or "/" not in ref:
+        raise InvalidInput(f"analytic {ref!r}: expected a dataset, TRADECRAFT/ANALYTIC")
+    name, _, analytic = ref.partition("/")
+    d = _running(c, name)
+    datasets = sorted(a.name for a in d.tc.analytics if a.kind == "ingest")
+    if analytic not in datasets:
+        raise NotFound(f'no dataset "{ref}" (datasets of {name}: {", ".join(datasets) or "none"})')
+    jahs = [j for j in d.plan.jahs.values() if j.role == "ingest" and j.analytic == analytic]
+    if not jahs or jahs[0].host not in d.hosts:
+        raise NotFound(f'"{ref}" has no INGEST running (it may have loaded once and finished)')
+    reply = await d.hosts[jahs[0].host].request("controlReq", {"jah": jahs[0].id,
+                                                              "args": json.dumps({"reload": True})})
+    loaded = json.loads(reply["result"])
+    log.info("reload_by_hand", analytic=ref, **loaded)
+    return {"analytic": ref, **loaded}

@@ -30,6 +30,10 @@ EXAMPLES = {
     "wi": "hallelujah wi",
     "debug": "hallelujah debug gps",
     "checkpoint": "hallelujah checkpoint gps",
+    "split": "hallelujah split gps_countries/by_country/join",
+    "merge": "hallelujah merge gps_countries/by_country/join.1",
+    "congestion": "hallelujah congestion gps --busy 0.5 --for 2s",
+    "reload": "hallelujah reload gps_countries/countries",
     "validate": "hallelujah validate tradecrafts/gps.json",
     "explain": "hallelujah explain tradecrafts/gps_countries.json --workers 2",
     "completion": "hallelujah completion bash > ~/.local/share/bash-completion/completions/hallelujah",
@@ -145,6 +149,21 @@ def parser() -> argparse.ArgumentParser:
     p = add("checkpoint", "Take a checkpoint of a running tradecraft now (its state, for recovery).")
     p.add_argument("tradecraft", help="a running tradecraft")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p = add("split", "Split a dataset JOIN in two now (its partitions halved, as congestion splits it).")
+    p.add_argument("jah", metavar="JAH", help="a JOIN's id, TRADECRAFT/ANALYTIC/join... (see describe)")
+    add_json(p)
+    p = add("merge", "Merge a dataset JOIN with the other JOIN of its split now.")
+    p.add_argument("jah", metavar="JAH", help="a JOIN's id, TRADECRAFT/ANALYTIC/join... (see describe)")
+    add_json(p)
+    p = add("congestion", "Change a running tradecraft's congestion thresholds (until the congregation "
+                          "restarts).")
+    p.add_argument("tradecraft", help="a running tradecraft")
+    p.add_argument("--busy", type=float, metavar="F", help="the busy fraction above which a Jah is congested")
+    p.add_argument("--for", dest="for_", metavar="DURATION", help="how long it must stay above, e.g. 2s")
+    add_json(p)
+    p = add("reload", "Load the next version of a dataset (an ingest) now, as its timer would.")
+    p.add_argument("analytic", metavar="TRADECRAFT/ANALYTIC", help="an ingest analytic")
+    add_json(p)
     p = add("debug", "Why a stream is not moving: every process's tasks, Jahs and datastreams.")
     p.add_argument("tradecraft", nargs="?", default="", help="one tradecraft (default: all)")
     return ap
@@ -246,6 +265,10 @@ async def _remote(db: Database, args: argparse.Namespace) -> int:
         await out.stream_to(db, args.analytic, args.from_start, args.limit, args.format, args.output)
     elif args.command == "query":
         out.write_rows(await db.query(args.analytic, _groups(args.group)))
+    elif args.command in ("split", "merge", "congestion", "reload"):
+        from hallelujah import updates
+        result = await _change(db, args)
+        _said(args.json, updates.done_text(args.command, result), result)
     elif args.command == "debug":
         sys.stdout.write(await db.debug(args.tradecraft))
     elif args.command == "checkpoint":
@@ -253,6 +276,21 @@ async def _remote(db: Database, args: argparse.Namespace) -> int:
         _said(args.json, f"checkpoint {done['id']} of {args.tradecraft}: {done['bytes']:,} bytes of state "
                          f"in {done['seconds']:.3f} s", done)
     return 0
+
+
+async def _change(db: Database, args: argparse.Namespace) -> dict[str, Any]:
+    """One hand-made change (hallelujah/updates.py), as its subcommand asks it."""
+    from hallelujah import updates
+    if args.command == "split":
+        return await updates.split(db, args.jah)
+    if args.command == "merge":
+        return await updates.merge(db, args.jah)
+    if args.command == "reload":
+        return await updates.reload(db, args.analytic)
+    thresholds = {k: v for k, v in (("busy", args.busy), ("for", args.for_)) if v is not None}
+    if not thresholds:
+        raise InvalidInput("congestion: give --busy, --for or both")
+    return await updates.set_congestion(db, args.tradecraft, thresholds)
 
 
 def _groups(pairs: list[str]) -> dict[str, str]:

@@ -224,6 +224,8 @@ class App:
             self.ask_submit(args[0])
         elif name == "publish":
             self.start(self.ask_publish, *args)
+        elif name in ("split", "merge", "reload", "congestion"):
+            self.ask_change(name, args)
 
     def start(self, action: Callable[..., Awaitable[None]], *args: Any) -> None:
         if self.nursery is not None:
@@ -310,6 +312,16 @@ class App:
                       "y: submit it    any other key: do not"],
                      lambda: self.act(f"submit {file}", lambda: updates.submit(self.db, s), self.timeout * 5),
                      "not submitted")
+
+    def ask_change(self, name: str, args: tuple[str, ...]) -> None:
+        """`:split|:merge|:reload|:congestion`: asked first, then done as the CLI does it."""
+        what = " ".join(args)
+        if self.refused(name, what, args=what):
+            return
+        self.confirm([*updates.change_question(name, args), "", "y: do it    any other key: do not"],
+                     lambda: self.act(f"{name} {what}", lambda: updates.change(self.db, name, args),
+                                      self.timeout * 5),
+                     f"{name} not done")
 
     async def ask_publish(self, stream: str, file: str, table: str | None = None) -> None:
         if self.refused("publish", f"{file} into {stream}", stream=stream, file=file):

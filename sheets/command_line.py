@@ -17,9 +17,15 @@ COMMANDS: dict[str, tuple[str, tuple[str, ...], str]] = {
     "submit": ("FILE", ("file",), "submit a tradecraft document (asks first)"),
     "publish": ("STREAM FILE [TABLE]", ("stream", "file", ""), "publish a file's rows into a stream (asks first)"),
     "cancel": ("[NAME]", ("tradecraft",), "cancel a tradecraft, the one shown when no NAME (asks first)"),
+    "split": ("JAH", ("join",), "split a dataset JOIN in two now (asks first)"),
+    "merge": ("JAH", ("join",), "merge a JOIN with the other of its split (asks first)"),
+    "reload": ("TRADECRAFT/ANALYTIC", ("dataset",), "load a dataset's next version now (asks first)"),
+    "congestion": ("TRADECRAFT BUSY FOR", ("tradecraft", "", ""),
+                   "set congestion thresholds, e.g. 0.5 2s (asks first)"),
     "q": ("", (), "quit"),
 }
-REQUIRED = {"tc": 1, "submit": 1, "publish": 2, "cancel": 0, "q": 0}
+REQUIRED = {"tc": 1, "submit": 1, "publish": 2, "cancel": 0, "split": 1, "merge": 1, "reload": 1,
+            "congestion": 3, "q": 0}
 
 
 class CommandError(ValueError):
@@ -80,10 +86,16 @@ def complete(line: str, choices: Callable[[str, str], Sequence[str]]) -> tuple[s
 
 def names(info: Info, kind: str, word: str) -> list[str]:
     """What a word may complete to, from a describe answer: tradecrafts (TRADECRAFT/ANALYTIC once
-    the word has a "/"), or the streams rows can be published into (those without a file source)."""
+    the word has a "/"), the streams rows can be published into (those without a file source),
+    the datasets (ingests), or the ids of the JOINs running."""
     tcs = info.get("tradecrafts", [])
     if kind == "tradecraft" and "/" not in word:
         return [t["name"] for t in tcs]
+    if kind == "join":
+        return [j["id"] for t in tcs for a in t.get("analytics", []) for j in a.get("jahs", [])
+                if j.get("role") == "join" and j.get("state") != "finished"]
+    if kind == "dataset":
+        return [f"{t['name']}/{a['name']}" for t in tcs for a in t.get("analytics", []) if a.get("kind") == "ingest"]
     return [f"{t['name']}/{a['name']}" for t in tcs for a in t.get("analytics", [])
             if kind == "tradecraft" or kind == "stream" and a.get("kind") == "stream"
             and not any(j.get("role") == "source" for j in a.get("jahs", []))]

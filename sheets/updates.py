@@ -1,6 +1,7 @@
 """What the Window Interface changes, each through the library calls the CLI makes (so each is
-refused with the message `hallelujah submit|publish|cancel` gives): a document submitted from a
-file, a file's rows published into a stream with progress. Each is checked before it is asked
+refused with the message `hallelujah submit|publish|cancel|split|merge|reload|congestion` gives):
+a document submitted from a file, a file's rows published into a stream with progress, the
+hand-made changes of a running tradecraft (hallelujah/updates.py). Each is checked before it is asked
 about, and done only once confirmed."""
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import pyarrow as pa
 
 import hallelujah
 from hallelujah import formats
+from hallelujah import updates as changes
 from hallelujah.cli import _read_document
 from hallelujah.cli_output import _rows_of, rows_text, sqlite_tables
 from hallelujah.errors import InvalidInput
@@ -95,3 +97,32 @@ def progress_text(p: Publication, rows: int) -> str:
     """"publishing f.csv into tc/x: 65,536 rows", with the share done when the total is known."""
     done = f"{rows:,} / {p.total:,} rows ({rows / p.total:.0%})" if p.total else rows_text(rows)
     return f"publishing {Path(p.file).name} into {p.stream}: {done}"
+
+
+def change_question(name: str, args: tuple[str, ...]) -> list[str]:
+    """What `:split|:merge|:reload|:congestion` asks before it is done."""
+    if name == "congestion":
+        return [f"Set the congestion thresholds of {args[0]}: busy above {args[1]} for {args[2]}?",
+                "They hold until the congregation restarts (its document is not rewritten)."]
+    return {"split": [f"Split JOIN {args[0]} in two now?", "Each new JOIN holds half its partitions."],
+            "merge": [f"Merge JOIN {args[0]} with the other JOIN of its split now?"],
+            "reload": [f"Load the next version of dataset {args[0]} now?",
+                       "Stream rows joined after it use the new version."]}[name]
+
+
+async def change(db: hallelujah.Database, name: str, args: tuple[str, ...]) -> str:
+    """Do one hand-made change, as `hallelujah NAME ARGS` does it, and say it as the CLI does.
+    A busy fraction that is not a number goes as typed, so the congregation's check names it."""
+    if name == "split":
+        result = await changes.split(db, args[0])
+    elif name == "merge":
+        result = await changes.merge(db, args[0])
+    elif name == "reload":
+        result = await changes.reload(db, args[0])
+    else:
+        try:
+            busy: Any = float(args[1])
+        except ValueError:
+            busy = args[1]
+        result = await changes.set_congestion(db, args[0], {"busy": busy, "for": args[2]})
+    return changes.done_text(name, result)

@@ -27,18 +27,23 @@ from sheets.command_line import (
     ("cancel", Command("cancel", ())),
     ("cancel gps", Command("cancel", ("gps",))),
     ("q", Command("q", ())),
+    ("split gps/j/join", Command("split", ("gps/j/join",))),
+    ("congestion gps 0.5 2s", Command("congestion", ("gps", "0.5", "2s"))),
 ])
 def test_a_line_is_a_command_and_its_words(line, command):
     assert parse(line) == command
 
 
 @pytest.mark.parametrize("line, message", [
-    ("", "a command: tc, submit, publish, cancel, q (? lists them)"),
-    ("nosuch x", ":nosuch: no such command (commands: tc, submit, publish, cancel, q)"),
+    ("", "a command: tc, submit, publish, cancel, split, merge, reload, congestion, q (? lists them)"),
+    ("nosuch x", (":nosuch: no such command (commands: tc, submit, publish, cancel, split, merge, reload, "
+                  "congestion, q)")),
     ("tc", "usage: :tc NAME[/ANALYTIC]"),
     ("tc a b", "usage: :tc NAME[/ANALYTIC]"),
     ("publish gps/positions", "usage: :publish STREAM FILE [TABLE]"),
     ("q now", "usage: :q"),
+    ("congestion gps 0.5", "usage: :congestion TRADECRAFT BUSY FOR"),
+    ("reload", "usage: :reload TRADECRAFT/ANALYTIC"),
     ("submit 'a.json", ":submit 'a.json: No closing quotation"),
 ])
 def test_a_line_that_asks_for_nothing_says_what_is_taken(line, message):
@@ -89,6 +94,12 @@ def test_names_come_from_the_describe_answer():
     assert names(info, "tradecraft", "g") == ["gps"]
     assert names(info, "tradecraft", "gps/") == ["gps/positions", "gps/fixes", "gps/tiled"]
     assert names(info, "stream", "") == ["gps/positions"]
+    info["tradecrafts"][0]["analytics"] += [
+        {"name": "tiles", "kind": "ingest", "jahs": [{"id": "gps/tiles/ingest", "role": "ingest"}]},
+        {"name": "named", "kind": "join", "jahs": [{"id": "gps/named/join.1a", "role": "join", "state": "running"},
+                                                   {"id": "gps/named/join", "role": "join", "state": "finished"}]}]
+    assert names(info, "dataset", "") == ["gps/tiles"]
+    assert names(info, "join", "") == ["gps/named/join.1a"]     # a JOIN retired by a split is not offered
 
 
 def test_files_complete_as_typed(tmp_path, monkeypatch):

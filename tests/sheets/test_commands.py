@@ -46,7 +46,8 @@ async def test_the_command_line_jumps_submits_and_cancels(congregation, tmp_path
         shown = await wi.until(lambda s: "congregations > tradecrafts > tc > y\n" in s, "y's screen", size=(160, 48))
         assert row(shown, "y")[1:] == [f"{kept(rows(0, 10)).num_rows:,}", "no"]
         wi.command("nosuch")
-        assert wi.message == ":nosuch: no such command (commands: tc, submit, publish, cancel, q)"
+        assert wi.message == (":nosuch: no such command (commands: tc, submit, publish, cancel, split, merge, "
+                              "reload, congestion, q)")
         wi.command("submit bad.json")                   # checked here, as the CLI checks it: not asked about
         assert wi.message == f"submit bad.json refused: {cli_said(bad)}"
         wi.command("submit nothere.json")
