@@ -29,8 +29,9 @@ from jah.windows import finalize, partial_schema_of
 
 log = structlog.get_logger("hallelujah.commands")
 COMMANDS = ("submit", "list", "describe", "cancel", "publish", "stream", "query", "debug", "checkpoint",
-            "split", "merge", "congestion")
-UPDATES = {"split": updates.split_join, "merge": updates.merge_joins, "congestion": updates.congestion}
+            "split", "merge", "congestion", "reload")
+UPDATES = {"split": updates.split_join, "merge": updates.merge_joins, "congestion": updates.congestion,
+           "reload": updates.reload_dataset}
 STREAM_CLOSE_WAIT = 10.0   # seconds a stream's end waits for its client to close the connection
 
 

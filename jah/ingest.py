@@ -1,6 +1,7 @@
 """INGEST: loads a finite dataset, once and again `every` period or when its file changes.
 
-Each load is a new **version**. The timer is quantized like the Machina seed's trigger: an
+Each load is a new **version**; a control request `{"reload": true}` loads the next one now,
+through the same loop as the timer (so its handover to the JOINs is the same). The timer is quantized like the Machina seed's trigger: an
 `every: 1h` ingest fires on the hour (plus `offset`), so ingests with one period fire together
 whatever their start time. Positions are version × 2^20 + batch, so a restarted INGEST finishes
 the version its output had not fully taken and goes on from there.
@@ -10,13 +11,13 @@ from __future__ import annotations
 import math
 import os
 import time
-
 from typing import Any
 
 import trio
 
 from hallelujah import formats
 from hallelujah.durations import parse_duration
+from hallelujah.errors import HallelujahError, NotFound
 from jah.base import Host, Jah
 from jah.envelope import HANDOVER, Envelope
 
@@ -40,6 +41,10 @@ class Ingest(Jah):
         super().__init__(jah_id, spec, host)
         self.current: list[Envelope] = []           # the last whole version, handover included
         self.loading = trio.Lock()
+        self.loaded: tuple[int, int] = (0, 0)       # the last version loaded, and its rows
+        self.watching = False                       # the reload loop runs (a dataset that stays)
+        self.asked: list[trio.Event] = []           # reloads asked for, set once the load is done
+        self.wake = trio.Event()
 
     async def attached(self, port: str, sender: Any) -> None:
         if self.state == "running":                 # wired at start, it gets the versions as they load
@@ -73,14 +78,36 @@ class Ingest(Jah):
         path = a["source"]["path"]
         seen = _mtime(path)
         fire = next_fire(time.time(), every, offset) if "every" in a else math.inf
+        self.watching = True
         while True:
-            await trio.sleep(max(0.0, min(WATCH_EVERY, fire - time.time())))
+            with trio.move_on_after(max(0.0, min(WATCH_EVERY, fire - time.time()))):
+                await self.wake.wait()
+            asked, self.asked, self.wake = self.asked, [], trio.Event()
             changed = _mtime(path) != seen
-            if time.time() >= fire or changed:
+            if asked or time.time() >= fire or changed:
                 seen = _mtime(path)
                 version += 1
-                await self.load(version, reason="file changed" if changed else "timer")
+                try:
+                    await self.load(version, reason="reload" if asked else "file changed" if changed else "timer")
+                finally:
+                    for done in asked:       # (a failed load fails the Jah; the asker is answered)
+                        done.set()
                 fire = next_fire(time.time(), every, offset) if "every" in a else math.inf
+
+    async def control(self, args: dict[str, Any]) -> dict[str, Any]:
+        """`{"reload": true}`: load the next version now, answered once it is handed over."""
+        if args.get("reload") is not True:
+            return await super().control(args)
+        if self.state != "running" or not self.watching:
+            raise NotFound(f"{self.id} does not reload: it is {self.state}"
+                           + ("" if self.state != "running" else ", and loads once with no JOIN reading it"))
+        before, done = self.loaded[0], trio.Event()
+        self.asked.append(done)
+        self.wake.set()
+        await done.wait()
+        if self.loaded[0] <= before:
+            raise HallelujahError(f"{self.id}: the reload did not load a new version")
+        return {"version": self.loaded[0], "rows": self.loaded[1]}
 
     async def load(self, version: int, skip_to: int = 0, reason: str = "start") -> None:
         async with self.loading:
@@ -108,6 +135,7 @@ class Ingest(Jah):
         await self.emit("out", end)
         if self.spec.get("hold"):           # only a dataset that JOINs read serves new ones
             self.current = [*loaded, end]
+        self.loaded = (version, rows)
         self.host.report(self.id, "version", f'{{"version": {version}, "rows": {rows}, '
                                              f'"reason": "{reason}", "at": {time.time():.3f}}}')
 
