@@ -4,7 +4,9 @@ Both spread their state over `parallelism` instances by the partition hash of a 
 instances hold disjoint keys: an EXCHANGE beside each instance of every input routes each row to
 the instance that owns its key's partition (`jah.exchange`).
 - aggregate: EXCHANGE (by the `count_distinct` field, when there is one) → AGGREGATE×m, which keep
-  partial windows → MERGE, which adds the partials up and emits each window once. Without a
+  partial windows → MERGE, which adds the partials up and emits each window once. Session windows
+  go by the group fields instead (one AGGREGATE without any), so each session is whole in one
+  instance and MERGE only orders them (`jah.sessions`). Without a
   distinct count every measure adds up across any split, so the AGGREGATEs simply follow the
   parts of their input and no EXCHANGE is needed; distinct counts on two different fields cannot
   both be split, so such an aggregate runs one AGGREGATE.
@@ -20,7 +22,6 @@ from typing import Any
 import pyarrow as pa
 
 from congregation.hallelu import Hallelu, JahPlan, StreamPlan
-from hallelujah.errors import TradecraftError
 from hallelujah.tradecraft import Analytic, Tradecraft
 from jah.ownership import owners
 from jah.row_order import with_row_numbers
@@ -79,13 +80,16 @@ class Partitioned(Hallelu):
 class AggregateHallelu(Partitioned):
 
     def __init__(self, tc: Tradecraft, analytic: Analytic, upstream: list[int], parallelism: int) -> None:
-        if "session" in analytic.spec:
-            raise TradecraftError(f"{analytic.path}.session", f'{analytic.spec["session"]!r}: session windows are not '
-                                                              'supported by this congregation yet (use "window")')
-        distinct = distinct_fields(analytic.spec)
-        split = len(distinct) == 1 and parallelism > 1
-        super().__init__(tc, analytic, upstream, parallelism if split else (1 if distinct else upstream[0]),
-                         [sorted(distinct)] if split else None)
+        self.sessions = "session" in analytic.spec
+        if self.sessions:      # a group's sessions live in one instance: the EXCHANGE routes by group
+            group = list(analytic.spec.get("group") or [])
+            split = bool(group) and parallelism > 1
+            super().__init__(tc, analytic, upstream, parallelism if split else 1, [group] if split else None)
+        else:
+            distinct = distinct_fields(analytic.spec)
+            split = len(distinct) == 1 and parallelism > 1
+            super().__init__(tc, analytic, upstream, parallelism if split else (1 if distinct else upstream[0]),
+                             [sorted(distinct)] if split else None)
         self.merge = self.ids("merge", 1)[0]
         self.partial_schema = partial_schema_of(analytic.spec, analytic.schema)
 
@@ -103,10 +107,11 @@ class AggregateHallelu(Partitioned):
         inp = self.tc.stream_schema(self.a.inputs[0])
         plans = self.exchange_plans(place)
         for j, jah_id in enumerate(self.jah_ids):
+            # a session aggregate names no partitions: a split at a time boundary would cut sessions
+            held = {} if self.sessions else {"partitions": [p for p, o in enumerate(owners(self.instances)) if o == j]}
             plans.append(self.jah(jah_id, "aggregate", place(j),
                                   {"in": inp, "out": self.partial_schema, "rejected": self.a.rejected_schema,
-                                   "result": self.a.schema}, ["out", "rejected"],
-                                  partitions=[p for p, o in enumerate(owners(self.instances)) if o == j]))
+                                   "result": self.a.schema}, ["out", "rejected"], **held))
         plans.append(self.jah(self.merge, "merge", place(0),
                               {"in": self.partial_schema, "out": self.a.schema}, ["out"]))
         return plans

@@ -400,7 +400,8 @@ def _udf_schema(udf: str, directory: str, path: str, schema: pa.Schema) -> pa.Sc
 
 
 def _windows(spec: dict, path: str) -> None:
-    """Exactly one of a window (which a hop divides) and a session gap."""
+    """Exactly one of a window (which a hop divides) and a session gap (with measures: a session
+    folds its rows as it goes, so `top` would need them all kept)."""
     if ("window" in spec) == ("session" in spec):
         fault(f"{path}.session" if "session" in spec else f"{path}.window",
               'an aggregate takes exactly one of "window" (tumbling or hopping) and "session"')
@@ -410,6 +411,8 @@ def _windows(spec: dict, path: str) -> None:
             positive_duration(spec["session"], f"{path}.session")
         if "hop" in spec:
             fault(f"{path}.hop", f'{show(spec["hop"])}: session windows do not hop')
+        if "top" in spec:
+            fault(f"{path}.top", 'session windows take "measures", not "top" (a session\'s rows are not kept)')
         return
     window: float | None = None
     with go_on():

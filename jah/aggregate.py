@@ -13,6 +13,7 @@ import pyarrow as pa
 from jah.base import Host
 from jah.envelope import Envelope
 from jah.rejecting import rejected_batch
+from jah.sessions import SessionOrigins, Sessions
 from jah.watermarks import LATE, late_rows, micros
 from jah.windowed import HeldOrigins, WindowedJah
 from jah.windows import PartialAggregate, windows_of
@@ -24,9 +25,13 @@ class Aggregate(WindowedJah):
     def __init__(self, jah_id: str, spec: dict[str, Any], host: Host) -> None:
         super().__init__(jah_id, spec, host)
         a = spec["analytic"]
+        self.time = a["time"]
+        if "session" in a:          # session windows: `jah.sessions`
+            self.partials: PartialAggregate | Sessions = Sessions(a, self.schema("in"), self.schema("result"))
+            self.held = SessionOrigins(self.partials)
+            return
         self.partials = PartialAggregate(a, self.schema("in"), self.schema("result"))
         self.windows = windows_of(a)
-        self.time = a["time"]
         self.held = HeldOrigins(self.windows.size_us)
 
     def empty(self) -> pa.Table:

@@ -9,6 +9,7 @@ import pyarrow.compute as pc
 
 from jah.base import Host
 from jah.envelope import Envelope
+from jah.sessions import SessionMerge
 from jah.windowed import HeldOrigins, WindowedJah
 from jah.windows import WINDOW, MergeAggregate, windows_of
 
@@ -19,8 +20,12 @@ class Merge(WindowedJah):
     def __init__(self, jah_id: str, spec: dict[str, Any], host: Host) -> None:
         super().__init__(jah_id, spec, host)
         a = spec["analytic"]
-        self.merged = MergeAggregate(a, self.schema("out"), self.schema("in"))
-        self.held = HeldOrigins(windows_of(a).size_us)
+        if "session" in a:          # whole sessions held by their end (`__window`) until the watermark
+            self.merged: MergeAggregate | SessionMerge = SessionMerge(a, self.schema("out"), self.schema("in"))
+            self.held = HeldOrigins(0)
+        else:
+            self.merged = MergeAggregate(a, self.schema("out"), self.schema("in"))
+            self.held = HeldOrigins(windows_of(a).size_us)
         self.lanes: dict[int, int] = {}      # what each AGGREGATE instance still holds, from its last envelope
 
     def parts_out(self, env: Envelope) -> int:

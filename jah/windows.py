@@ -62,6 +62,7 @@ __all__ = [
     "finalize",
     "parse_measures",
     "partial_schema_of",
+    "timed_rows",
     "to_micros",
     "windows_of",
 ]
@@ -142,6 +143,22 @@ def to_micros(column: pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, np.ndarra
     return event_micros(column, null=0, ints=False)
 
 
+def timed_rows(batch: pa.RecordBatch | pa.Table, time: str, fresh: Callable[[np.ndarray], np.ndarray] | None
+               ) -> tuple[pa.Table, np.ndarray, int]:
+    """The rows of `batch` to fold, their times (µs) and how many were dropped: those with a null
+    time, and those `fresh` (given the times) marks False (None: none is stale)."""
+    table = batch if isinstance(batch, pa.Table) else pa.Table.from_batches([batch])
+    t, keep = to_micros(table.column(time))
+    if not t.size:
+        return table, t, 0
+    if fresh is not None:
+        recent = fresh(t)
+        keep = recent if keep is None else keep & recent
+    if keep is None or keep.all():
+        return table, t, 0
+    return table.filter(pa.array(keep)), t[keep], int(t.size - keep.sum())
+
+
 # ---------------------------------------------------------------- measures
 
 @dataclass(frozen=True)
@@ -179,7 +196,11 @@ def parse_measures(spec: dict, out_schema: pa.Schema) -> list[Measure]:
 
 def partial_schema_of(spec: dict, out_schema: pa.Schema) -> pa.Schema:
     """``__window`` int64, the group fields, then each measure's partial columns (see
-    `Measure.partials`) — or, with ``top``, the input's other fields as the output names them."""
+    `Measure.partials`) — or, with ``top``, the input's other fields as the output names them.
+    Session windows: see `jah.sessions`."""
+    if "session" in spec:
+        from jah.sessions import session_partial_schema
+        return session_partial_schema(out_schema)
     return layout_of(spec, out_schema).partial_schema
 
 
@@ -482,19 +503,12 @@ class PartialAggregate:
     def add(self, batch: pa.RecordBatch | pa.Table) -> list[int]:
         """Fold a batch into the state (late and null-time rows are ignored); returns the starts
         of the windows it put rows in."""
-        table = batch if isinstance(batch, pa.Table) else pa.Table.from_batches([batch])
-        n = table.num_rows
-        if not n:
+        closed = self._closed
+        table, t, dropped = timed_rows(batch, self._time,
+                                       None if closed is None else lambda t: self._windows.last_end(t) > closed)
+        self.rows_dropped += dropped
+        if not t.size:
             return []
-        t, keep = to_micros(table.column(self._time))
-        if self._closed is not None:
-            fresh = self._windows.last_end(t) > self._closed
-            keep = fresh if keep is None else keep & fresh
-        if keep is not None and not keep.all():
-            table, t = table.filter(pa.array(keep)), t[keep]
-            self.rows_dropped += n - t.size
-            if not t.size:
-                return []
         rows, starts = self._windows.assign(t)
         if self._closed is not None and not self._windows.one_per_row:
             open_ = starts > self._windows.last_closed_start(self._closed)   # a hop window may be closed already
@@ -661,6 +675,10 @@ class MergeAggregate:
 
 def finalize(spec: dict, out_schema: pa.Schema, partial_schema: pa.Schema, partials: Sequence[pa.Table]) -> pa.Table:
     """Final rows (out_schema, sorted) of any partial tables, combined: a one-shot MERGE."""
+    if "session" in spec:
+        # whole sessions, only ordered (`jah.sessions`, which builds on this module)
+        from jah.sessions import session_rows
+        return session_rows(list(partials), out_schema, list(spec.get("group") or []))
     layout = layout_of(spec, out_schema)
     if not partial_schema.equals(layout.partial_schema):
         raise ValueError(f"partial schema {partial_schema} does not match the aggregate's {layout.partial_schema}")

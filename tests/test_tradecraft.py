@@ -179,6 +179,7 @@ LOADED = {"name": "loaded", "kind": "ingest", "every": "1d", "offset": "2h", "ru
           "source": {"path": "later.csv", "format": "csv"}, "schema": {"k": "int32", "at": "timestamp[s]"}}
 TOPPED = {"name": "topped", "kind": "aggregate", "input": "positions", "time": "ts", "window": "1m", "hop": "30s",
           "group": ["device_id"], "top": {"n": 3, "by": "lat", "order": "asc", "with_ties": True}}
+SESSION_TOP = {**{k: v for k, v in TOPPED.items() if k not in ("window", "hop")}, "session": "30s"}
 EVERYTHING = [REPLAY, DERIVED, BOTH, RESPONSES, PAIRED, STATS, SESSIONS, ROUTER, PHASES, HOT, EARLY, LOADED, TOPPED]
 
 
@@ -390,6 +391,9 @@ FAULTS: list[tuple[str, Callable[[dict], Any], str, str]] = [
      'an aggregate takes "measures" (one row per window and group) or "top" (rows of its input), not both'),
     ("neither top nor measures", at(4, measures=None), "analytics[4].measures", 'an aggregate needs "measures" (or "top")'),
     ("top not an object", add({**TOPPED, "top": 3}), "analytics[5].top", "3 is not an object"),
+    ("top with session", add({**SESSION_TOP}), "analytics[5].top", 'session windows take "measures", not "top"'),
+    ("session gap zero", add({**SESSIONS, "session": "0s"}), "analytics[5].session", '"0s"'),
+    ("session gap not a duration", add({**SESSIONS, "session": 30}), "analytics[5].session", "30"),
     ("top without n", add({**TOPPED, "top": {"by": "lat"}}), "analytics[5].top.n", 'top needs "n", how many rows'),
     ("top n zero", add({**TOPPED, "top": {"n": 0, "by": "lat"}}), "analytics[5].top.n",
      "0 is not a number of rows (a whole number from 1 to 10,000)"),
@@ -698,6 +702,7 @@ def test_the_json_schema_accepts_every_valid_example() -> None:
     ("neither top nor measures", at(4, measures=None)),
     ("top without n", add({**TOPPED, "top": {"by": "lat"}})),
     ("top n zero", add({**TOPPED, "top": {"n": 0, "by": "lat"}})),
+    ("top with session", add(SESSION_TOP)),
     ("top order", add({**TOPPED, "top": {"n": 1, "by": "lat", "order": "up"}})),
 ])
 def test_the_json_schema_refuses_structural_faults(name: str, change: Callable[[dict], Any]) -> None:

@@ -95,6 +95,29 @@ async def test_grouped_hopping_windows_with_several_measures_match_duckdb(congre
         assert np.allclose(g[5:8], e[5:8]), (g, e)
 
 
+def straggling(rng: np.random.Generator, rows: int, users: int, actions: np.ndarray | None = None,
+               lateness: int = 30) -> tuple[list[pa.Table], list[pa.Table], list[pa.Table]]:
+    """12 batches (ts in s, user, action), each a minute on, a tenth of them stragglers up to 150 s
+    back; and per batch the rows before the watermark (the latest time before it - lateness), late,
+    and the rest, kept."""
+    batches, late, kept = [], [], []
+    top = None
+    for b in range(12):
+        ts = T0 + b * 60 + rng.integers(0, 60, rows)
+        stragglers = rng.random(rows) < 0.1
+        ts = np.where(stragglers, ts - rng.integers(0, 150, rows), ts)
+        table = pa.table({"ts": pa.array(ts, pa.timestamp("s")),
+                          "user": np.char.mod("u%d", rng.integers(0, users, rows)).astype(object),
+                          "action": np.full(rows, "click", dtype=object) if actions is None
+                          else rng.choice(actions, rows)})
+        is_late = ts < (top - lateness) if top is not None else np.zeros(rows, dtype=bool)
+        late.append(table.filter(pa.array(is_late)))
+        kept.append(table.filter(pa.array(~is_late)))
+        top = max(top or ts.max(), ts.max())
+        batches.append(table)
+    return batches, late, kept
+
+
 async def test_late_events_go_to_rejected_counted_and_the_windows_hold_the_rest(congregation):
     doc = {"tradecraft": "late", "analytics": [
         {"name": "ev", "kind": "stream", "schema": {"ts": "timestamp[s]", "user": "string", "action": "string"},
@@ -103,21 +126,7 @@ async def test_late_events_go_to_rejected_counted_and_the_windows_hold_the_rest(
          "measures": {"n": "count()", "users": "count_distinct(user)"}}]}
     db = congregation.db()
     await db.submit(doc)
-    rng = np.random.default_rng(5)
-    batches, late, kept = [], [], []
-    top = None
-    for b in range(12):                      # each batch a minute on, with stragglers from before
-        ts = T0 + b * 60 + rng.integers(0, 60, 500)
-        stragglers = rng.random(500) < 0.1
-        ts = np.where(stragglers, ts - rng.integers(0, 150, 500), ts)
-        table = pa.table({"ts": pa.array(ts, pa.timestamp("s")),
-                          "user": np.char.mod("u%d", rng.integers(0, 80, 500)).astype(object),
-                          "action": np.full(500, "click", dtype=object)})
-        is_late = ts < (top - 30) if top is not None else np.zeros(500, dtype=bool)
-        late.append(table.filter(pa.array(is_late)))
-        kept.append(table.filter(pa.array(~is_late)))
-        top = max(top or ts.max(), ts.max())
-        batches.append(table)
+    batches, late, kept = straggling(np.random.default_rng(5), 500, 80)
     for i, table in enumerate(batches):
         await db.publish("late/ev", table, end=i == len(batches) - 1)
     rejected = await read(db, "late/per_min.rejected")
@@ -192,15 +201,21 @@ async def test_a_congested_aggregate_splits_at_a_window_boundary_and_every_windo
     assert (await read(db, "sa/per_min.rejected")).num_rows == 0
 
 
-async def test_session_windows_are_refused_at_submit_naming_the_field(congregation):
+async def test_a_bad_session_gap_or_a_session_top_is_refused_at_submit_naming_the_field(congregation):
+    """Session windows run (tests/integration/test_session_windows.py); a bad one is refused whole."""
     db = congregation.db()
-    doc = {"tradecraft": "ses", "analytics": [
-        {"name": "ev", "kind": "stream", "schema": {"ts": "timestamp[s]", "user": "string"}, "time": "ts"},
-        {"name": "visits", "kind": "aggregate", "input": "ev", "time": "ts", "session": "30s", "group": ["user"],
-         "measures": {"n": "count()"}}]}
-    with pytest.raises(TradecraftError) as refused:
-        await db.submit(doc)
-    assert refused.value.path == "analytics[1].session" and "not supported" in str(refused.value)
+    visits = {"name": "visits", "kind": "aggregate", "input": "ev", "time": "ts", "session": "soon",
+              "group": ["user"], "measures": {"n": "count()"}}
+    for change, path, says in [({}, "analytics[1].session", '"soon"'),
+                               ({"session": "30s", "measures": None, "top": {"n": 1, "by": "ts"}}, "analytics[1].top",
+                                'session windows take "measures", not "top"')]:
+        analytic = {k: v for k, v in {**visits, **change}.items() if v is not None}
+        doc = {"tradecraft": "ses", "analytics": [
+            {"name": "ev", "kind": "stream", "schema": {"ts": "timestamp[s]", "user": "string"}, "time": "ts"},
+            analytic]}
+        with pytest.raises(TradecraftError) as refused:
+            await db.submit(doc)
+        assert refused.value.path == path and says in str(refused.value)
     assert await db.list() == []
 
 

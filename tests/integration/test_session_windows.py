@@ -1,0 +1,111 @@
+"""Session windows (`"session": gap`) end to end, against DuckDB sessionizing the same rows with
+window functions (LAG per group, a new session when the gap is reached, then GROUP BY), row for
+row in the documented order: window_end, the group fields (nulls last), window_start.
+
+Through `hallelujah run` with 2 workers (every measure, two group fields, nulls), and through a
+running congregation with 2 workers, whose EXCHANGE splits the groups over two AGGREGATEs, with
+stragglers: those before the watermark go to `rejected`, the rest make exactly DuckDB's sessions
+of the rows kept."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import trio
+
+from tests.integration.helpers import read
+from tests.integration.test_aggregate import straggling
+
+HALLELUJAH = Path(sys.executable).with_name("hallelujah")
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
+
+
+def sessionized(table: pa.Table, gap: str, group: list[str], measures: str) -> list[tuple]:
+    """DuckDB's sessions of `table` (ts, the group fields): the reference, in the output's order."""
+    by = ", ".join(f'"{g}"' for g in group)
+    con = duckdb.connect()
+    con.execute("SET TimeZone = 'UTC'")
+    con.register("t", table)
+    sql = f"""
+        WITH o AS (SELECT *, ts - lag(ts) OVER (PARTITION BY {by} ORDER BY ts) AS since FROM t),
+             s AS (SELECT *, sum(CASE WHEN since IS NULL OR since >= INTERVAL '{gap}' THEN 1 ELSE 0 END)
+                             OVER (PARTITION BY {by} ORDER BY ts ROWS UNBOUNDED PRECEDING) AS sid FROM o)
+        SELECT min(ts)::TIMESTAMP, (max(ts) + INTERVAL '{gap}')::TIMESTAMP AS we, {by}, {measures}
+        FROM s GROUP BY {by}, sid ORDER BY we, {", ".join(f'"{g}" NULLS LAST' for g in group)}, min(ts)"""
+    return [tuple(r) for r in con.execute(sql).fetchall()]
+
+
+def rows_of(table: pa.Table) -> list[tuple]:
+    return list(zip(*(c.to_pylist() for c in table.columns)))
+
+
+def test_sessions_through_run_with_two_workers_match_duckdb_row_for_row(tmp_path: Path) -> None:
+    rng = np.random.default_rng(21)
+    n = 40_000
+    ms = np.sort(rng.integers(0, 6 * 3_600_000, n)) + 1_700_006_400_000
+    table = pa.table({
+        "ts": pa.array(ms, pa.timestamp("ms")),
+        "user": pa.array(np.char.mod("u%d", rng.integers(0, 400, n)).astype(object), mask=rng.random(n) < 0.01),
+        "level": pa.array(rng.integers(0, 2, n), pa.int32()),
+        "x": pa.array(rng.integers(-20, 100, n), mask=rng.random(n) < 0.05),
+        "page": np.char.mod("p%d", rng.integers(0, 9, n)).astype(object)})
+    pq.write_table(table, tmp_path / "ev.parquet", row_group_size=10_000)
+    doc = tmp_path / "sessions.json"
+    doc.write_text(json.dumps({"tradecraft": "ses", "analytics": [
+        {"name": "ev", "kind": "stream", "source": {"path": "ev.parquet"}, "time": "ts"},
+        {"name": "visits", "kind": "aggregate", "input": "ev", "time": "ts", "session": "90s",
+         "group": ["user", "level"],
+         "measures": {"n": "count()", "total": "sum(x)", "lo": "min(x)", "hi": "max(x)", "avg": "mean(x)",
+                      "big": "count_if(x > 50)", "pages": "count_distinct(page)"}}]}))
+    out = tmp_path / "out"
+    done = subprocess.run([str(HALLELUJAH), "run", str(doc), "--workers", "2", "--output-dir", str(out),
+                           "--format", "parquet"], cwd=tmp_path, capture_output=True, text=True, timeout=120,
+                          env=ENV, check=False)
+    assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr
+    got = pq.read_table(out / "visits.parquet")
+    assert got.column_names == ["window_start", "window_end", "user", "level", "n", "total", "lo", "hi", "avg",
+                                "big", "pages"]
+    expected = sessionized(table, "90 seconds", ["user", "level"],
+                           "count(*), sum(x), min(x), max(x), avg(x), count(*) FILTER (WHERE x > 50), "
+                           "count(DISTINCT page)")
+    assert len(expected) > 10_000
+    got_rows = rows_of(got)
+    assert [r[:-3] + r[-2:] for r in got_rows] == [r[:-3] + r[-2:] for r in expected]
+    assert np.allclose(np.array([r[-3] for r in got_rows], dtype=float),    # a mean: up to rounding
+                       np.array([r[-3] for r in expected], dtype=float), rtol=1e-12, equal_nan=True)
+
+
+async def test_sessions_through_a_congregation_with_late_rows_to_rejected(daemon_factory) -> None:
+    doc = {"tradecraft": "visits", "analytics": [
+        {"name": "ev", "kind": "stream", "schema": {"ts": "timestamp[s]", "user": "string", "action": "string"},
+         "time": "ts", "lateness": "30s"},
+        {"name": "visits", "kind": "aggregate", "input": "ev", "time": "ts", "session": "40s", "group": ["user"],
+         "measures": {"n": "count()", "clicks": "count_if(action == 'click')", "kinds": "count_distinct(action)"}}]}
+    batches, late, kept = straggling(np.random.default_rng(8), 400, 150,
+                                     np.array(["click", "view", "buy"], dtype=object))
+    db = daemon_factory(workers=2).db()
+    with trio.fail_after(60):
+        await db.submit(doc)
+        info = (await db.describe("visits"))["tradecrafts"][0]
+        roles = [j["role"] for a in info["analytics"] for j in a.get("jahs", [])]
+        assert roles.count("aggregate") == 2 and "exchange" in roles and roles.count("merge") == 1, roles
+        for i, table in enumerate(batches):
+            await db.publish("visits/ev", table, end=i == len(batches) - 1)
+        rejected = await read(db, "visits/visits.rejected", timeout=30)
+        got = await read(db, "visits/visits", timeout=30)
+    expected_late = pa.concat_tables(late)
+    assert expected_late.num_rows > 50
+    assert sorted(zip(rejected["ts"].to_pylist(), rejected["user"].to_pylist())) == \
+        sorted(zip(expected_late["ts"].to_pylist(), expected_late["user"].to_pylist()))
+    assert set(rejected.column("reason").to_pylist()) == {"late: event time is before the watermark"}
+    expected = sessionized(pa.concat_tables(kept), "40 seconds", ["user"],
+                           "count(*), count(*) FILTER (WHERE action = 'click'), count(DISTINCT action)")
+    assert len(expected) > 500
+    assert rows_of(got) == expected
