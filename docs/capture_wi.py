@@ -70,7 +70,9 @@ async def capture(address: str) -> list[tuple[str, str, str]]:
         await keys(*"alerts", "enter", wait=2)
         shot("An analytic", "Enter: its schema, retained logs, the last rows of its output and of its rejected "
                             "rows with their reasons (at 160x48)", (160, 48))
-        await keys(":", *"tc vitals/per_minute", "enter", wait=2)
+        await keys("G", "f", wait=1)
+        shot("Paused", "G, then f: the last rows stay as they are while more come (f again follows them again)")
+        await keys("f", ":", *"tc vitals/per_minute", "enter", wait=2)
         shot("An aggregate's open windows", ":tc vitals/per_minute: its open windows as `query` gives them")
         await keys("esc", "c")
         shot("Cancel asks first", "Esc, then c: y cancels, any other key keeps it")
@@ -109,11 +111,19 @@ def main() -> None:
            "- `:submit FILE` submits a document (checked first, then asked about);",
            "- `:publish STREAM FILE [TABLE]` publishes a file's rows into a stream, asking first and",
            "  counting the rows acknowledged on the message line;",
-           "- `:cancel [NAME]` cancels a tradecraft (asks first); `:q` quits.", "",
+           "- `:cancel [NAME]` cancels a tradecraft (asks first); `:q` quits;",
+           "- `:split JAH` and `:merge JAH` split a dataset JOIN in two, or merge it with the other JOIN",
+           "  of its split, now (`Tab` completes a JOIN's id; recorded as \"by hand\");",
+           "- `:reload TRADECRAFT/ANALYTIC` loads a dataset's next version now, as its timer would:",
+           "  stream rows joined after it use the new version (`hallelujah reload`);",
+           "- `:congestion TRADECRAFT BUSY FOR` sets a tradecraft's congestion thresholds (e.g.",
+           "  `:congestion gps 0.5 2s`) until the congregation restarts (`hallelujah congestion`).",
+           "  Each of these asks first.", "",
            "Each update goes through the library call the CLI makes, and a refusal is the message",
            "`hallelujah` prints. `--read-only` refuses every update, saying so.", "",
            "An analytic's screen shows its schema and retained logs, the last rows of its output and of",
-           "its `rejected` rows with their reasons (both followed as they come), an aggregate's open",
+           "its `rejected` rows with their reasons (both followed as they come; `f` pauses them, the",
+           "rows shown staying while more come, and `f` again follows again), an aggregate's open",
            "windows (`query`, asked once a second), a dataset join's JOINs with the partitions each holds",
            "and the datasets' versions, and the splits and merges with their reasons (what describe",
            "reports). The congregations screen shows CPU and memory only when describe reports them",

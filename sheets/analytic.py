@@ -29,18 +29,25 @@ class Followed:
         self.tail = Tail(keep)
         self.how = "reading..."        # following, ended, or why it cannot be read
         self.skipped = 0               # rows before the follow began that were not read
+        self.frozen: tuple[pa.Table | None, int] | None = None    # paused: the rows shown, and seen
+
+    def pause(self, paused: bool) -> None:
+        """Keep showing the rows of now (the log is still read), or show the last ones again."""
+        self.frozen = (self.tail.table(), self.tail.seen) if paused else None
 
     def note(self) -> str:
         if self.how not in ("following", "ended"):
             return self.how
-        shown = min(self.tail.seen, self.tail.keep)
+        seen = self.tail.seen if self.frozen is None else self.frozen[1]
+        how = self.how if self.frozen is None else "paused, f follows again"
+        shown = min(seen, self.tail.keep)
         if self.skipped:
-            return f"{shown} of the rows since opened ({self.skipped:,} before not read), {self.how}"
-        return f"{shown} of {self.tail.seen:,}, {self.how}"
+            return f"{shown} of the rows since opened ({self.skipped:,} before not read), {how}"
+        return f"{shown} of {seen:,}, {how}"
 
     def rows(self, first: Sequence[str] = ()) -> tuple[list[str], list[list[str]], list[bool]]:
         """Headers, cells and which columns are numbers, the `first` columns first."""
-        tail = self.tail.table()
+        tail = self.tail.table() if self.frozen is None else self.frozen[0]
         if tail is None or not tail.num_rows:
             return [], [], []
         names = [n for n in first if n in tail.column_names] + [n for n in tail.column_names if n not in first]
@@ -63,12 +70,11 @@ def section(title: str, headers: Sequence[str], rows: Sequence[Sequence[str]],
 
 
 class AnalyticScreen(Screen):
-    keys = (("j/k g/G", "scroll"), ("c", "cancel the tradecraft"), ("E", "its event log"),
-            ("Esc", "back to the tradecraft"))
+    keys = (("j/k g/G", "scroll"), ("f", "pause following the last rows, or follow again"),
+            ("c", "cancel the tradecraft"), ("E", "its event log"), ("Esc", "back to the tradecraft"))
 
     def __init__(self, tradecraft: str, analytic: str) -> None:
         self.tc, self.analytic = tradecraft, analytic
-        self.crumb = analytic
         self.info: dict[str, Any] | None = None          # the analytic, as describe says
         self.tc_info: dict[str, Any] = {}                # its tradecraft (scaling, events)
         self.output = Followed(self.ref)
@@ -76,8 +82,14 @@ class AnalyticScreen(Screen):
         self.windows: pa.Table | None = None             # an aggregate's open windows, last asked
         self.windows_how = "asking..."
         self.following = trio.CancelScope()              # the App's tasks for it, cancelled when left
+        self.paused = False                              # `f`: the last rows shown stay as they are
         self.page = Page(self.lines)
         super().__init__(self.page)
+
+    @property
+    def crumb(self) -> str:            # type: ignore[override]
+        """Its name in the breadcrumb, marked while its last rows are paused (seen at any scroll)."""
+        return f"{self.analytic} [paused]" if self.paused else self.analytic
 
     @property
     def ref(self) -> str:
@@ -98,6 +110,15 @@ class AnalyticScreen(Screen):
 
     def leave(self) -> None:
         self.following.cancel()
+
+    def keypress(self, size: tuple[int, int], key: str) -> str | None:
+        if key != "f":
+            return super().keypress(size, key)
+        self.paused = not self.paused
+        for followed in (self.output, self.rejected):
+            followed.pause(self.paused)
+        self.page.refresh()
+        return None
 
     def lines(self, width: int) -> list[str]:
         a = self.info

@@ -152,7 +152,9 @@ class App:
         elif key == "c":
             self.ask_cancel(self.screen.tradecraft())
         else:
-            return self.frame.keypress(size, key)
+            unhandled = self.frame.keypress(size, key)
+            self.show()                                # (a screen's own key, `f`, may change its crumb)
+            return unhandled
         self.show()
         return None
 
