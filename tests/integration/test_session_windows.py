@@ -20,6 +20,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import trio
 
+from tests.conftest import Daemon, sandbox
 from tests.integration.helpers import read
 from tests.integration.test_aggregate import straggling
 
@@ -109,3 +110,59 @@ async def test_sessions_through_a_congregation_with_late_rows_to_rejected(daemon
                            "count(*), count(*) FILTER (WHERE action = 'click'), count(DISTINCT action)")
     assert len(expected) > 500
     assert rows_of(got) == expected
+
+
+VISITS = {"tradecraft": "vs", "analytics": [
+    {"name": "ev", "kind": "stream", "time": "ts", "schema": {"ts": "timestamp[ms]", "user": "string", "x": "int64"}},
+    {"name": "visits", "kind": "aggregate", "input": "ev", "time": "ts", "session": "45s", "group": ["user"],
+     "measures": {"n": "count()", "total": "sum(x)", "xs": "count_distinct(x)"}}]}
+
+
+async def test_open_sessions_are_kept_at_a_checkpoint_and_restored_after_a_kill(tmp_path) -> None:
+    """Sessions open at the checkpoint (and their distinct sets) come back after a kill -9: the
+    output is DuckDB's over every row, and only what came after the checkpoint is replayed."""
+    rng = np.random.default_rng(30)
+    n, parts_of = 8_000, 6
+    ms = np.sort(rng.integers(0, parts_of * 120_000, n * parts_of)) + 1_700_006_400_000
+    data = pa.table({"ts": pa.array(ms, pa.timestamp("ms")),
+                     "user": np.char.mod("u%d", rng.integers(0, 2_500, n * parts_of)).astype(object),
+                     "x": rng.integers(0, 20, n * parts_of)})
+    parts = [data.slice(i * n, n) for i in range(parts_of)]
+    daemons: list[Daemon] = []
+
+    def start() -> Daemon:
+        daemons.append(Daemon(tmp_path / "data", workers=2, extra=[*sandbox(tmp_path), "--checkpoint-every", "0"]
+                              ).start())
+        return daemons[-1]
+
+    try:
+        db = start().db()
+        await db.submit(VISITS)
+        with trio.fail_after(60):
+            for i, part in enumerate(parts[:4]):
+                await db.publish("vs/ev", part, publisher_id="pub", first_seq=i)
+                if i == 2:
+                    while await source_rows(db, "vs") < 3 * n:
+                        await trio.sleep(0.02)
+                    taken = await db.checkpoint("vs")
+                    assert taken["bytes"] > 0, taken
+            daemons[-1].kill()
+            db = start().db()
+            for i, part in enumerate(parts):      # the publisher sends it all again: kept once
+                await db.publish("vs/ev", part, publisher_id="pub", first_seq=i)
+            await db.publish("vs/ev", [], end=True, schema=data.schema)
+            got = await read(db, "vs/visits", timeout=40)
+            info = (await db.describe("vs"))["tradecrafts"][0]
+        assert [e["checkpoint"] for e in info["events"] if e["kind"] == "restored"] == [taken["id"]], info["events"]
+        assert await source_rows(db, "vs") == 3 * n            # parts 3, 4 and 5 replayed or new
+    finally:
+        for d in daemons:
+            d.stop()
+    expected = sessionized(data, "45 seconds", ["user"], "count(*), sum(x), count(DISTINCT x)")
+    assert len(expected) > 5_000
+    assert rows_of(got) == expected
+
+
+async def source_rows(db, tradecraft: str) -> int:
+    info = (await db.describe(tradecraft))["tradecrafts"][0]
+    return next(j.get("rows_out", 0) for a in info["analytics"] for j in a["jahs"] if j["role"] == "logsource")
