@@ -13,11 +13,12 @@ import os
 import time
 from typing import Any
 
+import pyarrow as pa
 import trio
 
 from hallelujah import formats
 from hallelujah.durations import parse_duration
-from hallelujah.errors import HallelujahError, NotFound
+from hallelujah.errors import HallelujahError, InvalidInput, NotFound
 from jah.base import Host, Jah
 from jah.envelope import HANDOVER, Envelope
 
@@ -83,7 +84,7 @@ class Ingest(Jah):
             with trio.move_on_after(max(0.0, min(WATCH_EVERY, fire - time.time()))):
                 await self.wake.wait()
             asked, self.asked, self.wake = self.asked, [], trio.Event()
-            changed = _mtime(path) != seen
+            changed = _mtime(path) not in (seen, 0.0)      # (a file gone is no version: kept until back)
             if asked or time.time() >= fire or changed:
                 seen = _mtime(path)
                 version += 1
@@ -101,6 +102,11 @@ class Ingest(Jah):
         if self.state != "running" or not self.watching:
             raise NotFound(f"{self.id} does not reload: it is {self.state}"
                            + ("" if self.state != "running" else ", and loads once with no JOIN reading it"))
+        source = self.spec["analytic"]["source"]
+        try:                # a file gone or unreadable is refused here, before a row of it is sent
+            await trio.to_thread.run_sync(formats.source_schema, source)
+        except (pa.ArrowException, OSError, ValueError) as exc:
+            raise InvalidInput(f"{source.get('path')}: cannot be read: {exc}") from None
         before, done = self.loaded[0], trio.Event()
         self.asked.append(done)
         self.wake.set()

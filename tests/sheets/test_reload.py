@@ -10,8 +10,11 @@ import os
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+import pytest
 import trio
 
+from hallelujah import updates
+from hallelujah.errors import InvalidInput, NotFound
 from tests.integration.test_cli import cli_many, ok
 from tests.integration.test_split import assert_same_rows, expected_join
 from tests.sheets.screen import driven
@@ -95,6 +98,7 @@ async def test_a_reloaded_dataset_joins_later_rows_with_its_new_version(congrega
                 await answer(wi, "reload r/ev", f"reload r/ev refused: {cli_said(nosuch)}")
                 await answer(wi, "reload r/tiles", "reloaded r/tiles: version 2, 80 rows")
             later, probes = await after_reload(db, out, 1_000, v1, v2)
+            await refusals(db, path)
             rewrite(path, v3)
             said, = await trio.to_thread.run_sync(lambda: cli_many([("reload", "r/tiles")], at=at))
             assert ok(said).stdout == "reloaded r/tiles: version 3, 100 rows\n"
@@ -124,3 +128,27 @@ async def after_reload(db, out: Output, start: int, old: pa.Table, new: pa.Table
     await db.publish("r/ev", rest)
     assert_same_rows(await out.of(rest), joined(rest, new))
     return start + rest.num_rows, old_ones
+
+
+async def refusals(db, path) -> None:
+    """Refused with what is wrong, and nothing changes: no version, the tradecraft runs on."""
+    with pytest.raises(InvalidInput, match=r"analytic 5: expected a dataset, TRADECRAFT/ANALYTIC"):
+        await db.command("reload", analytic=5)
+    with pytest.raises(NotFound, match=r'no running tradecraft "nosuch" \(running: r\)'):
+        await updates.reload(db, "nosuch/tiles")
+    with pytest.raises(NotFound, match=r'no dataset "r/named" \(datasets of r: tiles\)'):
+        await updates.reload(db, "r/named")
+    kept = path.with_suffix(".kept")
+    path.rename(kept)                                      # the file gone: refused before a row is sent
+    with pytest.raises(NotFound, match=f"source file '{path}' does not exist"):
+        await updates.reload(db, "r/tiles")
+    bad = path.with_suffix(".bad")                         # not parquet, with the same time, put in place at once
+    bad.write_bytes(b"PAR1 not parquet at all PAR1")
+    os.utime(bad, ns=(os.stat(kept).st_atime_ns, os.stat(kept).st_mtime_ns))
+    os.replace(bad, path)
+    with pytest.raises(InvalidInput, match=f"{path}: cannot be read: "):
+        await updates.reload(db, "r/tiles")
+    os.replace(kept, path)
+    info = (await db.describe("r"))["tradecrafts"][0]
+    assert info["state"] == "running"
+    assert [e["version"] for e in info["events"] if e["kind"] == "dataset_version"] == [1, 2]
