@@ -8,7 +8,7 @@ import json
 
 import trio
 
-from tests.integration.test_cli import cli_many, ok
+from tests.integration.test_cli import cli_many, ok, refused
 from tests.sheets.screen import driven
 from tests.sheets.test_analytic import document, events
 from tests.sheets.test_commands import cli_said
@@ -62,8 +62,10 @@ async def test_split_merge_and_congestion_asked_refused_and_done(congregation, t
             assert (merged["kind"], sorted(merged["jahs"]), merged["reason"]) == ("merge", [a, b], {"by": "hand"})
             await answer(wi, "congestion t 0.5 1s", "congestion of t: busy above 0.5 for 1s")
         # the CLI: one line, or JSON; a threshold left out keeps its value
-        said, as_json = await trio.to_thread.run_sync(lambda: cli_many(
-            [("congestion", "t", "--for", "3s"), ("congestion", "t", "--busy", "0.25", "--json")], at=at))
+        said, as_json, neither = await trio.to_thread.run_sync(lambda: cli_many(
+            [("congestion", "t", "--for", "3s"), ("congestion", "t", "--busy", "0.25", "--json"),
+             ("congestion", "t")], at=at))
+        assert refused(neither) == "hallelujah: congestion: give --busy, --for or both"
         assert ok(said).stdout in ("congestion of t: busy above 0.5 for 3s\n", "congestion of t: busy above 0.25 for 3s\n")
         assert json.loads(ok(as_json).stdout)["busy"] == 0.25
         events_ = [e for e in (await db.describe("t"))["tradecrafts"][0]["events"]
