@@ -36,7 +36,7 @@ async def test_split_merge_and_congestion_asked_refused_and_done(congregation, t
             [("split", "t/named/nosuch"), ("congestion", "t", "--busy", "2", "--for", "1s"),
              ("merge", "t/named/join")], at=at))
         async with driven(db, read_only=True) as wi:           # refused, nothing asked, nothing changed
-            for line in ("split t/named/join", "merge t/named/join", "congestion t 0.5 1s"):
+            for line in ("split t/named/join", "merge t/named/join", "congestion t 0.5 1s", "reload t/tiles"):
                 wi.command(line)
                 name, what = line.split(" ", 1)
                 assert wi.message == f"read-only: {name} of {what} refused (started with --read-only)"

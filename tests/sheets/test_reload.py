@@ -18,6 +18,7 @@ from hallelujah.errors import InvalidInput, NotFound
 from tests.integration.test_cli import cli_many, ok
 from tests.integration.test_split import assert_same_rows, expected_join
 from tests.sheets.screen import driven
+from tests.sheets.test_analytic import section
 from tests.sheets.test_changes import answer
 from tests.sheets.test_commands import cli_said
 
@@ -97,6 +98,11 @@ async def test_a_reloaded_dataset_joins_later_rows_with_its_new_version(congrega
                 wi.keys("esc")
                 await answer(wi, "reload r/ev", f"reload r/ev refused: {cli_said(nosuch)}")
                 await answer(wi, "reload r/tiles", "reloaded r/tiles: version 2, 80 rows")
+                wi.command("tc r/named")                              # the join's screen lists it
+                shown = await wi.until(lambda s: "reload" in s and "dataset versions" in s, "the version",
+                                       size=(160, 48))
+                assert [v[1:5] for v in section(shown, "dataset versions")[1:]] == [
+                    ["tiles", "1", "120", "start"], ["tiles", "2", "80", "reload"]]
             later, probes = await after_reload(db, out, 1_000, v1, v2)
             await refusals(db, path)
             rewrite(path, v3)
