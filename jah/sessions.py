@@ -142,15 +142,17 @@ class Sessions:
         items = items.append_column(ITEM, pa.array(session))
         aggs = [(START, "min"), (LAST, "max"), (ORIGIN, "min"), (SID, "min")]
         aggs += [(name, op) for name, _, op in self.columns]
-        grouped = items.group_by([ITEM, *self.group], use_threads=False).aggregate(aggs)
-        grouped = grouped.sort_by(ITEM)
+        grouped = items.group_by([ITEM], use_threads=False).aggregate(aggs).sort_by(ITEM)
+        one = np.empty(grouped.num_rows, dtype=np.int64)
+        one[session] = np.arange(session.size)           # an item of each session: its group's fields
+        take = pa.array(one)
         kept = grouped.column(f"{SID}_min")
         new = pc.is_null(kept).to_numpy(zero_copy_only=False)
         sids = kept.fill_null(0).to_numpy().astype(np.int64)
         sids[new] = np.arange(self.next_sid, self.next_sid + int(new.sum()), dtype=np.int64)
         self.next_sid += int(new.sum())
         arrays = [pa.array(sids), grouped.column(f"{START}_min"), grouped.column(f"{LAST}_max"),
-                  grouped.column(f"{ORIGIN}_min"), *(grouped.column(g) for g in self.group)]
+                  grouped.column(f"{ORIGIN}_min"), *(items.column(g).take(take) for g in self.group)]
         arrays += [grouped.column(f"{name}_{op}").cast(typ) for name, typ, op in self.columns]
         self.open = pa.Table.from_arrays(arrays, schema=self.state_schema)
         if self.distinct:
@@ -261,29 +263,16 @@ def _sessionize(items: pa.Table, group: list[str], gap: int) -> np.ndarray:
     group changes or it starts `gap` or more after the previous one's last."""
     n = items.num_rows
     point = pc.is_null(items.column(SID)).to_numpy(zero_copy_only=False)
-    keyed = items.select([*group, START]).append_column(POINT, pa.array(point))
-    order = pc.sort_indices(keyed, sort_keys=[*((g, "ascending") for g in group), (START, "ascending"),
-                                               (POINT, "ascending")]).to_numpy()
-    start = items.column(START).to_numpy()[order]
-    last = items.column(LAST).to_numpy()[order]
-    is_point = point[order]
+    gid = _group_ids(items, group)
+    start, last = items.column(START).to_numpy(), items.column(LAST).to_numpy()
+    order = np.lexsort((point, start, gid))        # by group, start, sessions before rows
+    start, last, is_point, gid = start[order], last[order], point[order], gid[order]
     first_of_group = np.ones(n, dtype=bool)
-    if group:
-        same = np.ones(n - 1, dtype=bool)
-        for g in group:
-            col = items.column(g).take(pa.array(order))
-            a, b = col.slice(1), col.slice(0, n - 1)
-            eq = pc.fill_null(pc.equal(a, b), False).to_numpy(zero_copy_only=False)
-            both_null = pc.and_(pc.is_null(a), pc.is_null(b)).to_numpy(zero_copy_only=False)
-            same &= eq | both_null
-        first_of_group[1:] = ~same
-    else:
-        first_of_group[1:] = False
-    run = np.cumsum(first_of_group)                          # a number per group
+    first_of_group[1:] = gid[1:] != gid[:-1]
     idx = np.arange(n)
     host = np.maximum.accumulate(np.where(is_point, -1, idx))    # the last session item at or before
     safe = np.maximum(host, 0)
-    inside = is_point & (host >= 0) & (run[safe] == run) & (start <= last[safe])
+    inside = is_point & (host >= 0) & (gid[safe] == gid) & (start <= last[safe])
     rest = np.flatnonzero(~inside)
     begins = first_of_group[rest].copy()
     begins[1:] |= start[rest[1:]] - last[rest[:-1]] >= gap
@@ -293,6 +282,18 @@ def _sessionize(items: pa.Table, group: list[str], gap: int) -> np.ndarray:
     session = np.empty(n, dtype=np.int64)
     session[order] = session_sorted
     return session
+
+
+def _group_ids(items: pa.Table, group: list[str]) -> np.ndarray:
+    """A number per row, equal for rows of one group (nulls a value of their own)."""
+    ids = np.zeros(items.num_rows, dtype=np.int64)
+    for g in group:
+        codes = pc.dictionary_encode(items.column(g).combine_chunks()).indices
+        col = codes.fill_null(-1).to_numpy().astype(np.int64) + 1
+        ids = ids * (int(col.max(initial=0)) + 1) + col
+        if len(group) > 1:
+            ids = np.unique(ids, return_inverse=True)[1].astype(np.int64)   # stays below the row count
+    return ids
 
 
 class SessionOrigins(HeldOrigins):
