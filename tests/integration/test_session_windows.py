@@ -5,18 +5,21 @@ row in the documented order: window_end, the group fields (nulls last), window_s
 Through `hallelujah run` with 2 workers (every measure, two group fields, nulls), and through a
 running congregation with 2 workers, whose EXCHANGE splits the groups over two AGGREGATEs, with
 stragglers: those before the watermark go to `rejected`, the rest make exactly DuckDB's sessions
-of the rows kept."""
+of the rows kept; a query mid-stream shows the sessions still open. Open sessions survive a kill
+through a checkpoint."""
 from __future__ import annotations
 
 import json
 import os
 import subprocess
 import sys
+from datetime import timedelta
 from pathlib import Path
 
 import duckdb
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import trio
 
@@ -91,13 +94,26 @@ async def test_sessions_through_a_congregation_with_late_rows_to_rejected(daemon
          "measures": {"n": "count()", "clicks": "count_if(action == 'click')", "kinds": "count_distinct(action)"}}]}
     batches, late, kept = straggling(np.random.default_rng(8), 400, 150,
                                      np.array(["click", "view", "buy"], dtype=object))
+    measures = "count(*), count(*) FILTER (WHERE action = 'click'), count(DISTINCT action)"
     db = daemon_factory(workers=2).db()
     with trio.fail_after(60):
         await db.submit(doc)
         info = (await db.describe("visits"))["tradecrafts"][0]
         roles = [j["role"] for a in info["analytics"] for j in a.get("jahs", [])]
         assert roles.count("aggregate") == 2 and "exchange" in roles and roles.count("merge") == 1, roles
-        for i, table in enumerate(batches):
+        for table in batches[:6]:
+            await db.publish("visits/ev", table)
+        # mid-stream, a query shows the sessions not out yet: those ending after the watermark
+        so_far = pa.concat_tables(kept[:6])
+        watermark = pc.max(pa.concat_tables(batches[:6])["ts"]).as_py() - timedelta(seconds=30)
+        open_now = [r for r in sessionized(so_far, "40 seconds", ["user"], measures) if r[1] > watermark]
+        shown: list[tuple] = []
+        with trio.move_on_after(20):
+            while shown != open_now:
+                shown = rows_of(await db.query("visits/visits"))
+                await trio.sleep(0.1)
+        assert shown == open_now and len(open_now) > 50
+        for i, table in enumerate(batches[6:], 6):
             await db.publish("visits/ev", table, end=i == len(batches) - 1)
         rejected = await read(db, "visits/visits.rejected", timeout=30)
         got = await read(db, "visits/visits", timeout=30)
@@ -106,8 +122,7 @@ async def test_sessions_through_a_congregation_with_late_rows_to_rejected(daemon
     assert sorted(zip(rejected["ts"].to_pylist(), rejected["user"].to_pylist())) == \
         sorted(zip(expected_late["ts"].to_pylist(), expected_late["user"].to_pylist()))
     assert set(rejected.column("reason").to_pylist()) == {"late: event time is before the watermark"}
-    expected = sessionized(pa.concat_tables(kept), "40 seconds", ["user"],
-                           "count(*), count(*) FILTER (WHERE action = 'click'), count(DISTINCT action)")
+    expected = sessionized(pa.concat_tables(kept), "40 seconds", ["user"], measures)
     assert len(expected) > 500
     assert rows_of(got) == expected
 
