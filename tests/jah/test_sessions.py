@@ -8,6 +8,8 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
+from congregation.partitioned import AggregateHallelu
+from hallelujah.tradecraft import parse_document
 from jah.sessions import SessionMerge, Sessions
 from jah.watermarks import END_OF_TIME
 
@@ -141,3 +143,17 @@ def test_rows_before_a_closed_watermark_and_null_times_are_dropped_not_folded() 
 def test_a_session_aggregate_refuses_top() -> None:
     with pytest.raises(ValueError, match="measures, not top"):
         Sessions({**SPEC, "top": {"n": 1, "by": "x"}}, events(1, 0).schema, OUT)
+
+
+def test_the_plan_routes_by_group_to_instances_that_name_no_partitions(tmp_path) -> None:
+    """Each group's sessions in one AGGREGATE; no partitions named, so no congestion split (at a
+    time boundary) can cut a session in two."""
+    tc = parse_document({"tradecraft": "s", "analytics": [
+        {"name": "ev", "kind": "stream", "time": "ts",
+         "schema": {"ts": "timestamp[ms]", "g": "string", "x": "int64", "u": "string"}}, SPEC]}, tmp_path)
+    plans = AggregateHallelu(tc, tc.analytic("visits"), [1], 2).plan(lambda j: j)
+    assert sorted(p.role for p in plans) == ["aggregate", "aggregate", "exchange", "merge"]
+    assert [p.spec["keys"] for p in plans if p.role == "exchange"] == [["g"]]
+    assert not any("partitions" in p.spec for p in plans if p.role == "aggregate")
+    alone = AggregateHallelu(tc, tc.analytic("visits"), [2], 1).plan(lambda j: j)
+    assert sorted(p.role for p in alone) == ["aggregate", "merge"]     # one instance takes both parts
