@@ -136,8 +136,9 @@ class Sessions:
         self.rows_dropped += dropped
         if not t.size:
             return []
-        old = self.open
-        items = pa.concat_tables([old, self._points(table, t)])
+        points = self._points(table, t)
+        old, untouched = self._of_groups_in(points)
+        items = pa.concat_tables([old, points])
         session = _sessionize(items, self.group, self.gap)
         items = items.append_column(ITEM, pa.array(session))
         aggs = [(START, "min"), (LAST, "max"), (ORIGIN, "min"), (SID, "min")]
@@ -155,6 +156,8 @@ class Sessions:
                   grouped.column(f"{ORIGIN}_min"), *(items.column(g).take(take) for g in self.group)]
         arrays += [grouped.column(f"{name}_{op}").cast(typ) for name, typ, op in self.columns]
         self.open = pa.Table.from_arrays(arrays, schema=self.state_schema)
+        if untouched.num_rows:
+            self.open = pa.concat_tables([untouched, self.open])
         if self.distinct:
             item_sid = sids[session]              # each item's session id
             self._remap(old.column(SID).to_numpy(), item_sid[:old.num_rows])
@@ -166,6 +169,18 @@ class Sessions:
             if self._raw > max(COMPACT_ROWS, self.rows_held):
                 self._dedup()
         return []
+
+    def _of_groups_in(self, points: pa.Table) -> tuple[pa.Table, pa.Table]:
+        """The open sessions of the groups `points` has (they take part in the fold), and the
+        others (left as they are): many open sessions are not sorted again for every batch."""
+        old = self.open
+        if not self.group or old.num_rows <= points.num_rows:
+            return old, old.slice(0, 0)
+        gid = _group_ids(pa.concat_tables([old.select(self.group), points.select(self.group)]), self.group)
+        touched = np.isin(gid[:old.num_rows], gid[old.num_rows:])
+        if touched.all():
+            return old, old.slice(0, 0)
+        return old.filter(pa.array(touched)), old.filter(pa.array(~touched))
 
     def _remap(self, before: np.ndarray, after: np.ndarray) -> None:
         """Sessions merged: distinct pairs of ids `before` now belong to ids `after`."""

@@ -101,6 +101,15 @@ def test_random_order_within_the_open_sessions_matches_duckdb() -> None:
     assert finished([s.close(END_OF_TIME)]) == sessionized(data)
 
 
+def test_small_batches_leave_the_other_groups_sessions_as_they_are() -> None:
+    data = events(2_000, 6)
+    s = Sessions(SPEC, data.schema, OUT)
+    parts = fold(s, data.slice(0, 1_000), 2, closes=False)    # many sessions open, in every group
+    assert s.open.num_rows > 200
+    parts += fold(s, data.slice(1_000), 100, closes=False)    # 10 rows a batch: a few groups each
+    assert finished([*parts, s.close(END_OF_TIME)]) == sessionized(data)
+
+
 def test_a_snapshot_restored_into_a_fresh_state_goes_on_as_if_never_stopped() -> None:
     data = events(4_000, 3).sort_by("ts")
     half = data.num_rows // 2
