@@ -15,8 +15,8 @@ the instances passes that end (`SessionMerge`), which keeps the output ordered b
 The open state is one row per open session: an id, its start, last time, the first source
 position that put rows in it, the group fields and the decomposable partials of its measures
 (`Measure.partials`: counts, sums, minima, maxima, mean as sum and count); a distinct count
-keeps the (session id, value) pairs. A batch is folded by one sort of the open sessions and the
-new rows together (by group, then time) and NumPy over that order — a row inside an open
+keeps the (session id, value) pairs. A batch is folded by one sort of the open sessions of its
+groups and its rows together (by group, then time) and NumPy over that order — a row inside an open
 session's span joins it; otherwise consecutive items of a group less than the gap apart are one
 session, which also merges two open sessions a new row bridges — then one ``group_by`` combines
 each session's items. No Python loop runs per row.
@@ -33,11 +33,10 @@ from hallelujah.durations import parse_duration
 from jah.windowed import HeldOrigins
 from jah.windows import WINDOW, Measure, parse_measures, timed_rows
 
-SID, START, LAST, ORIGIN, POINT, ITEM = "__sid", "__start", "__last", "__origin", "__point", "__item"
+SID, START, LAST, ORIGIN, ITEM = "__sid", "__start", "__last", "__origin", "__item"
 VALUE = "__value"
 COMPACT_ROWS = 1 << 16       # deduplicate a distinct set when this many raw pairs were added since
 _INT64, _FLOAT64, _US = pa.int64(), pa.float64(), pa.timestamp("us")
-_COUNT_ALL = pc.CountOptions(mode="all")
 
 
 def gap_of(spec: dict) -> int:
