@@ -146,7 +146,9 @@ async def split_aggregate(d: Deployment, jah_id: str, reason: dict[str, Any], re
     siblings = [j for j in plan.jahs.values() if j.role == "aggregate" and j.analytic == old.analytic
                 and j.id not in d.retiring]
     workers = _workers(d)
-    if not feeds or "hop" in a or len(held) < 2 or len(siblings) >= MAX_JOINS_PER_WORKER * len(workers):
+    # a hop or a session spans a time boundary: a split there would cut windows in two
+    if not feeds or "hop" in a or "session" in a or len(held) < 2 \
+            or len(siblings) >= MAX_JOINS_PER_WORKER * len(workers):
         return False
     merge_in = _stream_from(d, jah_id, "out")
     rejected = [s for s in plan.streams if s.sender == jah_id and s.sender_port == "rejected"]

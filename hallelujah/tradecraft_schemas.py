@@ -207,7 +207,7 @@ def field_list(value: object, path: str, inp: Input | None = None, unknown: Coll
         raise TradecraftError(path, f"{show(value)} is not a list of field names")
     for i, name in enumerate(value):
         with go_on():
-            if inp is not None and not (isinstance(name, str) and name in unknown):
+            if inp is not None and inp.known and not (isinstance(name, str) and name in unknown):
                 field_of(inp, name, f"{path}[{i}]")
             elif not isinstance(name, str) or not name:
                 raise TradecraftError(f"{path}[{i}]", f"{show(name)} is not a field name")
@@ -368,13 +368,13 @@ def derive_transform(spec: dict, path: str, inputs: dict[str, Input]) -> pa.Sche
         before = faults_so_far()
         with go_on():
             label = f'the output of "{inp.ref}" and the derives' if "derive" in spec else ""
-            names = field_list(spec["select"], f"{path}.select", Input(inp.ref, schema, label), unknown)
+            names = field_list(spec["select"], f"{path}.select", Input(inp.ref, schema, label, inp.known), unknown)
             if not names:
                 raise TradecraftError(f"{path}.select", "[] selects no field")
         if faults_so_far() > before:
             return None
         unknown.intersection_update(names)
-        schema = pa.schema([schema.field(n) for n in names if n not in unknown])
+        schema = pa.schema([schema.field(n) for n in names if n not in unknown and n in schema.names])
     if unknown or not inp.known:
         return None
     if "udf" in spec:

@@ -68,7 +68,7 @@ class Runtime:
             log.warning("datastream_broken", error=str(exc))
             self._fail(jah, str(exc))
         except (EOFError, HallelujahError) as exc:
-            log.info("datastream_closed", reason=str(exc))
+            log.debug("datastream_closed", reason=str(exc))     # its sender stopped or was lost (logged there)
         finally:
             await conn.aclose()
 

@@ -752,3 +752,11 @@ def test_allowed_limits_udf_dirs_and_source_roots_by_real_path(base: Path,
         assert e.value.path == "analytics[2].udf_path"
     with pytest.raises(TradecraftError, match="its operator allows: none"):
         parse_document(with_udf, base, Allowed.of([], [str(base)]))
+
+
+def test_a_stream_with_a_bad_type_leaves_what_selects_its_fields_unrefused(base: Path) -> None:
+    """Its schema is refused, so its fields are untold: a select of them is not a fault of its own."""
+    d = {"tradecraft": "t", "analytics": [
+        {"name": "orders", "kind": "stream", "schema": {"id": "int64", "qty": "int65"}},
+        {"name": "some", "kind": "transform", "input": "orders", "select": ["id", "item"]}]}
+    assert [p for p, _ in _faults(d, base)] == ["analytics[0].schema.qty"]
