@@ -2,6 +2,7 @@
 analytic; and the event log. Each is rebuilt from the Feed's latest answers by `update`."""
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import trio
@@ -96,22 +97,25 @@ class TradecraftScreen(Screen):
     def __init__(self, name: str) -> None:
         self.name = self.crumb = name
         self.head = urwid.Text("")              # wraps: a failed tradecraft's whole reason is read here
+        # at 80 columns the role (a Jah's name says it), then the rows held, then busy are left out
         self.table = Table(["analytic / jah", "role", "wkr", "rows in", "rows out", "busy", "backlog",
-                            "held", "state"], [False, False, False, True, True, True, True, True, False])
+                            "held", "in flight", "wm lag", "state"],
+                           [False, False, False, True, True, True, True, True, True, True, False], optional=[1, 7, 5])
         super().__init__(urwid.Frame(self.table, header=self.head))
 
     def update(self, feed: Feed) -> None:
-        self.head.set_text(summary(feed, self.name))
         tc = feed.tradecraft(self.name) or {}
+        checkpoint = views.checkpoint_line(tc.get("checkpoints"), self.name, size)
+        self.head.set_text(summary(feed, self.name) + (f"\n{checkpoint}" if checkpoint else ""))
         rows: list[tuple[Any, list[str]]] = []
-        jahs = views.jah_rows(tc)
+        jahs, now = views.jah_rows(tc), time.time()
         for a in tc.get("analytics", []):
-            rows.append(((a["name"], ""), [a["name"], a["kind"], "", "", "", "", "", "",
+            rows.append(((a["name"], ""), [a["name"], a["kind"], "", "", "", "", "", "", "", "",
                                            "output" if a.get("output") else ""]))
             rows += [((j.analytic, j.jah), ["  " + j.jah, j.role, j.worker, views.count(j.rows_in),
                                             views.count(j.rows_out), "-" if j.busy is None else f"{j.busy:.2f}",
-                                            views.count(j.backlog),
-                                            views.count(j.held), j.state])
+                                            views.count(j.backlog), views.count(j.held), views.credits(j),
+                                            views.watermark_lag(j.watermark, now), j.state])
                      for j in jahs if j.analytic == a["name"]]
         self.table.set_rows(rows)
 

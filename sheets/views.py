@@ -3,7 +3,7 @@ screen shows, so what the Window Interface shows is testable without a terminal.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,6 +41,9 @@ class JahRow:
     backlog: int | None
     held: int | None           # rows of state (open windows, a join's rows)
     state: str
+    in_flight: int | None = None    # batches sent to other processes, not yet taken (what credits bound)
+    blocked: bool = False           # an out end waits for a credit now
+    watermark: int | None = None    # µs of event time, the least of its inputs'; None before one came
 
 
 def _rows(a: Info, field: str) -> int | None:
@@ -128,8 +131,58 @@ def jah_rows(tc: Info) -> list[JahRow]:
     return [JahRow(a["name"], jah_label(j["id"], a["name"]), j.get("role", ""),
                    "-" if j.get("worker", -1) < 0 else str(j["worker"]),
                    live(j, "rows_in"), live(j, "rows_out"), float(j["busy"]) if "busy" in j else None,
-                   live(j, "backlog"), live(j, "state_rows"), str(j.get("state", "")))
+                   live(j, "backlog"), live(j, "state_rows"), str(j.get("state", "")),
+                   live(j, "in_flight"), any(bool(d.get("waiting")) for d in j.get("datastreams", ())),
+                   None if j.get("watermark") is None else int(j["watermark"]))
             for a in tc.get("analytics", []) for j in a.get("jahs", [])]
+
+
+def credits(j: JahRow) -> str:
+    """Batches in flight, and "blocked" when a send waits for a credit (the receiver is behind)."""
+    return f"{count(j.in_flight)} blocked" if j.blocked else count(j.in_flight)
+
+
+HISTORY_LAG = 86_400.0      # a watermark more than a day behind is history being replayed
+
+
+def duration(seconds: float) -> str:
+    """Seconds as a person reads them, in at most 5 characters: 12s, 4m05s, 3h12m, 2d07h."""
+    s = int(seconds)
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m{s % 60:02d}s"
+    if s < 86_400:
+        return f"{s // 3600}h{s % 3600 // 60:02d}m"
+    return f"{s // 86_400}d{s % 86_400 // 3600:02d}h"
+
+
+def watermark_lag(watermark: int | None, now: float) -> str:
+    """How far a watermark (µs of event time) is behind the wall clock `now` (seconds): "12s";
+    "+3s" when it is ahead (event times in the future); the event time's UTC date itself when it
+    is more than a day behind, since then the stream replays history and the lag says nothing
+    about keeping up; "-" before a watermark came."""
+    if watermark is None:
+        return "-"
+    lag = now - watermark / 1e6
+    if lag > HISTORY_LAG:
+        return time.strftime("%Y-%m-%d", time.gmtime(watermark / 1e6))
+    return duration(lag) if lag > -1 else "+" + duration(-lag)
+
+
+def checkpoint_line(cp: Info | None, tradecraft: str, size: Callable[[int], str]) -> str:
+    """A tradecraft's checkpoints in one line: the last complete (id, age, size, how long it
+    took) and the one in flight (how long, which Jahs it still waits for); "" when it takes none."""
+    if not cp:
+        return ""
+    last, flying = cp.get("last"), cp.get("in_flight")
+    text = f"checkpoint every {cp.get('every', 0):g}s: "
+    text += "none complete yet" if last is None else (
+        f"last #{last['id']} {duration(last['age'])} ago, {size(int(last['bytes']))} in {last['seconds']:.2f}s")
+    if flying is not None:
+        waits = [w.removeprefix(f"{tradecraft}/") for w in flying.get("waiting_for", [])]
+        text += f"; #{flying['id']} in flight {flying['for']:.1f}s" + (f", waits for {', '.join(waits)}" if waits else "")
+    return text
 
 
 def schema_lines(a: Info) -> list[tuple[str, str]]:
@@ -186,14 +239,26 @@ def clock(at: float) -> str:
     return time.strftime("%H:%M:%S", time.localtime(at))
 
 
+def _natural(cells: list[list[str]], columns: int) -> list[int]:
+    return [max(len(r[i]) for r in cells) for i in range(columns)]
+
+
 def table_lines(headers: Sequence[str], rows: Sequence[Sequence[str]], width: int,
-                numeric: Sequence[bool] | None = None) -> list[str]:
-    """Rows laid out in columns that fit `width`: numbers are right-aligned and never cut; when
-    the line is too wide, the widest text column is narrowed first (a cut cell ends in "~"), the
-    first column (the row's name) last of all."""
+                numeric: Sequence[bool] | None = None, optional: Sequence[int] = ()) -> list[str]:
+    """Rows laid out in columns that fit `width`: numbers are right-aligned and never cut. When
+    the line is too wide, the `optional` columns are left out, in their order, as long as it
+    stays too wide; then the widest text column is narrowed (a cut cell ends in "~"), the first
+    column (the row's name) last of all."""
     numeric = list(numeric) if numeric is not None else [False] * len(headers)
     cells = [list(headers)] + [list(r) for r in rows]
-    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
+    keep, widths = list(range(len(headers))), _natural(cells, len(headers))
+    for column in optional:
+        if sum(widths[i] for i in keep) + 2 * (len(keep) - 1) <= width:
+            break
+        keep.remove(column)
+    cells = [[r[i] for i in keep] for r in cells]
+    numeric = [numeric[i] for i in keep]
+    widths = [widths[i] for i in keep]
     excess = sum(widths) + 2 * (len(widths) - 1) - width
     while excess > 0:       # narrow the widest text column but the first, one character at a time
         cuttable = [i for i in range(1, len(widths)) if not numeric[i] and widths[i] > 3] or \

@@ -77,8 +77,9 @@ class Sized(urwid.WidgetWrap):
 class Table(Sized):
     """A header and selectable rows laid out in columns."""
 
-    def __init__(self, headers: Sequence[str], numeric: Sequence[bool]) -> None:
-        self.headers, self.numeric = list(headers), list(numeric)
+    def __init__(self, headers: Sequence[str], numeric: Sequence[bool], optional: Sequence[int] = ()) -> None:
+        """`optional`: the columns left out, in this order, while the rows do not fit the width."""
+        self.headers, self.numeric, self.optional = list(headers), list(numeric), list(optional)
         self.keys: list[Hashable] = []
         self.cells: list[list[str]] = []
         self.all_rows: list[tuple[Hashable, Sequence[str]]] = []
@@ -112,7 +113,7 @@ class Table(Sized):
 
     def layout(self, width: int) -> None:
         self.width = width
-        lines = views.table_lines(self.headers, self.cells, width, self.numeric)
+        lines = views.table_lines(self.headers, self.cells, width, self.numeric, self.optional)
         self.header.set_text(lines[0])
         index = self.listbox.focus_position if self.walker else 0
         self.walker[:] = [urwid.AttrMap(Line(line, wrap="clip"), None, focus_map="focus") for line in lines[1:]]

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -18,6 +20,7 @@ import urwid
 
 from hallelujah import Database
 from sheets.analytic import TAIL_ROWS
+from tests.conftest import Daemon
 from tests.integration.helpers import wait_state
 from tests.sheets.screen import SIZES, Driver, driven, line_of, row
 
@@ -33,9 +36,20 @@ def rows(start: int, n: int) -> pa.Table:
                      "v": rng.integers(0, 100, n).astype(np.float64)}, schema=SCHEMA)
 
 
-def is_cell(shown: str, text: str) -> bool:
-    """`shown` is `text`, or `text` cut to fit (at 80 columns a role is cut before a Jah's name)."""
-    return shown == text or shown.endswith("~") and text.startswith(shown[:-1])
+def mebibytes(shown: str) -> float:
+    """A memory size as the screen shows it ("120.7MiB") in MiB."""
+    value = re.fullmatch(r"([\d.]+)(KiB|MiB|GiB)", shown)
+    assert value is not None, shown
+    return float(value[1]) * {"KiB": 1 / 1024, "MiB": 1, "GiB": 1024}[value[2]]
+
+
+def resident(pids: list[int]) -> float:
+    """MiB resident of the processes `pids`, as /proc/PID/status says (VmRSS, in kB)."""
+    total = 0
+    for pid in pids:
+        with open(f"/proc/{pid}/status") as f:
+            total += next(int(line.split()[1]) for line in f if line.startswith("VmRSS:"))
+    return total / 1024
 
 
 def kept(table: pa.Table) -> pa.Table:
@@ -100,17 +114,25 @@ async def test_drill_down_to_jahs_and_an_analytic_output(congregation):
             await wi.until(lambda s: f" {out:,} " in s, "tc's rows")
             wi.keys("enter")
             for size in SIZES:
-                # (a Jah's figures come with its worker's next report)
-                shown = await wi.until(lambda s: "transform " in s and row(s, "transform")[3] not in ("0", "-"),
+                # (a Jah's figures come with its worker's next report; at 80 columns the role
+                # is left out, a Jah's name says it)
+                wide = size[0] > 80
+
+                def jah(s: str, name: str, wide: bool = wide) -> list[str]:
+                    """The Jah's words without its role (shown, and checked, only when wide)."""
+                    words = row(s, name)
+                    if wide:
+                        assert words[1] == name, s
+                        return words[:1] + words[2:]
+                    return words
+                shown = await wi.until(lambda s: "transform " in s and jah(s, "transform")[2] not in ("0", "-"),
                                        "the Jahs' figures", size=size)
                 assert "tradecrafts > tc" in shown
-                jah = row(shown, "transform")
-                assert is_cell(jah[1], "transform") and jah[2] in ("0", "1") and jah[3:5] == ["2,000", f"{out:,}"]
-                source = row(shown, "logsource")
-                assert is_cell(source[1], "logsource") and source[2:5] == ["-", "0", "2,000"]
-                assert row(shown, "sink")[3:5] == [f"{out:,}", "0"]
-                analytic = row(shown, "y")
-                assert is_cell(analytic[1], "transform") and analytic[2] == "output"
+                assert jah(shown, "transform")[1] in ("0", "1")
+                assert jah(shown, "transform")[2:4] == ["2,000", f"{out:,}"]
+                assert jah(shown, "logsource")[1:4] == ["-", "0", "2,000"]
+                assert jah(shown, "sink")[2:4] == [f"{out:,}", "0"]
+                assert row(shown, "y")[1:] == (["transform", "output"] if wide else ["output"])
             # the analytic y: rows are x, x/logsource, y, ...
             wi.keys("g", "j", "j", "enter")
             tail = expected.slice(out - TAIL_ROWS)
@@ -137,6 +159,16 @@ async def test_drill_down_to_jahs_and_an_analytic_output(congregation):
                 assert [w[:2] for w in workers] == [["worker", "0"], ["worker", "1"]], shown
                 # each pid shown is a process of the congregation's own session
                 assert all(os.getsid(int(w[2])) == congregation.proc.pid for w in workers), shown
+                # CPU (once two answers came) and resident memory of each worker, and of them all
+                # with the congregation's own process, against what /proc says of those pids
+                shown = await wi.until(lambda s: row(s, "vm")[6].endswith("%"), "the congregation's CPU", size=size)
+                workers = [line.split() for line in shown.split("\n") if line.strip().startswith("worker ")]
+                pids = [int(w[2]) for w in workers]
+                for w in workers:
+                    assert w[4].endswith("%") and 0 <= int(w[4][:-1]) <= 200, shown
+                    assert abs(mebibytes(w[5]) - resident([int(w[2])])) <= 0.25 * resident([int(w[2])]), shown
+                everything = resident([congregation.proc.pid, *pids])
+                assert abs(mebibytes(row(shown, "vm")[7]) - everything) <= 0.25 * everything, shown
             wi.keys("esc")                   # Esc at the top stays there
             assert row(wi.screen(), "congregations") == ["congregations"]
             wi.keys("j", "enter")            # a worker's row opens its congregation's tradecrafts
@@ -326,3 +358,71 @@ async def test_finished_and_failed_tradecrafts_say_so(congregation, tmp_path):
             wi.keys("esc", "g", "enter")    # x, a file source: it keeps only its rejected rows
             shown = wi.screen()
             assert "last rows of done/x (it retains no output)" in shown and row(shown, "x.rejected")[1] == "0"
+
+
+TIMED = {"tradecraft": "tw", "analytics": [
+    {"name": "ev", "kind": "stream", "time": "ts", "schema": {"ts": "timestamp[s]", "v": "float64"}},
+    {"name": "w", "kind": "aggregate", "input": "ev", "time": "ts", "window": "1m",
+     "measures": {"n": "count()"}, "output": True}]}
+CHECKPOINT = re.compile(r"checkpoint every 0\.1s: last #(\d+) (\S+) ago, (\S+) in ([\d.]+)s")
+
+
+@pytest.fixture
+def checkpointing(tmp_path):
+    daemon = Daemon(tmp_path / "data", extra=["--checkpoint-every", "0.1"]).start()
+    yield daemon
+    daemon.stop()
+
+
+def seconds(shown: str) -> int:
+    """A duration as the screen shows it (12s, 4m05s, 3h12m) in seconds."""
+    parts = re.fullmatch(r"(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?", shown)
+    assert parts is not None and shown, shown
+    h, m, s = (int(p or 0) for p in parts.groups())
+    return (h * 60 + m) * 60 + s
+
+
+async def test_a_tradecraft_shows_credits_watermark_lag_and_checkpoints(checkpointing):
+    """A stream with event times up to 40 s ago: each Jah past the source shows its watermark
+    that far behind the wall clock; the header shows the last checkpoint (taken every 0.1 s)
+    and, at some refresh, one in flight and the Jahs it waits for."""
+    db = checkpointing.db()
+    with trio.fail_after(60):
+        await db.submit(TIMED)
+        now = int(time.time())
+        ts = pa.array(np.arange(now - 600, now - 40), pa.timestamp("s"))
+        await db.publish("tw/ev", pa.table({"ts": ts, "v": np.ones(len(ts))}))
+        newest = pc.max(ts).cast(pa.int64()).as_py()            # the watermark: the newest event time
+        starts = pc.floor_temporal(ts, unit="minute").cast(pa.int64()).to_numpy()
+        open_windows = len(set(starts[starts + 60 > newest].tolist()))   # not closed by the watermark
+        closed = len(set(starts.tolist())) - open_windows
+        async with driven(db) as wi:
+            wi.command("tc tw")
+            for size in SIZES:
+                shown = await wi.until(lambda s: line_of(s, "aggregate") is not None
+                                       and f"{len(ts):,}" in row(s, "aggregate")
+                                       and CHECKPOINT.search(s) is not None, "the aggregate's rows", size=size)
+                lag = time.time() - newest
+                assert "flight" in row(shown, "analytic") and "lag" in row(shown, "analytic"), shown
+                for name in ("aggregate", "merge", "sink"):
+                    words = row(shown, name)
+                    assert words[-1] == "running" and words[-2] != "-", shown
+                    assert lag - 2 <= seconds(words[-2]) <= lag + 1, (name, lag, shown)
+                    assert 0 <= int(words[-3]) <= 20, shown           # in flight: within the credits
+                assert row(shown, "logsource")[-2] == "-"            # a source has no input's watermark
+                assert "blocked" not in shown                          # nothing waits at rest
+                agg = row(shown, "aggregate")
+                if size == (80, 24):                                   # the role and held columns left out
+                    assert agg[1:4] in (["0", f"{len(ts):,}", str(closed)], ["1", f"{len(ts):,}", str(closed)])
+                    assert "held" not in row(shown, "analytic") and "role" not in row(shown, "analytic")
+                else:
+                    assert agg[1:5] in (["aggregate", w, f"{len(ts):,}", str(closed)] for w in "01")
+                    assert "held" in row(shown, "analytic") and "busy" in row(shown, "analytic")
+                    assert agg[-4] == str(open_windows), shown
+                first = CHECKPOINT.search(shown)
+                assert first is not None and seconds(first[2]) < 10 and float(first[4]) < 10
+            later = await wi.until(lambda s: (m := CHECKPOINT.search(s)) is not None and int(m[1]) > int(first[1]),
+                                   "a later checkpoint")
+            assert later
+            flying = await wi.until(lambda s: "in flight" in s.split("analytic")[0], "a checkpoint in flight")
+            assert re.search(r"#\d+ in flight [\d.]+s(, waits for (w/\w+(, )?)+)?", flying), flying

@@ -2,6 +2,9 @@
 figures computed here from the answer's own parts."""
 from __future__ import annotations
 
+import re
+import time
+
 import pyarrow as pa
 from hypothesis import given
 from hypothesis import strategies as st
@@ -164,3 +167,74 @@ def test_the_first_column_is_cut_last():
     lines = views.table_lines(["name", "role", "n"], [["stream_join#0", "stream_join", "65,839"]], 28,
                               [False, False, True])
     assert lines[1] == "stream_join#0  stre~  65,839"
+
+
+def test_jah_rows_carry_credits_and_the_watermark():
+    out_end = {"port": "out out", "credits_left": 0, "in_flight": 20, "blocked_seconds": 1.5, "waiting": True}
+    tc = tradecraft("a", 10, 4)
+    tc["analytics"][1]["jahs"][0].update(in_flight=20, watermark=1_700_000_000_000_000,
+                                         datastreams=[out_end, {"port": "in in", "last_seq": 3}])
+    tc["analytics"][1]["jahs"][1].update(in_flight=0, watermark=None,
+                                         datastreams=[{**out_end, "waiting": False, "in_flight": 0}])
+    transform, sink = views.jah_rows(tc)[1:]
+    assert (transform.in_flight, transform.blocked, transform.watermark) == (20, True, 1_700_000_000_000_000)
+    assert (sink.in_flight, sink.blocked, sink.watermark) == (0, False, None)
+    assert views.credits(transform) == "20 blocked" and views.credits(sink) == "0"
+    logsource = views.jah_rows(tc)[0]        # an older congregation's answer: unknown, not 0
+    assert (logsource.in_flight, logsource.blocked, views.credits(logsource)) == (None, False, "-")
+
+
+@given(st.integers(0, 3 * 86_400), st.floats(1.6e9, 1.9e9))
+def test_a_watermark_lag_reads_back_as_its_seconds(lag, now):
+    """Within a day the lag is shown as a duration that reads back to within its shown unit;
+    further behind, the watermark's own UTC date (history being replayed)."""
+    watermark = int((now - lag) * 1e6)
+    shown = views.watermark_lag(watermark, now)
+    if now - watermark / 1e6 > views.HISTORY_LAG:
+        assert shown == time.strftime("%Y-%m-%d", time.gmtime(now - lag))
+        return
+    assert len(shown) <= 6
+    parts = re.fullmatch(r"(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?", shown)
+    assert parts is not None, shown
+    d, h, m, s = (int(p or 0) for p in parts.groups())
+    seconds = ((d * 24 + h) * 60 + m) * 60 + s
+    unit = 1 if lag < 3600 else 60 if lag < 86_400 else 3600
+    assert seconds <= now - watermark / 1e6 < seconds + unit + 1
+
+
+def test_a_watermark_ahead_or_missing():
+    assert views.watermark_lag(None, 1e9) == "-"
+    assert views.watermark_lag(int((1e9 + 5) * 1e6), 1e9) == "+5s"
+    assert views.watermark_lag(int((1e9 - 12.4) * 1e6), 1e9) == "12s"
+    assert views.watermark_lag(int((1e9 - 125) * 1e6), 1e9) == "2m05s"
+    assert views.watermark_lag(1_577_836_800_000_000, 1.8e9) == "2020-01-01"
+
+
+def test_checkpoint_line_names_the_last_and_the_one_in_flight():
+    cp = {"every": 0.1, "last": {"id": 14, "seconds": 0.016, "bytes": 1338, "age": 75.0},
+          "in_flight": {"id": 15, "for": 0.4, "waiting_for": ["tw/w/aggregate", "tw/w/sink"]}}
+    size = "{}B".format
+    assert views.checkpoint_line(cp, "tw", size) == (
+        "checkpoint every 0.1s: last #14 1m15s ago, 1338B in 0.02s; #15 in flight 0.4s, waits for w/aggregate, w/sink")
+    assert views.checkpoint_line({**cp, "last": None, "in_flight": None}, "tw", size) == \
+        "checkpoint every 0.1s: none complete yet"
+    assert views.checkpoint_line(None, "tw", size) == ""
+
+
+@given(st.data(), st.integers(2, 8), st.integers(20, 200))
+def test_optional_columns_go_first_and_only_while_too_wide(data, ncols, width):
+    """Leaving columns out is laying out the table without them: the optional ones, in their
+    order, each only while the line without it would still not fit."""
+    headers = [f"h{i}" for i in range(ncols)]
+    rows = data.draw(st.lists(st.lists(words, min_size=ncols, max_size=ncols), max_size=4))
+    optional = data.draw(st.lists(st.sampled_from(range(1, ncols)), unique=True))
+    natural = [max(len(r[i]) for r in [headers, *rows]) for i in range(ncols)]
+    kept = list(range(ncols))
+    for column in optional:
+        if sum(natural[i] for i in kept) + 2 * (len(kept) - 1) <= width:
+            break
+        kept.remove(column)
+    assert views.table_lines(headers, rows, width, None, optional) == views.table_lines(
+        [headers[i] for i in kept], [[r[i] for i in kept] for r in rows], width)
+    if not optional or sum(natural) + 2 * (ncols - 1) <= width:
+        assert views.table_lines(headers, rows, width, None, optional) == views.table_lines(headers, rows, width)
