@@ -64,7 +64,9 @@ async def capture(address: str) -> list[tuple[str, str, str]]:
         await keys("esc")
         shot("Congregations", "Esc: each congregation given (--at), up or down, and its workers")
         await keys("enter", "enter", wait=1.5)
-        shot("A tradecraft's analytics and Jahs", "Enter, Enter: the tradecraft's analytics, each with its Jahs")
+        shot("A tradecraft's analytics and Jahs", "Enter, Enter: the tradecraft's analytics, each with its Jahs "
+                                                   "(at 80 columns the role, held and busy columns are left out, and here the worker too)")
+        shot("A tradecraft at 160x48", "the same at 160x48: every column", (160, 48))
         await keys(":", *"tc vitals/", "tab")
         shot("The command line", ": then `tc vitals/` and Tab: what the name completes to")
         await keys(*"alerts", "enter", wait=2)
@@ -86,7 +88,7 @@ async def capture(address: str) -> list[tuple[str, str, str]]:
 
 def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
-        daemon = Daemon(Path(tmp) / "data", extra=sandbox(Path(tmp))).start()
+        daemon = Daemon(Path(tmp) / "data", extra=[*sandbox(Path(tmp)), "--checkpoint-every", "1"]).start()
         pq.write_table(readings(10**9, 50_000), Path(tmp) / "readings.parquet")
         here = os.getcwd()
         os.chdir(tmp)              # (the file :publish names, as typed)
@@ -126,8 +128,19 @@ def main() -> None:
            "rows shown staying while more come, and `f` again follows again), an aggregate's open",
            "windows (`query`, asked once a second), a dataset join's JOINs with the partitions each holds",
            "and the datasets' versions, and the splits and merges with their reasons (what describe",
-           "reports). The congregations screen shows CPU and memory only when describe reports them",
-           "(it does not yet: `-`).", "",
+           "reports). The congregations screen shows each process's CPU (in percent of one core, between",
+           "the last two answers) and resident memory, as describe reports them (`-` when it does not).", "",
+           "A tradecraft's screen shows, per Jah: its worker (`-`: it runs in the congregation), rows in",
+           "and out, how busy it is, its backlog, the rows of state it holds, the batches it has sent to",
+           "other processes that their receivers have not taken yet (`in flight`, what the credits",
+           "bound; `N blocked` when a send waits for a credit: its receiver is behind), and how far its",
+           "watermark is behind the wall clock (`wm lag`: `12s`, `4m05s`, `3h12m`; `+3s` when event",
+           "times run ahead of the clock; `-` before a watermark came). A watermark more than a day",
+           "behind shows as its own UTC date (`1970-01-01` below): the stream replays history, where a",
+           "lag says nothing about keeping up. At 80 columns the role (a Jah's name says it), the rows",
+           "held, busy and the worker are left out, in that order, as long as a row does not fit; at",
+           "160 every column shows. Its header says the last checkpoint (`last #ID AGE ago, SIZE in",
+           "SECONDS`) and the one in flight, if any, with the Jahs it still waits for.", "",
            "Text captures against a congregation receiving 10,000 rows/s, made by `docs/capture_wi.py`.", ""]
     for title, note, screen in shots:
         out += [f"## {title}", "", note, "", "```", screen, "```", ""]

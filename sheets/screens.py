@@ -97,10 +97,10 @@ class TradecraftScreen(Screen):
     def __init__(self, name: str) -> None:
         self.name = self.crumb = name
         self.head = urwid.Text("")              # wraps: a failed tradecraft's whole reason is read here
-        # at 80 columns the role (a Jah's name says it), then the rows held, then busy are left out
+        # at 80 columns the role (a Jah's name says it), the rows held, busy, then the worker are left out
         self.table = Table(["analytic / jah", "role", "wkr", "rows in", "rows out", "busy", "backlog",
                             "held", "in flight", "wm lag", "state"],
-                           [False, False, False, True, True, True, True, True, True, True, False], optional=[1, 7, 5])
+                           [False, False, False, True, True, True, True, True, True, True, False], optional=[1, 7, 5, 2])
         super().__init__(urwid.Frame(self.table, header=self.head))
 
     def update(self, feed: Feed) -> None:
