@@ -19,6 +19,7 @@ import trio
 import urwid
 
 from hallelujah import Database
+from jah.streams import CREDITS
 from sheets.analytic import TAIL_ROWS
 from tests.conftest import Daemon
 from tests.integration.helpers import wait_state
@@ -408,7 +409,7 @@ async def test_a_tradecraft_shows_credits_watermark_lag_and_checkpoints(checkpoi
                     words = row(shown, name)
                     assert words[-1] == "running" and words[-2] != "-", shown
                     assert lag - 2 <= seconds(words[-2]) <= lag + 1, (name, lag, shown)
-                    assert 0 <= int(words[-3]) <= 20, shown           # in flight: within the credits
+                    assert 0 <= int(words[-3]) <= 2 * CREDITS, shown  # two ends out at most, each within its credits
                 assert row(shown, "logsource")[-2] == "-"            # a source has no input's watermark
                 assert "blocked" not in shown                          # nothing waits at rest
                 agg = row(shown, "aggregate")
@@ -426,3 +427,36 @@ async def test_a_tradecraft_shows_credits_watermark_lag_and_checkpoints(checkpoi
             assert later
             flying = await wi.until(lambda s: "in flight" in s.split("analytic")[0], "a checkpoint in flight")
             assert re.search(r"#\d+ in flight [\d.]+s(, waits for (w/\w+(, )?)+)?", flying), flying
+
+
+SLOW_MODULE = '''
+import time
+
+
+def slow(batch):
+    """A quarter of a second per batch: the transform falls behind its source."""
+    time.sleep(0.25)
+    return batch
+'''
+
+
+async def test_a_source_ahead_of_a_slow_transform_shows_blocked(congregation, tmp_path):
+    """60 batches published into a stream whose transform takes 0.25 s each: the log source uses
+    up its datastream's credits and waits, so its row says "blocked", with no more batches in
+    flight than the credits allow; the transform, which its sink keeps up with, is not blocked."""
+    (tmp_path / "hj_wi_slow.py").write_text(SLOW_MODULE)
+    db = congregation.db()
+    with trio.fail_after(60):
+        await db.submit({"tradecraft": "sl", "analytics": [
+            {"name": "x", "kind": "stream", "schema": {"id": "int64", "v": "float64"}},
+            {"name": "y", "kind": "transform", "input": "x", "udf": "hj_wi_slow:slow"}]}, base_dir=tmp_path)
+        for i in range(60):
+            await db.publish("sl/x", rows(i * 5, 5))
+        async with driven(db) as wi:
+            wi.command("tc sl")
+            for size in SIZES:
+                shown = await wi.until(lambda s: "blocked" in s, "a blocked source", size=size)
+                source = row(shown, "logsource")
+                assert source[-3] == "blocked" and 1 <= int(source[-4]) <= CREDITS, shown
+                assert "blocked" not in row(shown, "transform"), shown
+            await db.cancel("sl")
