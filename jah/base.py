@@ -45,6 +45,7 @@ class JahStats:
     stream_rows: int = 0     # rows taken on the stream input ("in"): none yet means still starting
     pending: bool = False    # work is waiting: input queued, a sender short of credits, a file unread
     in_flight: int = 0       # batches sent between processes, not yet taken by their receivers
+    watermark: int | None = None     # the least of its inputs' (µs of event time), once one came
     datastreams: tuple[dict[str, Any], ...] = ()    # each datastream end's figures (hallelujah.datastream)
 
 
@@ -234,6 +235,7 @@ class Jah:
             stream_rows=self.inputs["in"].stats.rows if "in" in self.inputs else 0,
             pending=self.pending(),
             in_flight=sum(s.in_flight for p in self.outputs.values() for s in p.senders),
+            watermark=min((p.watermark for p in self.inputs.values() if p.watermark is not None), default=None),
             datastreams=tuple([*({"port": f"out {name}", **s.statistics()} for name, p in self.outputs.items()
                                  for s in p.senders),
                                *({"port": f"in {name}", **lane.statistics()} for name, p in self.inputs.items()

@@ -57,6 +57,7 @@ class InPort:
         self.queues: list[collections.deque[Envelope]] = []   # taken off each lane, not yet merged
         self.coupled: list[bool] = []
         self.live: set[int] = set()
+        self.watermark: int | None = None     # the last one passed on (µs of event time)
 
     def attach(self) -> Lane:
         """The sending end of one more datastream into this port."""
@@ -113,7 +114,10 @@ class InPort:
                 if env.marker == END_OF_STREAM:
                     live.discard(i)
                 mark = marks.update(i, env.value if env.marker == WATERMARK else END_OF_TIME)
-                return Envelope(None, marker=WATERMARK, value=mark) if mark is not None and live else None
+                if mark is None or not live:
+                    return None
+                self.watermark = mark
+                return Envelope(None, marker=WATERMARK, value=mark)
             return env                      # other markers pass at once, in their stream's order
 
         def fill(i: int) -> list[Envelope]:

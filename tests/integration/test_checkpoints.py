@@ -77,6 +77,10 @@ async def test_checkpoints_complete_while_a_published_stream_flows_and_the_outpu
             data = pa.concat_tables(parts)
             got = await read(db, "cp/per5m", timeout=60)
             assert_rows_equal(got.select(["window_start", "action", "n", "users"]), reference(data), "cp/per5m")
+            # each Jah reports the watermark it has passed: an aggregate's is within the data's times
+            jahs = [j for a in (await db.describe("cp"))["tradecrafts"][0]["analytics"] for j in a["jahs"]]
+            marks = [j["watermark"] for j in jahs if j["role"] == "merge" and j.get("watermark") is not None]
+            assert marks and T0 * 1_000_000 <= marks[0] <= (T0 + 3_600) * 1_000_000, jahs
             kept = data.filter(pa.compute.equal(data.column("action"), "click")).select(["ts", "user"])
             assert_rows_equal(await read(db, "cp/kept"), kept, "cp/kept")
         assert len(seen) >= 3, f"checkpoints seen complete while publishing: {sorted(seen)}"
