@@ -81,6 +81,7 @@ class Jah:
         self.last_read = int(spec.get("resume_from", 0))    # a source's position, for its barriers
         self.checkpointed = -1           # the last checkpoint barrier this Jah passed on
         self._barriers: list[tuple[int, int]] = []     # a source's barriers due after a position
+        self.ended = False               # its outputs are ending (after `run`)
         self.check_wired()
 
     def schema(self, name: str = "out") -> pa.Schema:
@@ -112,6 +113,7 @@ class Jah:
         async with self.emitting:        # a source that ran out before a barrier's position
             for barrier in self._barriers:
                 await self._put_barrier(*barrier)
+            self._barriers, self.ended = [], True
         for port in list(self.outputs.values()):
             await port.end()
         self.state = "finished"
@@ -163,6 +165,8 @@ class Jah:
         past it cuts where it is (the coordinator then sees the parts disagree, and does not keep
         that checkpoint). None: after the batch in hand."""
         async with self.emitting:
+            if self.ended:            # its outputs are ending: the coordinator counts it gone
+                raise NotFound(f"{self.id} has read all its input: no barrier from it")
             if after is None or self.last_read >= after:
                 await self._put_barrier(checkpoint_id, self.last_read if after is None else after)
             else:
