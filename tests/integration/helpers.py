@@ -59,3 +59,51 @@ async def retained_rows(db, tradecraft: str) -> dict[str, int]:
     info = await db.describe(tradecraft)
     return {name: log["rows"] for a in info["tradecrafts"][0]["analytics"]
             for name, log in a["retained"].items()}
+
+
+def read_by_logsource(info: dict) -> int:
+    """Rows a tradecraft's log source has read since its congregation started (`info`: the
+    tradecraft as describe tells it)."""
+    return next(j.get("rows_out", 0) for a in info["analytics"] for j in a["jahs"] if j["role"] == "logsource")
+
+
+async def logsource_rows(db, tradecraft: str) -> int:
+    return read_by_logsource((await db.describe(tradecraft))["tradecrafts"][0])
+
+
+async def killed_after_a_checkpoint(data_dir, extra: list[str], doc: dict, stream: str, parts: list[pa.Table],
+                                    at: int, output: str, timeout: float = 90) -> tuple[pa.Table, dict, dict]:
+    """Publish `parts` as one publisher; once the log source has read parts 0..`at`, take a
+    checkpoint; publish one more part, SIGKILL the congregation, start it again on its data dir
+    and publish every part again (kept once), then the end. Returns the output read to its end,
+    the checkpoint taken, and the tradecraft as describe tells it after the restart."""
+    from tests.conftest import Daemon
+    name = stream.split("/")[0]
+    rows = sum(p.num_rows for p in parts[:at + 1])
+    daemons: list[Daemon] = []
+
+    def start() -> Daemon:
+        daemons.append(Daemon(data_dir, workers=2, extra=[*extra, "--checkpoint-every", "0"]).start())
+        return daemons[-1]
+
+    try:
+        db = start().db()
+        await db.submit(doc)
+        with trio.fail_after(timeout):
+            for i, part in enumerate(parts[:at + 2]):
+                await db.publish(stream, part, publisher_id="pub", first_seq=i)
+                if i == at:
+                    while await logsource_rows(db, name) < rows:    # the log source has read them all
+                        await trio.sleep(0.02)
+                    taken = await db.checkpoint(name)
+            daemons[-1].kill()
+            db = start().db()
+            for i, part in enumerate(parts):
+                await db.publish(stream, part, publisher_id="pub", first_seq=i)
+            await db.publish(stream, [], end=True, schema=parts[0].schema)
+            got = await read(db, output, timeout=timeout)
+            info = (await db.describe(name))["tradecrafts"][0]
+        return got, taken, info
+    finally:
+        for d in daemons:
+            d.stop()

@@ -14,7 +14,7 @@ import pyarrow as pa
 import trio
 
 from tests.conftest import Daemon, sandbox
-from tests.integration.helpers import assert_rows_equal, read
+from tests.integration.helpers import assert_rows_equal, killed_after_a_checkpoint, read, read_by_logsource
 from tests.integration.test_metrics import free_port
 
 T0 = 1_700_006_400
@@ -101,46 +101,16 @@ def hourly_reference(data: pa.Table) -> pa.Table:
                                    FROM data GROUP BY ALL ORDER BY window_start, action""").to_arrow_table()
 
 
-async def source_rows(db) -> int:
-    info = (await db.describe("hr"))["tradecrafts"][0]
-    return next(j.get("rows_out", 0) for a in info["analytics"] for j in a["jahs"] if j["role"] == "logsource")
-
-
 async def test_a_congregation_killed_after_a_checkpoint_restores_it_and_replays_only_what_came_after(tmp_path):
     """One open hour holds every row: without the checkpoint a restart would replay them all."""
     parts = [events(40_000, start=i * 40_000) for i in range(8)]
     data = pa.concat_tables(parts)
-    daemons: list[Daemon] = []
-
-    def start() -> Daemon:
-        daemons.append(Daemon(tmp_path / "data", workers=2,
-                              extra=[*sandbox(tmp_path), "--checkpoint-every", "0"]).start())
-        return daemons[-1]
-
-    try:
-        db = start().db()
-        await db.submit(HOURLY)
-        with trio.fail_after(90):
-            for i, part in enumerate(parts[:6]):
-                await db.publish("hr/ev", part, publisher_id="pub", first_seq=i)
-                if i == 4:
-                    while await source_rows(db) < 5 * 40_000:    # the log source has read them all
-                        await trio.sleep(0.02)
-                    taken = await db.checkpoint("hr")
-                    assert taken["bytes"] > 0, taken
-            daemons[-1].kill()
-            db = start().db()
-            for i, part in enumerate(parts):      # the publisher sends it all again: kept once
-                await db.publish("hr/ev", part, publisher_id="pub", first_seq=i)
-            await db.publish("hr/ev", [], end=True, schema=data.schema)
-            got = await read(db, "hr/hourly", timeout=60)
-            assert_rows_equal(got.select(["window_start", "action", "n", "users"]), hourly_reference(data),
-                              "hr/hourly after a kill -9 and a restore")
-            info = (await db.describe("hr"))["tradecrafts"][0]
-        restored = [e for e in info["events"] if e["kind"] == "restored"]
-        assert [e["checkpoint"] for e in restored] == [taken["id"]], info["events"]
-        # replayed: the batch after the checkpoint (5), then what came after the restart (6, 7)
-        assert await source_rows(db) == 3 * 40_000
-    finally:
-        for d in daemons:
-            d.stop()
+    got, taken, info = await killed_after_a_checkpoint(tmp_path / "data", sandbox(tmp_path), HOURLY, "hr/ev",
+                                                       parts, 4, "hr/hourly")
+    assert taken["bytes"] > 0, taken
+    assert_rows_equal(got.select(["window_start", "action", "n", "users"]), hourly_reference(data),
+                      "hr/hourly after a kill -9 and a restore")
+    restored = [e for e in info["events"] if e["kind"] == "restored"]
+    assert [e["checkpoint"] for e in restored] == [taken["id"]], info["events"]
+    # replayed: the batch after the checkpoint (5), then what came after the restart (6, 7)
+    assert read_by_logsource(info) == 3 * 40_000

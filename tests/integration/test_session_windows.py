@@ -23,8 +23,8 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import trio
 
-from tests.conftest import Daemon, sandbox
-from tests.integration.helpers import read
+from tests.conftest import sandbox
+from tests.integration.helpers import killed_after_a_checkpoint, read, read_by_logsource
 from tests.integration.test_aggregate import straggling
 
 HALLELUJAH = Path(sys.executable).with_name("hallelujah")
@@ -143,41 +143,11 @@ async def test_open_sessions_are_kept_at_a_checkpoint_and_restored_after_a_kill(
                      "user": np.char.mod("u%d", rng.integers(0, 2_500, n * parts_of)).astype(object),
                      "x": rng.integers(0, 20, n * parts_of)})
     parts = [data.slice(i * n, n) for i in range(parts_of)]
-    daemons: list[Daemon] = []
-
-    def start() -> Daemon:
-        daemons.append(Daemon(tmp_path / "data", workers=2, extra=[*sandbox(tmp_path), "--checkpoint-every", "0"]
-                              ).start())
-        return daemons[-1]
-
-    try:
-        db = start().db()
-        await db.submit(VISITS)
-        with trio.fail_after(60):
-            for i, part in enumerate(parts[:4]):
-                await db.publish("vs/ev", part, publisher_id="pub", first_seq=i)
-                if i == 2:
-                    while await source_rows(db, "vs") < 3 * n:
-                        await trio.sleep(0.02)
-                    taken = await db.checkpoint("vs")
-                    assert taken["bytes"] > 0, taken
-            daemons[-1].kill()
-            db = start().db()
-            for i, part in enumerate(parts):      # the publisher sends it all again: kept once
-                await db.publish("vs/ev", part, publisher_id="pub", first_seq=i)
-            await db.publish("vs/ev", [], end=True, schema=data.schema)
-            got = await read(db, "vs/visits", timeout=40)
-            info = (await db.describe("vs"))["tradecrafts"][0]
-        assert [e["checkpoint"] for e in info["events"] if e["kind"] == "restored"] == [taken["id"]], info["events"]
-        assert await source_rows(db, "vs") == 3 * n            # parts 3, 4 and 5 replayed or new
-    finally:
-        for d in daemons:
-            d.stop()
+    got, taken, info = await killed_after_a_checkpoint(tmp_path / "data", sandbox(tmp_path), VISITS, "vs/ev",
+                                                       parts, 2, "vs/visits", timeout=60)
+    assert taken["bytes"] > 0, taken
+    assert [e["checkpoint"] for e in info["events"] if e["kind"] == "restored"] == [taken["id"]], info["events"]
+    assert read_by_logsource(info) == 3 * n            # parts 3, 4 and 5 replayed or new
     expected = sessionized(data, "45 seconds", ["user"], "count(*), sum(x), count(DISTINCT x)")
     assert len(expected) > 5_000
     assert rows_of(got) == expected
-
-
-async def source_rows(db, tradecraft: str) -> int:
-    info = (await db.describe(tradecraft))["tradecrafts"][0]
-    return next(j.get("rows_out", 0) for a in info["analytics"] for j in a["jahs"] if j["role"] == "logsource")
