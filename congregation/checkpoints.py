@@ -201,13 +201,15 @@ async def record(c: Any, d: Any, done: Completed) -> None:
         "positions": json.dumps(done.positions), "files": json.dumps(done.files)})
     log.info("checkpoint_complete", tradecraft=d.tc.name, id=done.id, seconds=round(done.seconds, 3),
              bytes=done.bytes)
-    await trio.to_thread.run_sync(_drop_older, d.checkpoints.directory, done.id)
+    await trio.to_thread.run_sync(drop_checkpoints, d.checkpoints.directory, done.id)
 
 
-def _drop_older(directory: Path, keep: int) -> None:
+def drop_checkpoints(directory: Path, keep: int, *, newer: bool = False) -> None:
+    """Remove the checkpoint directories older than `keep` (once it is complete), or newer than
+    it (what checkpoints after the last complete one wrote before a crash)."""
     if directory.is_dir():
         for child in directory.iterdir():
-            if child.name.isdigit() and int(child.name) < keep:
+            if child.name.isdigit() and (int(child.name) > keep if newer else int(child.name) < keep):
                 shutil.rmtree(child, ignore_errors=True)
 
 
@@ -279,10 +281,3 @@ def restore_point(plan: Any, row: dict[str, Any] | None) -> dict[str, Any] | Non
         return None
     return {"id": row["id"], "positions": positions, "files": files}
 
-
-def drop_unfinished(directory: Path, last: int) -> None:
-    """Remove what checkpoints after the last complete one wrote before a crash."""
-    if directory.is_dir():
-        for child in directory.iterdir():
-            if child.name.isdigit() and int(child.name) > last:
-                shutil.rmtree(child, ignore_errors=True)

@@ -200,7 +200,7 @@ class Commands:
         start = 0 if args.get("from_start") else info["next_seq"]
         with collapsed():
             async with trio.open_nursery() as nursery:
-                sender = open_sender(conn, args["analytic"], first_seq=0)
+                sender = open_sender(conn, args["analytic"])
                 nursery.start_soon(_until_closed, nursery.cancel_scope, _credits_of, sender)
                 await self._send_log(sender, name, schema, start, args.get("limit"))
                 # The client closes once it has read the end; until then its credits are still

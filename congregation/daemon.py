@@ -232,7 +232,8 @@ class Congregation:
         last = await self.catalog.last_checkpoint(d.tc.name)
         d.checkpoints = checkpoints.Checkpoints(self.data_dir / "checkpoints" / d.tc.name, self.checkpoint_every,
                                                 last)
-        await trio.to_thread.run_sync(checkpoints.drop_unfinished, d.checkpoints.directory, last["id"] if last else 0)
+        await trio.to_thread.run_sync(functools.partial(checkpoints.drop_checkpoints, d.checkpoints.directory,
+                                                        last["id"] if last else 0, newer=True))
         d.restoring = checkpoints.restore_point(d.plan, last)
         if d.restoring is not None:
             log.info("restoring_checkpoint", tradecraft=d.tc.name, id=d.restoring["id"])

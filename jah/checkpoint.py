@@ -42,7 +42,7 @@ def write_state(path: Path, state: State) -> tuple[int, int]:
     partial = path.with_name(path.name + ".partial")
     partial.mkdir(parents=True, exist_ok=True)
     size = rows = 0
-    for name, table in {**state.tables}.items():
+    for name, table in state.tables.items():
         if not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
             raise ValueError(f"state table name {name!r}")
         target = partial / f"{name}.arrow"
