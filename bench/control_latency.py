@@ -1,0 +1,255 @@
+"""`python -m bench.control_latency`: how long `describe` takes while data is published at full rate.
+
+The congregation's own trio loop carries the control plane (commands such as `describe`) and,
+today, the bytes of pushed streams too: its LOGSOURCE reads a published stream's input log and its
+SINK writes a retained output's log. This bench submits a pushed `stream` feeding a retained
+transform, then `--publishers` separate processes publish pre-generated batches back to back (as
+fast as acknowledgements allow) for `--seconds`, while this process calls `describe` (the whole
+congregation and the tradecraft, in turn) every `--every` seconds and times each answer. The same
+calls with nothing published are the baseline. At the end the retained output is read back and its
+rows and the sum of a column are checked against what the publishers had acknowledged, so the
+figures are known to come from a real run. Issue 13's aim: `describe` p99 under 50 ms at 5 M rows/s.
+
+    python -m bench.control_latency [--publishers 2] [--seconds 10] [--results DIR] [--profile FILE]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import trio
+
+import hallelujah
+
+TRADECRAFT = "ctl"
+DOCUMENT = {"tradecraft": TRADECRAFT, "analytics": [
+    {"name": "ev", "kind": "stream", "schema": {"k": "int64", "x": "float64", "y": "float64"}},
+    {"name": "out", "kind": "transform", "input": "ev", "derive": {"z": "x * 2 + y"}, "where": "k >= 0"}]}
+POOL = 4                 # distinct batches each publisher sends in turn
+DEADLINE = 300.0         # seconds for a whole run; a run past it is a failed bench
+TARGET_P99_MS = 50.0     # issue 13's aim
+
+
+def pool(index: int, rows: int) -> list[pa.RecordBatch]:
+    """A publisher's batches, made before the clock starts (k >= 0: the transform keeps every row)."""
+    rng = np.random.default_rng(index)
+    return [pa.RecordBatch.from_pydict({"k": rng.integers(0, 1_000_000, rows, dtype=np.int64),
+                                        "x": rng.random(rows), "y": rng.random(rows)})
+            for _ in range(POOL)]
+
+
+@dataclass
+class Tally:
+    """What a publisher handed to `publish`: all of it is acknowledged once `publish` returns."""
+
+    rows: int = 0
+    batches: int = 0
+    sum_k: int = 0
+
+
+def until(batches: list[pa.RecordBatch], stop_at: float, tally: Tally) -> Iterator[pa.RecordBatch]:
+    sums = [int(pc.sum(b.column("k")).as_py()) for b in batches]
+    while time.perf_counter() < stop_at:
+        i = tally.batches % len(batches)
+        tally.rows, tally.batches, tally.sum_k = tally.rows + batches[i].num_rows, tally.batches + 1, tally.sum_k + sums[i]
+        yield batches[i]
+
+
+def publisher(address: str, index: int, seconds: float, rows: int) -> None:
+    """One publishing process: says `ready` once its batches exist, starts at `go` on stdin, and
+    prints what it published (one JSON line)."""
+    batches = pool(index, rows)
+    print("ready", flush=True)
+    if sys.stdin.readline().strip() != "go":
+        return
+    tally = Tally()
+    start = time.perf_counter()
+
+    async def run() -> int:
+        db = hallelujah.Database([address])
+        return await db.publish(f"{TRADECRAFT}/ev", until(batches, start + seconds, tally))
+    acknowledged = trio.run(run)
+    if acknowledged != tally.rows:
+        raise SystemExit(f"publisher {index}: {acknowledged:,} rows acknowledged of {tally.rows:,} sent")
+    print(json.dumps({"rows": tally.rows, "batches": tally.batches, "sum_k": tally.sum_k,
+                      "seconds": round(time.perf_counter() - start, 3)}), flush=True)
+
+
+@dataclass
+class Timings:
+    """Each describe's latency (ms) by kind, with when it started (s from the phase's start)."""
+
+    every: float
+    samples: list[tuple[float, str, float]] = field(default_factory=list)
+
+    def summary(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for kind in ("all", "tradecraft", "both"):
+            ms = np.array([s[2] for s in self.samples if kind == "both" or s[1] == kind])
+            if len(ms):
+                out[kind] = {"calls": len(ms), "p50": round(float(np.percentile(ms, 50)), 2),
+                             "p99": round(float(np.percentile(ms, 99)), 2), "max": round(float(ms.max()), 2)}
+        return out
+
+
+async def describer(db: hallelujah.Database, timings: Timings) -> None:
+    """`describe` of everything and of the tradecraft in turn, one starting every `every` s (or
+    at once after one that took longer), until cancelled."""
+    start = trio.current_time()
+    tick = 0
+    while True:
+        kind = "all" if tick % 2 == 0 else "tradecraft"
+        began = time.perf_counter()
+        await db.describe("" if kind == "all" else TRADECRAFT)
+        timings.samples.append((round(trio.current_time() - start, 3), kind,
+                                round((time.perf_counter() - began) * 1000, 2)))
+        tick += 1
+        await trio.sleep_until(max(trio.current_time(), start + tick * timings.every))
+
+
+async def readline(proc: subprocess.Popen) -> str:
+    assert proc.stdout is not None
+    return await trio.to_thread.run_sync(proc.stdout.readline)
+
+
+async def retained(db: hallelujah.Database) -> tuple[int, int]:
+    """Rows and the sum of k of the whole retained output, read back a batch at a time."""
+    rows = sum_k = 0
+    async with db.stream(f"{TRADECRAFT}/out", from_start=True) as batches:
+        async for b in batches:
+            rows += b.num_rows
+            sum_k += int(pc.sum(b.column("k")).as_py() or 0)
+    return rows, sum_k
+
+
+async def state_of(db: hallelujah.Database) -> str:
+    return (await db.describe(TRADECRAFT))["tradecrafts"][0]["state"]
+
+
+def profiler(pid: int, path: str, seconds: float) -> subprocess.Popen:
+    """py-spy sampling the congregation (its loop thread apart from its SQLite threads): raw
+    collapsed stacks, one line per distinct stack with its sample count."""
+    spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+    return subprocess.Popen([spy, "record", "--pid", str(pid), "--format", "raw", "--threads", "--rate", "200",
+                             "--duration", str(max(1, round(seconds))), "--output", path, "--nonblocking"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+
+async def measure(address: str, pid: int, a: argparse.Namespace) -> dict[str, Any]:
+    db = hallelujah.Database([address])
+    await db.submit(DOCUMENT)
+    procs = [subprocess.Popen([sys.executable, "-m", "bench.control_latency", "--publisher-of", address,
+                               "--index", str(i), "--seconds", str(a.seconds), "--rows", str(a.rows)],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+             for i in range(a.publishers)]
+    try:
+        for p in procs:
+            if (await readline(p)).strip() != "ready":
+                raise SystemExit(f"publisher {p.pid} did not start (exit {p.wait()})")
+        baseline = Timings(a.every)
+        with trio.move_on_after(a.baseline_seconds):
+            await describer(db, baseline)
+        spy = profiler(pid, a.profile, a.seconds) if a.profile else None
+        busy = Timings(a.every)
+        results: list[dict[str, Any]] = []
+        start = time.perf_counter()
+        for p in procs:
+            assert p.stdin is not None
+            p.stdin.write("go\n")
+            p.stdin.flush()
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(describer, db, busy)
+            for p in procs:
+                line = await readline(p)
+                if not line:
+                    raise SystemExit(f"publisher {p.pid} failed (exit {p.wait()})")
+                results.append(json.loads(line))
+            nursery.cancel_scope.cancel()
+        seconds = time.perf_counter() - start
+        last = pool(a.publishers, 1)[0]
+        await db.publish(f"{TRADECRAFT}/ev", last, end=True)        # the end: one row more
+        ended = time.perf_counter()
+        while await state_of(db) == "running":
+            await trio.sleep(0.1)
+        caught_up = time.perf_counter() - ended
+        if spy is not None:
+            _, err = await trio.to_thread.run_sync(spy.communicate)
+            if spy.returncode:
+                print(f"py-spy failed: {err.strip()[-400:]}", file=sys.stderr)
+        rows, sum_k = await retained(db)
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+            p.wait()
+    published = sum(r["rows"] for r in results) + 1
+    published_k = sum(r["sum_k"] for r in results) + int(last.column("k")[0].as_py())
+    summary = busy.summary()
+    return {"publishers": a.publishers, "rows_per_batch": a.rows, "seconds": round(seconds, 3),
+            "published_rows": published, "published_rows_per_s": round((published - 1) / seconds),
+            "retained_rows": rows, "match": rows == published and sum_k == published_k,
+            "catch_up_s": round(caught_up, 3), "every_ms": round(a.every * 1000, 1),
+            "describe_ms": summary, "baseline_describe_ms": baseline.summary(),
+            "target_p99_ms": TARGET_P99_MS, "met": summary.get("both", {}).get("p99", 1e9) < TARGET_P99_MS,
+            "samples": busy.samples}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(prog="python -m bench.control_latency", description=__doc__.splitlines()[0])
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--publishers", type=int, default=2, help="publishing processes")
+    ap.add_argument("--seconds", type=float, default=10.0, help="of publishing")
+    ap.add_argument("--baseline-seconds", type=float, default=3.0, help="of describe with nothing published")
+    ap.add_argument("--rows", type=int, default=65_536, help="rows per published batch")
+    ap.add_argument("--every", type=float, default=0.02, help="seconds between describe calls")
+    ap.add_argument("--results", help="a directory to write control_latency.json into")
+    ap.add_argument("--profile", help="py-spy's raw stacks of the congregation while publishing, to this file")
+    ap.add_argument("--publisher-of", help=argparse.SUPPRESS)
+    ap.add_argument("--index", type=int, default=0, help=argparse.SUPPRESS)
+    a = ap.parse_args()
+    if a.publisher_of:
+        publisher(a.publisher_of, a.index, a.seconds, a.rows)
+        return
+    os.environ.setdefault("HALLELUJAH_LOG_LEVEL", "error")
+    with tempfile.TemporaryDirectory(prefix="hbench-ctl-") as tmp:
+        proc = subprocess.Popen([sys.executable, "-m", "congregation", "--data-dir", tmp, "--listen", "127.0.0.1:0",
+                                 "--workers", str(a.workers)], stdout=subprocess.PIPE, text=True)
+        try:
+            assert proc.stdout is not None
+            line = proc.stdout.readline()
+            if " ready at " not in line:
+                raise SystemExit(f"congregation did not start: {line!r}")
+            address = line.split(" ready at ")[1].split()[0]
+
+            async def bounded() -> dict[str, Any]:
+                with trio.fail_after(DEADLINE):
+                    return await measure(address, proc.pid, a)
+            result = {"workers": a.workers, **trio.run(bounded)}
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(timeout=30)
+    if a.results:
+        Path(a.results).mkdir(parents=True, exist_ok=True)
+        (Path(a.results) / "control_latency.json").write_text(json.dumps(result, indent=1))
+    print(json.dumps({k: v for k, v in result.items() if k != "samples"}))
+    if not result["match"]:
+        raise SystemExit(f"the retained output has {result['retained_rows']:,} rows (or another sum of k) "
+                         f"for {result['published_rows']:,} published")
+
+
+if __name__ == "__main__":
+    main()

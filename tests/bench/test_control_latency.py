@@ -1,0 +1,28 @@
+"""`python -m bench.control_latency` end to end at a tiny size: a real congregation, two publishing
+processes, describe timed with and without them, and the retained output read back."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+
+def test_control_latency_reports_describe_latency_and_keeps_every_published_row(tmp_path):
+    rows = 4096
+    done = subprocess.run([sys.executable, "-m", "bench.control_latency", "--seconds", "1.5",
+                           "--baseline-seconds", "0.5", "--rows", str(rows), "--results", str(tmp_path)],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    result = json.loads((tmp_path / "control_latency.json").read_text())
+    assert json.loads(done.stdout.strip().splitlines()[-1]) == {k: v for k, v in result.items() if k != "samples"}
+    # every batch is whole (rows_per_batch each) plus the one row that ends the stream
+    assert result["published_rows"] > rows and (result["published_rows"] - 1) % rows == 0
+    assert result["retained_rows"] == result["published_rows"] and result["match"] is True
+    rate = (result["published_rows"] - 1) / result["seconds"]      # (seconds is rounded to 1 ms)
+    assert abs(result["published_rows_per_s"] - rate) < rate * 0.01
+    for phase in ("describe_ms", "baseline_describe_ms"):
+        both = result[phase]["both"]
+        assert result[phase]["all"]["calls"] + result[phase]["tradecraft"]["calls"] == both["calls"] > 1
+        assert 0 < both["p50"] <= both["p99"] <= both["max"]
+    assert len(result["samples"]) == result["describe_ms"]["both"]["calls"]
+    assert result["met"] == (result["describe_ms"]["both"]["p99"] < result["target_p99_ms"])
