@@ -1,0 +1,465 @@
+"""`python -m bench.checkpoint_cost`: what checkpoints every second cost a congregation's steady state.
+
+The bench's 1–3 s runs take 0–3 checkpoints, and sittings differ by ±8–12 %, so the cost was not
+shown (CHECKPOINTS.md). Here each workload with state is fed without end: its pushed streams get
+the bench's data again and again (each pass shifted in event time past the last, so windows and
+joins repeat exactly and the output is a known multiple of one pass's), published at full speed.
+After a warm-up, the rows its stateful Jahs consume are sampled from `describe` for `--seconds`;
+their rate is the slope of a least-squares line through the samples. The runs with a checkpoint
+every `--every` seconds and with none alternate in the same sitting (A B, then B A, …), so a
+change of load on the machine hits both alike; the checkpoints are counted from the daemon's
+`checkpoint_complete` lines. Then the streams are ended, the tradecraft runs out, and its output
+is checked against pyarrow on the input (and DuckDB's reference.json for one pass).
+
+    python -m bench.checkpoint_cost [--seconds 60] [--rounds 3] [--results DIR] [--write]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+import trio
+
+import hallelujah
+from bench.__main__ import ensure_data
+from bench.harness import DEADLINE, compile_bytecode
+from bench.workloads import WORKLOADS
+from hallelujah.client import PUBLISH_BATCH_ROWS
+from hallelujah.conform import publishable
+from hallelujah.tradecraft_schemas import schema_to_json
+
+HERE = Path(__file__).resolve().parent
+SECTION = "## Checkpoint cost (steady state)"
+COUNTED = {"clicks": "aggregate", "reqresp": "stream_join", "enrich": "join"}   # the stateful Jahs' role
+HOUR_S, GAP_US = 3600, 2_000_000
+CHECKPOINT_EVENT = re.compile(r'\{[^{}]*"event": "checkpoint_(?:complete|abandoned|not_kept)"[^{}]*\}')
+
+
+@dataclass(frozen=True)
+class Feed:
+    """A workload fed without end: its tradecraft with pushed streams, each stream's data of one
+    pass, and how far each pass moves event time (0: no event time)."""
+
+    workload: str
+    document: dict[str, Any]
+    tables: dict[str, pa.Table]      # stream -> one pass, in the stream's schema
+    shift: int                       # added to `ts` per pass, in the unit of its type
+    output: str
+    expected: Any                    # one pass's output: a row count, or clicks' rows by hour
+
+    def passes(self, stream: str, k: int) -> Iterator[pa.RecordBatch]:
+        """Pass k of a stream's batches, its event time moved k shifts on."""
+        table = self.tables[stream]
+        for batch in table.to_batches(max_chunksize=PUBLISH_BATCH_ROWS):
+            if self.shift and k:
+                i = batch.schema.get_field_index("ts")
+                ts = batch.column(i)
+                moved = pc.add(ts.view(pa.int64()), k * self.shift).view(ts.type)
+                batch = batch.set_column(i, batch.schema.field(i), moved)
+            yield batch
+
+
+def pushed(document: dict[str, Any], data: Path) -> dict[str, Any]:
+    """The bench's document with its file streams made pushed ones (their schema from the file)."""
+    analytics = []
+    for a in document["analytics"]:
+        if a["kind"] == "stream" and "source" in a:
+            schema = a.get("schema") or schema_to_json(pq.read_schema(a["source"]["path"]))
+            a = {k: v for k, v in a.items() if k != "source"} | {"schema": schema}
+        analytics.append(a)
+    return {**document, "analytics": analytics}
+
+
+def feed_of(workload: str, data: Path) -> Feed:
+    """The workload's pushed tradecraft, its input and one pass's expected output, by pyarrow."""
+    from hallelujah.tradecraft import parse_document
+    document = pushed(WORKLOADS[workload][0](data), data)
+    tc = parse_document(document, data)
+    tables = {a.name: publishable(pq.read_table(data / f"{a.name}.parquet"), a.schema)
+              for a in tc.analytics if a.kind == "stream"}
+    if workload == "clicks":
+        ts = tables["clicks"]["ts"].cast(pa.int64())
+        span = pc.max(ts).as_py() - pc.min(ts).as_py()
+        return Feed(workload, document, tables, (span // HOUR_S + 2) * HOUR_S, "hourly", clicks_by_hour(tables["clicks"]))
+    if workload == "reqresp":
+        ts = [t["ts"].cast(pa.int64()) for t in tables.values()]
+        span = max(pc.max(t).as_py() for t in ts) - min(pc.min(t).as_py() for t in ts)
+        return Feed(workload, document, tables, span + GAP_US, "trips",
+                    trips(tables["requests"], tables["responses"]))
+    if workload == "enrich":          # no event time: every pass joins the same way
+        return Feed(workload, document, tables, 0, "enriched", enriched(tables["gps_events"], data))
+    raise SystemExit(f"--workload {workload}: no steady-state feed for it (there are: {', '.join(COUNTED)})")
+
+
+def clicks_by_hour(t: pa.Table) -> list[list[int]]:
+    """[[epoch hour, unique users, clicks, impressions], …] by hour (the aggregate's windows)."""
+    hour = pc.divide(t["ts"].cast(pa.int64()), HOUR_S)
+    g = pa.table({"hour": hour, "user": t["user"], "click": pc.equal(t["action"], "click"),
+                  "impression": pc.equal(t["action"], "impression")})
+    out = g.group_by("hour").aggregate([("user", "count_distinct"), ("click", "sum"),
+                                        ("impression", "sum")]).sort_by("hour")
+    return [list(r) for r in zip(*(out[c].to_pylist() for c in
+                                   ("hour", "user_count_distinct", "click_sum", "impression_sum")))]
+
+
+def trips(requests: pa.Table, responses: pa.Table) -> int:
+    """Pairs of a request and its response within 1 s after it (the shared reference's join)."""
+    keys = ["src", "dst", "msg_id"]
+    j = requests.join(responses, keys, keys, right_suffix=".r")
+    lag = pc.subtract(j["ts.r"].cast(pa.int64()), j["ts"].cast(pa.int64()))
+    return int(pc.sum(pc.and_(pc.greater_equal(lag, 0), pc.less_equal(lag, 1_000_000))).as_py() or 0)
+
+
+def enriched(gps: pa.Table, data: Path) -> int:
+    """GPS events whose tile is in the tiles dataset (the inner join's rows)."""
+    tile = (np.floor(gps["lat"].to_numpy() + 90) * 360 + np.floor(gps["lon"].to_numpy() + 180)).astype(np.int64)
+    return int(np.isin(tile, pq.read_table(data / "tiles.parquet")["tile"].to_numpy()).sum())
+
+
+def against_duckdb(feed: Feed, data: Path) -> None:
+    """One pass's expected output is what DuckDB found for the whole file (reference.json), if it is there."""
+    ref = data / "reference.json"
+    if not ref.exists():
+        return
+    rows = json.loads(ref.read_text())[feed.workload]["rows"]
+    if rows != feed.expected:
+        raise SystemExit(f"{feed.workload}: pyarrow's reference {str(feed.expected)[:80]} is not DuckDB's "
+                         f"{str(rows)[:80]} ({ref})")
+
+
+# --- one run --------------------------------------------------------------------------------
+
+@dataclass
+class Sample:
+    at: float          # monotonic seconds
+    rows: int          # rows the stateful Jahs have taken
+    checkpoint: int    # the id of the last complete checkpoint (0: none yet)
+
+
+@dataclass
+class Run:
+    """One run's progress: the samples, the measured window once the first row is taken, the passes fed."""
+
+    feed: Feed
+    warmup: float
+    seconds: float
+    samples: list[Sample] = field(default_factory=list)
+    window: dict[str, float] = field(default_factory=dict)
+    passes: int = 0
+    published: int = 0
+    over: trio.Event = field(default_factory=trio.Event)
+
+    async def sample(self, db: hallelujah.Database, every_s: float) -> None:
+        """Sample until the measured window is over (it starts `warmup` s after the first row taken)."""
+        role = COUNTED[self.feed.workload]
+        while not self.over.is_set():
+            info = (await db.describe(self.feed.workload))["tradecrafts"][0]
+            now = time.monotonic()
+            rows = sum(int(j.get("rows_in", 0)) for a in info["analytics"] for j in a["jahs"] if j["role"] == role)
+            last = (info["checkpoints"] or {}).get("last")
+            self.samples.append(Sample(now, rows, last["id"] if last else 0))
+            if not self.window and rows > 0:
+                wall = time.time()
+                self.window = {"start": now + self.warmup, "end": now + self.warmup + self.seconds,
+                               "wall_start": wall + self.warmup, "wall_end": wall + self.warmup + self.seconds}
+            if self.window and now >= self.window["end"]:
+                self.over.set()
+            await trio.sleep(every_s)
+
+    async def publish(self, db: hallelujah.Database) -> None:
+        """Pass after pass into every stream at once (a pass of each stream before the next, so a
+        join's two sides keep together in event time) until the window is over."""
+        while not self.over.is_set():
+            async with trio.open_nursery() as nursery:
+                for stream in self.feed.tables:
+                    nursery.start_soon(self._publish_pass, db, stream)
+            self.passes += 1
+
+    async def _publish_pass(self, db: hallelujah.Database, stream: str) -> None:
+        self.published += await db.publish(f"{self.feed.workload}/{stream}", self.feed.passes(stream, self.passes),
+                                           schema=self.feed.tables[stream].schema)
+
+    def steady(self) -> list[Sample]:
+        return [s for s in self.samples if self.window["start"] <= s.at <= self.window["end"]]
+
+
+async def drive(address: str, feed: Feed, warmup: float, seconds: float, every_s: float) -> dict[str, Any]:
+    """Feed the tradecraft pass after pass while sampling what it consumes; once the measured
+    window is over, end the streams, wait for the output to end, and check it."""
+    db = hallelujah.Database([address])
+    run = Run(feed, warmup, seconds)
+    with trio.fail_after(DEADLINE):
+        await db.submit(feed.document)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(run.sample, db, every_s)
+            nursery.start_soon(run.publish, db)
+        for stream, table in feed.tables.items():
+            await db.publish(f"{feed.workload}/{stream}", [], end=True, schema=table.schema)
+        info = await finished(db, feed.workload)
+        output = next(a["retained"][feed.output] for a in info["analytics"] if feed.output in a["retained"])
+        got, expected = await output_of(db, feed, output["rows"], run.passes)
+    steady = run.steady()
+    return {"rows_per_s": slope(steady), "samples": len(steady), "window": run.window, "passes": run.passes,
+            "published_rows": run.published, "output_rows": output["rows"], "got": got, "expected": expected,
+            "match": got == expected, "scaling": len(info["scaling"]),
+            # what describe saw: the last complete checkpoint's id at the window's ends
+            "checkpoint_ids": [steady[0].checkpoint, steady[-1].checkpoint]}
+
+
+async def finished(db: hallelujah.Database, tradecraft: str) -> dict[str, Any]:
+    """The tradecraft's describe once it is no longer running (its streams ended, its backlog drained)."""
+    while True:
+        info = (await db.describe(tradecraft))["tradecrafts"][0]
+        if info["state"] != "running":
+            if info["state"] != "finished":
+                raise SystemExit(f"{tradecraft}: {info['state']}: {info['error']}")
+            return info
+        await trio.sleep(0.2)
+
+
+async def output_of(db: hallelujah.Database, feed: Feed, rows: int, passes: int) -> tuple[Any, Any]:
+    """(what came out, what `passes` passes should give): clicks' rows by hour, read back (they
+    are few); the joins' row counts."""
+    if feed.workload != "clicks":
+        return rows, feed.expected * passes
+    t = await db.read(f"{feed.workload}/{feed.output}")
+    hour = pc.divide(t["window_start"].cast(pa.int64()), 3_600_000_000).to_pylist()
+    got = sorted(map(list, zip(hour, *(t[c].to_pylist() for c in ("users", "clicks", "impressions")))))
+    step = feed.shift // HOUR_S
+    return got, sorted([h + k * step, *rest] for k in range(passes) for h, *rest in feed.expected)
+
+
+def slope(samples: list[Sample]) -> float:
+    """Rows per second: the least-squares slope of rows over time (workers report every 0.5 s,
+    so a line through every sample, not the two ends, is what the window's rate is)."""
+    if len(samples) < 3:
+        raise SystemExit(f"{len(samples)} samples in the measured window: too few for a rate (raise --seconds)")
+    t = np.array([s.at for s in samples])
+    return float(np.polyfit(t - t[0], np.array([s.rows for s in samples], dtype=float), 1)[0])
+
+
+def checkpoints_in(log: Path, window: dict[str, float]) -> dict[str, Any]:
+    """Completed checkpoints (the daemon's `checkpoint_complete` lines): all of the run's, those in
+    the measured window, their mean duration and size; abandoned or not kept ones. The workers
+    share the log file, so a line may hold the end of another: the events are found, not split."""
+    done, other = [], {"abandoned": 0, "not_kept": 0}
+    for found in CHECKPOINT_EVENT.finditer(log.read_text()):
+        event = json.loads(found.group(0))
+        if event["event"] == "checkpoint_complete":
+            done.append((datetime.fromisoformat(event["timestamp"]).timestamp(), event["seconds"], event["bytes"]))
+        else:
+            other[event["event"].removeprefix("checkpoint_")] += 1
+    inside = [d for d in done if window["wall_start"] <= d[0] <= window["wall_end"]]
+    return {"completed": len(done), "in_window": len(inside),
+            "mean_seconds": round(statistics.fmean(d[1] for d in inside), 4) if inside else None,
+            "max_seconds": round(max(d[1] for d in inside), 4) if inside else None,
+            "mean_bytes": round(statistics.fmean(d[2] for d in inside)) if inside else None, **other}
+
+
+def one_run(feed: Feed, data: Path, every: float, a: argparse.Namespace) -> dict[str, Any]:
+    """A fresh congregation (checkpoints every `every` s, 0: none) fed to a steady state and measured."""
+    with tempfile.TemporaryDirectory(prefix="hbench-cp-") as tmp:
+        log = Path(tmp) / "congregation.log"
+        with log.open("a") as err:     # appended: the workers share it
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "congregation", "--data-dir", str(Path(tmp) / "data"), "--listen",
+                 "127.0.0.1:0", "--workers", str(a.workers), "--checkpoint-every", str(every),
+                 "--source-root", str(data)],
+                stdout=subprocess.PIPE, stderr=err, text=True,
+                env={**os.environ, "HALLELUJAH_LOG_LEVEL": os.environ.get("HALLELUJAH_LOG_LEVEL", "info")})
+            try:
+                assert proc.stdout is not None
+                line = proc.stdout.readline()
+                if " ready at " not in line:
+                    raise SystemExit(f"congregation did not start: {line!r}; {log.read_text()[-2000:]}")
+                result = trio.run(drive, line.split(" ready at ")[1].split()[0], feed, a.warmup, a.seconds, a.sample)
+            finally:
+                proc.terminate()
+                proc.wait(timeout=30)
+        if a.logs:
+            Path(a.logs).mkdir(parents=True, exist_ok=True)
+            shutil.copy(log, Path(a.logs) / f"{feed.workload}-every-{every:g}-{time.strftime('%H%M%S')}.log")
+        return {"checkpoints": checkpoints_in(log, result["window"]), **result,
+                "load": round(os.getloadavg()[0], 2)}
+
+
+# --- the sitting ----------------------------------------------------------------------------
+
+def modes(every: float) -> dict[str, float]:
+    return {f"every {every:g} s": every, "none": 0.0}
+
+
+def sitting(a: argparse.Namespace) -> dict[str, Any]:
+    """Every workload in both modes, `--rounds` times, the first mode alternating between rounds."""
+    data = Path(a.data)
+    ensure_data(data, a.n)
+    feeds = {w: feed_of(w, data) for w in a.workload}
+    for feed in feeds.values():
+        against_duckdb(feed, data)
+    runs = []
+    before = os.getloadavg()
+    for r in range(a.rounds):
+        for workload, feed in feeds.items():
+            order = list(modes(a.every).items())
+            for mode, every in (order if r % 2 == 0 else order[::-1]):
+                run = {"workload": workload, "mode": mode, "round": r + 1, "checkpoint_every": every,
+                       **one_run(feed, data, every, a)}
+                run.pop("window")
+                run["rows_per_s"] = round(run["rows_per_s"])
+                runs.append(run)
+                print(json.dumps({k: v for k, v in run.items() if k not in ("got", "expected")}), flush=True)
+    return {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "commit": commit(),
+            "command": " ".join(["python -m bench.checkpoint_cost", *sys.argv[1:]]),
+            "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
+            "n": a.n, "seconds": a.seconds, "warmup": a.warmup, "rounds": a.rounds, "workers": a.workers,
+            "load": {"before": round(before[0], 2), "after": round(os.getloadavg()[0], 2),
+                     "during": [r["load"] for r in runs]},
+            "runs": [{k: v for k, v in r.items() if k not in ("got", "expected")} for r in runs],
+            "summary": summary(runs, a.every)}
+
+
+def summary(runs: list[dict[str, Any]], every: float) -> list[dict[str, Any]]:
+    """Per workload: each mode's median rate and spread, and the cost — one minus the ratio of the
+    rates of the two runs of a round (its median, and the least and greatest over the rounds)."""
+    out = []
+    on, off = modes(every)
+    for workload in dict.fromkeys(r["workload"] for r in runs):
+        mine = [r for r in runs if r["workload"] == workload]
+        rates = {m: [r["rows_per_s"] for r in mine if r["mode"] == m] for m in (on, off)}
+        costs = [1 - a / b for a, b in zip(rates[on], rates[off])]
+        cps = [r["checkpoints"] for r in mine if r["mode"] == on]
+        out.append({
+            "workload": workload,
+            **{m: {"median": round(statistics.median(v)), "min": min(v), "max": max(v),
+                   "spread": round((max(v) - min(v)) / statistics.median(v), 4)} for m, v in rates.items()},
+            "cost": round(statistics.median(costs), 4), "cost_min": round(min(costs), 4),
+            "cost_max": round(max(costs), 4),
+            "checkpoints_in_window": [c["in_window"] for c in cps],
+            "checkpoint_mean_seconds": _mean([c["mean_seconds"] for c in cps]),
+            "checkpoint_mean_bytes": _mean([c["mean_bytes"] for c in cps]),
+            "none_checkpoints": sum(r["checkpoints"]["completed"] for r in mine if r["mode"] == off),
+            "match": all(r["match"] for r in mine)})
+    return out
+
+
+def _mean(values: list[float | None]) -> float | None:
+    got = [v for v in values if v is not None]
+    return round(statistics.fmean(got), 4) if got else None
+
+
+def table(result: dict[str, Any], every: float) -> list[str]:
+    on, off = modes(every)
+    lines = [(f"| workload | {off} (median, spread) | {on} (median, spread) | cost, median (range over rounds) "
+              f"| checkpoints in the window, each run | mean duration | mean size | output |"),
+             "|---|---:|---:|---:|---|---:|---:|---|"]
+    for s in result["summary"]:
+        lines.append(
+            f"| {s['workload']} | {s[off]['median']:,} rows/s (±{s[off]['spread'] * 50:.1f} %) "
+            f"| {s[on]['median']:,} rows/s (±{s[on]['spread'] * 50:.1f} %) "
+            f"| {s['cost'] * 100:+.1f} % ({s['cost_min'] * 100:+.1f} to {s['cost_max'] * 100:+.1f} %) "
+            f"| {', '.join(map(str, s['checkpoints_in_window']))} "
+            f"| {_ms(s['checkpoint_mean_seconds'])} | {_bytes(s['checkpoint_mean_bytes'])} "
+            f"| {'MATCH' if s['match'] else 'MISMATCH'} |")
+    return lines
+
+
+def _ms(seconds: float | None) -> str:
+    return "-" if seconds is None else f"{seconds * 1000:.1f} ms"
+
+
+def _bytes(n: float | None) -> str:
+    return "-" if n is None else f"{n / 1024:,.1f} kB"
+
+
+def section(result: dict[str, Any], every: float) -> list[str]:
+    """CHECKPOINTS.md's section: the table, how it was made, and the load it was made under."""
+    load, on, off = result["load"], *modes(every)
+    how = (f"`{result['command']}` on {result['date']}, commit {result['commit']}, {result['machine']}; "
+           f"{result['workers']} workers, N = {result['n']:,} rows a pass, {result['rounds']} rounds of "
+           f"{result['warmup']:g} s warm-up and {result['seconds']:g} s measured per run. Load average (1 min) "
+           f"{load['before']} before, {load['after']} after, {min(load['during'])}–{max(load['during'])} at "
+           f"the runs' ends.")
+    method = ("Each run is a fresh congregation whose pushed streams get the bench's data pass after pass at "
+              "full speed (each pass moved past the last in event time). The rate is the rows its stateful "
+              "Jahs take per second (the aggregate's, the stream join's), the slope through `describe` "
+              "samples of the measured window. The modes alternate within each round, and the first one "
+              "alternates between rounds. The spread is half the range over the rounds. The cost is "
+              f"1 − ({on} ÷ {off}) for the two runs of one round. Checkpoints are counted from the daemon's "
+              "`checkpoint_complete` lines. The output of every run is checked against pyarrow on the input: "
+              "the passes × one pass's rows, and clicks' hourly rows in full.")
+    return [SECTION, "", how, "", method, "", *table(result, every), ""]
+
+
+def write_section(path: Path, lines: list[str]) -> None:
+    """Replace the section in `path` (up to the next `## ` heading), or add it at the end."""
+    old = path.read_text().splitlines() if path.exists() else []
+    if SECTION in old:
+        start = old.index(SECTION)
+        end = next((i for i in range(start + 1, len(old)) if old[i].startswith("## ")), len(old))
+        new = old[:start] + lines + old[end:]
+    else:
+        new = old + ([""] if old and old[-1] else []) + lines
+    path.write_text("\n".join(new).rstrip("\n") + "\n")
+
+
+def commit() -> str:
+    done = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=HERE, capture_output=True, text=True,
+                          check=False)
+    dirty = subprocess.run(["git", "status", "--porcelain", "--", "bench", "congregation", "jah", "hallelujah"],
+                           cwd=HERE.parent, capture_output=True, text=True, check=False).stdout.strip()
+    return (done.stdout.strip() or "unknown") + (" (with uncommitted changes)" if dirty else "")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(prog="python -m bench.checkpoint_cost", description=__doc__.splitlines()[0])
+    ap.add_argument("--workload", nargs="+", choices=list(COUNTED), default=["clicks", "reqresp"])
+    ap.add_argument("--seconds", type=float, default=60.0, help="measured steady state of each run")
+    ap.add_argument("--warmup", type=float, default=10.0, help="seconds left out from the first row consumed")
+    ap.add_argument("--rounds", type=int, default=3, help="A/B pairs per workload")
+    ap.add_argument("--every", type=float, default=1.0, help="seconds between checkpoints in the checkpointed mode")
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--sample", type=float, default=0.5, help="seconds between describe samples")
+    ap.add_argument("--n", type=int, default=2_000_000, help="events of the generated data (one pass)")
+    ap.add_argument("--data", default=os.environ.get("HBENCH_DATA", "/tmp/hbench-data"))
+    ap.add_argument("--results", help="write DIR/checkpoint_cost.json")
+    ap.add_argument("--logs", help="keep each run's congregation log in DIR")
+    ap.add_argument("--write", action="store_true", help=f"replace bench/CHECKPOINTS.md's '{SECTION}'")
+    a = ap.parse_args()
+    for name in ("seconds", "warmup", "every", "sample"):
+        if not 0 < getattr(a, name) < 3600:
+            ap.error(f"--{name} {getattr(a, name)}: must be more than 0 and less than 3600")
+    if not 1 <= a.rounds <= 100 or not 1 <= a.n:
+        ap.error(f"--rounds {a.rounds} / --n {a.n}: must be 1–100 / 1 or more")
+    compile_bytecode()
+    result = sitting(a)
+    lines = table(result, a.every)
+    print("\n".join(lines))
+    if a.results:
+        Path(a.results).mkdir(parents=True, exist_ok=True)
+        (Path(a.results) / "checkpoint_cost.json").write_text(json.dumps(result, indent=1))
+    if a.write:
+        write_section(HERE / "CHECKPOINTS.md", section(result, a.every))
+    if not all(s["match"] for s in result["summary"]):
+        raise SystemExit("an output did not match pyarrow's reference: see `match` in the runs above")
+
+
+if __name__ == "__main__":
+    main()
