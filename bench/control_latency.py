@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -29,11 +28,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import psutil
 import pyarrow as pa
 import pyarrow.compute as pc
 import trio
 
 import hallelujah
+from bench.loop_profile import WHAT_IF
 
 TRADECRAFT = "ctl"
 DOCUMENT = {"tradecraft": TRADECRAFT, "analytics": [
@@ -42,6 +43,7 @@ DOCUMENT = {"tradecraft": TRADECRAFT, "analytics": [
 POOL = 4                 # distinct batches each publisher sends in turn
 DEADLINE = 300.0         # seconds for a whole run; a run past it is a failed bench
 TARGET_P99_MS = 50.0     # issue 13's aim
+PROFILE_WAIT = 30.0      # seconds the loop profile has to be written once it is stopped
 
 
 def pool(index: int, rows: int) -> list[pa.RecordBatch]:
@@ -140,13 +142,18 @@ async def state_of(db: hallelujah.Database) -> str:
     return (await db.describe(TRADECRAFT))["tradecrafts"][0]["state"]
 
 
-def profiler(pid: int, path: str, seconds: float) -> subprocess.Popen:
-    """py-spy sampling the congregation (its loop thread apart from its SQLite threads): raw
-    collapsed stacks, one line per distinct stack with its sample count."""
-    spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
-    return subprocess.Popen([spy, "record", "--pid", str(pid), "--format", "raw", "--threads", "--rate", "200",
-                             "--duration", str(max(1, round(seconds))), "--output", path, "--nonblocking"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+def cpu_seconds(congregation: int, publishers: list[int]) -> dict[str, float]:
+    """CPU seconds so far (user + system) of the congregation's loop thread, of its other threads,
+    of its workers (and their zygote), of the publishers and of this process (the describe client)."""
+    def total(p: psutil.Process) -> float:
+        t = p.cpu_times()
+        return t.user + t.system
+    daemon = psutil.Process(congregation)
+    loop = next((t.user_time + t.system_time for t in daemon.threads() if t.id == congregation), 0.0)
+    return {"congregation_loop_thread": loop, "congregation_other_threads": total(daemon) - loop,
+            "workers": sum(total(c) for c in daemon.children(recursive=True)),
+            "publishers": sum(total(psutil.Process(p)) for p in publishers),
+            "describe_client": total(psutil.Process())}
 
 
 async def measure(address: str, pid: int, a: argparse.Namespace) -> dict[str, Any]:
@@ -163,9 +170,11 @@ async def measure(address: str, pid: int, a: argparse.Namespace) -> dict[str, An
         baseline = Timings(a.every)
         with trio.move_on_after(a.baseline_seconds):
             await describer(db, baseline)
-        spy = profiler(pid, a.profile, a.seconds) if a.profile else None
+        if a.profile:
+            os.kill(pid, signal.SIGUSR2)        # bench.loop_profile: record from now
         busy = Timings(a.every)
         results: list[dict[str, Any]] = []
+        cpu_before = cpu_seconds(pid, [p.pid for p in procs])
         start = time.perf_counter()
         for p in procs:
             assert p.stdin is not None
@@ -178,18 +187,22 @@ async def measure(address: str, pid: int, a: argparse.Namespace) -> dict[str, An
                 if not line:
                     raise SystemExit(f"publisher {p.pid} failed (exit {p.wait()})")
                 results.append(json.loads(line))
+                cpu_after = cpu_seconds(pid, [p.pid for p in procs])      # (while they still run)
             nursery.cancel_scope.cancel()
         seconds = time.perf_counter() - start
+        if a.profile:
+            os.kill(pid, signal.SIGUSR2)        # … until now, and write the profile
         last = pool(a.publishers, 1)[0]
         await db.publish(f"{TRADECRAFT}/ev", last, end=True)        # the end: one row more
         ended = time.perf_counter()
         while await state_of(db) == "running":
             await trio.sleep(0.1)
         caught_up = time.perf_counter() - ended
-        if spy is not None:
-            _, err = await trio.to_thread.run_sync(spy.communicate)
-            if spy.returncode:
-                print(f"py-spy failed: {err.strip()[-400:]}", file=sys.stderr)
+        with trio.move_on_after(PROFILE_WAIT):
+            while a.profile and not Path(a.profile).exists():
+                await trio.sleep(0.05)
+        if a.profile and not Path(a.profile).exists():
+            raise SystemExit(f"--profile {a.profile}: not written {PROFILE_WAIT:g} s after the publishing ended")
         rows, sum_k = await retained(db)
     finally:
         for p in procs:
@@ -202,7 +215,9 @@ async def measure(address: str, pid: int, a: argparse.Namespace) -> dict[str, An
     return {"publishers": a.publishers, "rows_per_batch": a.rows, "seconds": round(seconds, 3),
             "published_rows": published, "published_rows_per_s": round((published - 1) / seconds),
             "retained_rows": rows, "match": rows == published and sum_k == published_k,
-            "catch_up_s": round(caught_up, 3), "every_ms": round(a.every * 1000, 1),
+            "catch_up_s": round(caught_up, 3),
+            # cores busy while publishing: is the loop thread at one core, is the machine full?
+            "cpu_cores": {k: round((cpu_after[k] - cpu_before[k]) / seconds, 2) for k in cpu_before}, "every_ms": round(a.every * 1000, 1),
             "describe_ms": summary, "baseline_describe_ms": baseline.summary(),
             "target_p99_ms": TARGET_P99_MS, "met": summary.get("both", {}).get("p99", 1e9) < TARGET_P99_MS,
             "samples": busy.samples}
@@ -217,7 +232,10 @@ def main() -> None:
     ap.add_argument("--rows", type=int, default=65_536, help="rows per published batch")
     ap.add_argument("--every", type=float, default=0.02, help="seconds between describe calls")
     ap.add_argument("--results", help="a directory to write control_latency.json into")
-    ap.add_argument("--profile", help="py-spy's raw stacks of the congregation while publishing, to this file")
+    ap.add_argument("--profile", help="a JSON profile of the congregation's trio loop while publishing, to this "
+                                      "file (bench/loop_profile.py)")
+    ap.add_argument("--what-if", action="append", default=[], choices=list(WHAT_IF),
+                    help="a change of the congregation's, patched in by bench/loop_profile.py, to measure it")
     ap.add_argument("--publisher-of", help=argparse.SUPPRESS)
     ap.add_argument("--index", type=int, default=0, help=argparse.SUPPRESS)
     a = ap.parse_args()
@@ -225,8 +243,16 @@ def main() -> None:
         publisher(a.publisher_of, a.index, a.seconds, a.rows)
         return
     os.environ.setdefault("HALLELUJAH_LOG_LEVEL", "error")
+    if a.profile:
+        a.profile = str(Path(a.profile).resolve())
+        Path(a.profile).unlink(missing_ok=True)        # (its appearance says the profile is written)
+        Path(a.profile).parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="hbench-ctl-") as tmp:
-        proc = subprocess.Popen([sys.executable, "-m", "congregation", "--data-dir", tmp, "--listen", "127.0.0.1:0",
+        daemon = ["congregation"]
+        if a.profile or a.what_if:
+            daemon = ["bench.loop_profile", *(["--out", a.profile] if a.profile else []),
+                      *(f"--what-if={w}" for w in a.what_if), "--"]
+        proc = subprocess.Popen([sys.executable, "-m", *daemon, "--data-dir", tmp, "--listen", "127.0.0.1:0",
                                  "--workers", str(a.workers)], stdout=subprocess.PIPE, text=True)
         try:
             assert proc.stdout is not None
@@ -238,7 +264,8 @@ def main() -> None:
             async def bounded() -> dict[str, Any]:
                 with trio.fail_after(DEADLINE):
                     return await measure(address, proc.pid, a)
-            result = {"workers": a.workers, **trio.run(bounded)}
+            result = {"workers": a.workers, "what_if": a.what_if, "profiled": bool(a.profile),
+                      **trio.run(bounded)}
         finally:
             proc.send_signal(signal.SIGTERM)
             proc.wait(timeout=30)

@@ -25,4 +25,28 @@ def test_control_latency_reports_describe_latency_and_keeps_every_published_row(
         assert result[phase]["all"]["calls"] + result[phase]["tradecraft"]["calls"] == both["calls"] > 1
         assert 0 < both["p50"] <= both["p99"] <= both["max"]
     assert len(result["samples"]) == result["describe_ms"]["both"]["calls"]
+    assert set(result["cpu_cores"]) == {"congregation_loop_thread", "congregation_other_threads", "workers",
+                                        "publishers", "describe_client"}
+    assert all(v >= 0 for v in result["cpu_cores"].values()) and result["cpu_cores"]["publishers"] > 0
     assert result["met"] == (result["describe_ms"]["both"]["p99"] < result["target_p99_ms"])
+
+
+def test_the_loop_profile_splits_describe_into_its_thread_hops_and_a_what_if_changes_them(tmp_path):
+    """--profile runs the congregation under bench.loop_profile; --what-if one-log-query reads a
+    describe's logs in one query on the reader connection instead of `names` on the writer's."""
+    profile = tmp_path / "profile" / "loop.json"
+    done = subprocess.run([sys.executable, "-m", "bench.control_latency", "--seconds", "1.5",
+                           "--baseline-seconds", "0.3", "--rows", "4096", "--results", str(tmp_path),
+                           "--profile", str(profile), "--what-if", "one-log-query"],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    result = json.loads((tmp_path / "control_latency.json").read_text())
+    assert result["match"] and result["profiled"] and result["what_if"] == ["one-log-query"]
+    loop = json.loads(profile.read_text())
+    # the describes answered while recording are those the client timed (give or take one at each end)
+    assert abs(loop["describe_server_ms"]["n"] - result["describe_ms"]["both"]["calls"]) <= 2
+    hops = loop["thread_hops_ms"]
+    assert "describe: _log_rows" in hops and "describe: LogStore.names" not in hops
+    assert "describe: LogStore.info" not in hops       # its rows came with the one query
+    assert hops["LogStore.publish"]["ran"]["n"] == (result["published_rows"] - 1) // 4096
+    assert 0 < loop["loop_busy_fraction"] <= 1 and "describe" in loop["steps_ms_by_task"]
