@@ -36,6 +36,7 @@ class Pending:
     waiting: set[str]                   # Jahs still to write it
     parts: dict[str, str] = field(default_factory=dict)     # source Jah -> its source (parts share one)
     written: dict[str, dict[str, Any]] = field(default_factory=dict)
+    finished: dict[str, int] = field(default_factory=dict)   # source Jah -> where it read to its end
     done: trio.Event = field(default_factory=trio.Event)
     failed: str = ""
 
@@ -82,10 +83,13 @@ class Checkpoints:
         p.waiting.discard(jah)
         return self._complete_if_done()
 
-    def gone(self, jah: str) -> Completed | None:
-        """A Jah finished: it writes nothing more."""
+    def gone(self, jah: str, position: int | None = None) -> Completed | None:
+        """A Jah finished: it writes nothing more (a source: everything it read is before the
+        barrier, and a restore resumes it at `position`, its end)."""
         if self.pending is None:
             return None
+        if position is not None and jah in self.pending.parts:
+            self.pending.finished[jah] = position
         self.pending.waiting.discard(jah)
         return self._complete_if_done()
 
@@ -105,7 +109,7 @@ class Checkpoints:
         self.pending = None
         self.last = Completed(
             p.id, trio.current_time() - p.started, sum(int(w.get("bytes", 0)) for w in p.written.values()),
-            time.time(), {j: int(w["position"]) for j, w in p.written.items() if "position" in w},
+            time.time(), {**p.finished, **{j: int(w["position"]) for j, w in p.written.items() if "position" in w}},
             {j: str(w["file"]) for j, w in p.written.items() if w.get("file")})
         p.done.set()
         return self.last
@@ -129,17 +133,29 @@ class Checkpoints:
         }
 
 
-def barrier_jahs(plan: Any) -> tuple[list[str], set[str]]:
-    """The source Jahs that send barriers, and every Jah the barriers reach."""
-    sources = [j.id for j in plan.jahs.values() if j.role in SOURCE_ROLES]
-    reached, todo = set(sources), list(sources)
+def downstream(plan: Any, starts: list[str]) -> set[str]:
+    """`starts` and every Jah their datastreams reach."""
+    reached, todo = set(starts), list(starts)
     while todo:
         current = todo.pop()
         for s in plan.streams:
             if s.sender == current and s.receiver not in reached:
                 reached.add(s.receiver)
                 todo.append(s.receiver)
-    return sources, reached
+    return reached
+
+
+def barrier_jahs(plan: Any) -> tuple[list[str], set[str]]:
+    """The source Jahs that send barriers, and every Jah the barriers reach."""
+    sources = [j.id for j in plan.jahs.values() if j.role in SOURCE_ROLES]
+    return sources, downstream(plan, sources)
+
+
+def transactional_sinks(plan: Any) -> set[str]:
+    """The SINKs after a stream join: a replay does not repeat its batches alike (which side
+    completes a pair depends on how the streams interleave), so they show rows per checkpoint."""
+    after = downstream(plan, [j.id for j in plan.jahs.values() if j.role == "stream_join"])
+    return {j for j in after if plan.jahs[j].role == "sink"}
 
 
 def begin(d: Any) -> tuple[Pending, list[str]]:
@@ -149,6 +165,8 @@ def begin(d: Any) -> tuple[Pending, list[str]]:
     running = {j for j in reached if j not in d.final_stats}
     pending = cp.begin(running)
     pending.parts = {j: str(d.plan.jahs[j].spec.get("source_id", j)) for j in sources}
+    pending.finished = {j: int(d.final_stats[j]["position"]) for j in sources
+                        if d.final_stats.get(j, {}).get("position") is not None}
     log.debug("checkpoint_started", tradecraft=d.tc.name, id=pending.id, jahs=len(running))
     return pending, [j for j in sources if j in running]
 
@@ -169,25 +187,30 @@ async def _ask_parts(d: Any, parts: list[str], pending: Pending, record: Any) ->
     if len(parts) > 1:
         positions = [await _ask(d, jah, {"position": True}, pending, record) for jah in parts]
         after = max((p for p in positions if p is not None), default=None)
+        parts = [jah for jah, p in zip(parts, positions) if p is not None]
     async with trio.open_nursery() as nursery:
         for jah in parts:
             nursery.start_soon(_ask, d, jah, {"checkpoint": pending.id, "after": after}, pending, record)
 
 
 async def _ask(d: Any, jah: str, args: dict[str, Any], pending: Pending, record: Any) -> int | None:
-    """One control request to a source; its position, or None when it has finished meanwhile."""
+    """One control request to a source; its position, or None when it has read all its input
+    (its end is then its position in the checkpoint) or its worker went away."""
     host = d.hosts.get(d.plan.jahs[jah].host) if jah in d.plan.jahs else None
     try:
         if host is None:
             raise InvalidInput(f"{jah} has no host")
-        reply = await host.request("controlReq", {"jah": jah, "args": json.dumps(args)})
-        return int(json.loads(reply["result"])["position"])
-    except HallelujahError as exc:        # it finished just now, or its worker went away
+        reply = json.loads((await host.request("controlReq", {"jah": jah, "args": json.dumps(args)}))["result"])
+        position, ended = int(reply["position"]), bool(reply.get("ended"))
+    except HallelujahError as exc:        # its worker went away: the checkpoint will not complete
         log.debug("checkpoint_source_skipped", jah=jah, error=str(exc))
-        done = d.checkpoints.gone(jah)
-        if done is not None:
-            await record(d, done)
-        return None
+        position, ended = None, True
+    if not ended:
+        return position
+    done = d.checkpoints.gone(jah, position) if d.checkpoints.pending is pending else None
+    if done is not None:
+        await record(d, done)
+    return None
 
 
 def timeout_of(cp: Checkpoints) -> float:
@@ -199,6 +222,7 @@ async def record(c: Any, d: Any, done: Completed) -> None:
     await c.catalog.add_checkpoint(d.tc.name, {
         "id": done.id, "completed_at": done.completed_at, "seconds": done.seconds, "bytes": done.bytes,
         "positions": json.dumps(done.positions), "files": json.dumps(done.files)})
+    await d.logs.commit_staged(f"{d.tc.name}/", done.id)
     log.info("checkpoint_complete", tradecraft=d.tc.name, id=done.id, seconds=round(done.seconds, 3),
              bytes=done.bytes)
     await trio.to_thread.run_sync(drop_checkpoints, d.checkpoints.directory, done.id)
@@ -218,7 +242,8 @@ async def on_event(c: Any, d: Any, jah: str, event: str, detail: str) -> None:
     cp: Checkpoints | None = getattr(d, "checkpoints", None)
     if cp is None:
         return
-    done = cp.written(jah, json.loads(detail)) if event == "checkpointed" else cp.gone(jah)
+    done = cp.written(jah, json.loads(detail)) if event == "checkpointed" else \
+        cp.gone(jah, d.final_stats.get(jah, {}).get("position"))
     if done is not None:
         await record(c, d, done)
 
@@ -260,8 +285,8 @@ async def checkpoint_now(c: Any, d: Any, timeout: float = MIN_TIMEOUT) -> Comple
     raise Unavailable(f"checkpoint of {d.tc.name} not complete after {timeout:g} s")
 
 
-KEPT_STATE = {"aggregate", "merge"}                # roles whose state a checkpoint keeps
-NOT_KEPT = {"join", "prejoin", "postjoin", "stream_join", "ingest"}     # state not kept yet
+KEPT_STATE = {"aggregate", "merge", "stream_join"}     # roles whose state a checkpoint keeps
+NOT_KEPT = {"join", "prejoin", "postjoin", "ingest"}     # state not kept yet
 
 
 def restore_point(plan: Any, row: dict[str, Any] | None) -> dict[str, Any] | None:

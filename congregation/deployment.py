@@ -7,7 +7,7 @@ from typing import Any, Protocol
 import structlog
 import trio
 
-from congregation.checkpoints import Checkpoints
+from congregation.checkpoints import Checkpoints, transactional_sinks
 from congregation.hallelu import CONGREGATION, JahPlan, Plan, StreamPlan, input_logs
 from congregation.logs import Logs
 from congregation.planning import plan_tradecraft
@@ -67,6 +67,11 @@ class Deployment:
         self.stopped = False
         for name, schema in {**input_logs(self.tc), **{n: s for n, (_, s) in plan.logs.items()}}.items():
             await self.logs.create(name, schema_bytes(schema))
+        cp = self.checkpoints
+        transactional = transactional_sinks(plan) if cp is not None and cp.every > 0 else set()
+        for name, (sink, _) in plan.logs.items():     # before the resume points: it may cut them back
+            plan.jahs[sink].spec["transactional"] = sink in transactional
+            await self.logs.open_log(name, sink in transactional, cp.last.id if cp and cp.last else None)
         for jah_id, source_id in plan.sources.items():
             positions = [(await self.logs.resume_points(name)).get(source_id, 0)
                          for name in plan.reachable_logs(jah_id)]

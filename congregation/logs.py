@@ -83,10 +83,24 @@ class Logs:
     async def committed(self, name: str, publisher: str) -> int:
         return await self._read(self.store.committed, name, publisher)
 
-    async def end(self, name: str, wait_for_space: bool = True) -> None:
+    async def open_log(self, name: str, transactional: bool, complete: int | None) -> None:
+        """Before its writer starts: see LogStore.open_log."""
+        await self._waiting(self.store.open_log, name, transactional, complete)
+
+    async def stage(self, name: str, checkpoint: int, progress: dict[str, tuple[int, int | None]]) -> None:
+        await self._waiting(self.store.stage, name, checkpoint, progress)
+
+    async def commit_staged(self, prefix: str, checkpoint: int) -> None:
+        """A checkpoint is complete: the transactional logs of its tradecraft show what it staged."""
+        for name in await waiting_for_space(lambda: self._run(self.store.commit_staged, prefix, checkpoint),
+                                            f"commit_staged {prefix}"):
+            self._notify(name)
+
+    async def end(self, name: str, wait_for_space: bool = True,
+                  progress: dict[str, tuple[int, int | None]] | None = None) -> None:
         """End the log; a full disk is waited out, or (for a client's publish) raises NoSpace."""
         if wait_for_space:
-            await self._waiting(self.store.end, name)
+            await self._waiting(self.store.end, name, progress)
         else:
             await self._run(self.store.end, name)
             self._notify(name)

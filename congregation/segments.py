@@ -9,10 +9,18 @@ write that fails (a full disk) cuts its bytes off again and commits nothing.
 
 A published batch is kept once per (publisher, sequence number): the publisher's last kept
 number is its progress, committed with the batch's index row, so a retried batch is recognized.
+
+A *transactional* log (the output of a stream join, whose batches a replay does not repeat
+alike: DESIGN "The database") shows its readers only the batches before `visible`. Its writer
+stages each checkpoint's end (`stage`): the seq reached and the sources' progress then; the
+congregation moves `visible` there once the checkpoint is complete (`commit_staged`), and a
+restart cuts off whatever came after the last complete one (`open_log`), for the replay from that
+checkpoint to write again. So what a client reads is never rolled back.
 """
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import sqlite3
@@ -71,6 +79,10 @@ class LogStore:
                                   if_not_exists=True)
         self.db["progress"].create({"log": str, "source": str, "origin": int, "resume": int},
                                    pk=("log", "source"), if_not_exists=True)
+        if "visible" not in self.db["logs"].columns_dict:     # a data dir of an older version
+            self.db["logs"].add_column("visible", int)
+        self.db["staged"].create({"log": str, "checkpoint": int, "seq": int, "progress": str},
+                                 pk=("log", "checkpoint"), if_not_exists=True)
         # Readers (followers, `info`) use a connection of their own: in WAL mode it sees committed
         # batches only and never waits for a writer, which may be syncing a publish to disk.
         self.reader = sqlite3.connect(str(Path(data_dir) / "logs.db"), check_same_thread=False,
@@ -222,7 +234,8 @@ class LogStore:
         if kept:
             seg, fd, offset = self._segment_file(name)
             self._undo = (fd, offset)
-            first = self.db.execute("SELECT next_seq FROM logs WHERE name = ?", [name]).fetchone()[0]
+            first, visible = self.db.execute("SELECT next_seq, visible FROM logs WHERE name = ?",
+                                             [name]).fetchone()
             index = []
             bodies = [memoryview(items[i].body).cast("B") for i in kept]  # type: ignore[arg-type]
             for seq, (i, body) in enumerate(zip(kept, bodies), start=first):
@@ -236,24 +249,94 @@ class LogStore:
                 "INSERT INTO batches (log, seq, segment, offset, length, rows) "
                 "VALUES (?, ?, ?, ?, ?, ?)", index)
             # first/last append times: a log's steady-state rate, first batch to last
+            # a transactional log counts its rows as they become visible (`_show`)
+            added = sum(items[i].rows for i in kept) if visible is None else 0
             self.db.execute("UPDATE logs SET next_seq = ?, rows = rows + ?, "
                             "first_at = coalesce(first_at, ?), last_at = ? WHERE name = ?",
-                            [first + len(kept), sum(items[i].rows for i in kept), now, now, name])
-        latest = {item.source: item for item in items if item.source}   # each source's last
-        if latest:
-            self.db.conn.executemany(
-                "INSERT OR REPLACE INTO progress (log, source, origin, resume) VALUES (?, ?, ?, ?)",
-                [[name, i.source, i.origin, i.resume] for i in latest.values()])
+                            [first + len(kept), added, now, now, name])
+        # each source's last (dict order: a later item replaces an earlier one)
+        self._set_progress(name, {i.source: (i.origin, i.resume) for i in items if i.source})
         return seqs
 
-    def end(self, name: str) -> None:
+    def end(self, name: str, progress: dict[str, tuple[int, int | None]] | None = None) -> None:
+        """End the log: a transactional one shows all it holds (its writer's input has ended, so
+        nothing of it is replayed), with the writer's final `progress`."""
         with self._writing():
+            self._show(name, None)
+            self._set_progress(name, progress or {})
+            self.db.execute("DELETE FROM staged WHERE log = ?", [name])
             self.db.execute("UPDATE logs SET ended = 1 WHERE name = ?", [name])
 
+    def open_log(self, name: str, transactional: bool, complete: int | None) -> None:
+        """Before a writer (re)starts: what checkpoints up to `complete` (the last complete one)
+        staged is shown; what came after it is cut off, and its progress with it; the log is then
+        transactional from here on (`visible` set) or not (shows every batch)."""
+        with self._writing():
+            if complete is not None:
+                self._commit(name, complete)
+            row = self.db.execute("SELECT visible, next_seq, ended FROM logs WHERE name = ?", [name]).fetchone()
+            if row is None:
+                raise InvalidInput(f"{name}: no such log")
+            visible, next_seq, ended = row
+            self.db.execute("DELETE FROM staged WHERE log = ?", [name])
+            if visible is not None and not ended:
+                self.db.execute("DELETE FROM batches WHERE log = ? AND seq >= ?", [name, visible])
+                next_seq = visible
+            self.db.execute("UPDATE logs SET next_seq = ?, visible = ? WHERE name = ?",
+                            [next_seq, next_seq if transactional and not ended else None, name])
+
+    def stage(self, name: str, checkpoint: int, progress: dict[str, tuple[int, int | None]]) -> None:
+        """The writer has passed checkpoint `checkpoint`: what it wrote so far, and its progress
+        per source (origin, resume), are shown once that checkpoint is complete."""
+        with self._writing():
+            self.db.execute("INSERT OR REPLACE INTO staged (log, checkpoint, seq, progress) "
+                            "SELECT name, ?, next_seq, ? FROM logs WHERE name = ?",
+                            [checkpoint, json.dumps(progress), name])
+
+    def commit_staged(self, prefix: str, checkpoint: int) -> list[str]:
+        """Checkpoint `checkpoint` of the tradecraft whose logs start with `prefix` is complete:
+        its logs show what was staged up to it. Returns the logs that changed."""
+        with self._writing():
+            names = [r[0] for r in self.db.execute(
+                "SELECT DISTINCT log FROM staged WHERE substr(log, 1, ?) = ? AND checkpoint <= ?",
+                [len(prefix), prefix, checkpoint])]
+            for name in names:
+                self._commit(name, checkpoint)
+            return names
+
+    def _commit(self, name: str, checkpoint: int) -> None:
+        """Inside `_writing`: show what `name` staged up to `checkpoint`, with its progress."""
+        row = self.db.execute("SELECT seq, progress FROM staged WHERE log = ? AND checkpoint <= ? "
+                              "ORDER BY checkpoint DESC LIMIT 1", [name, checkpoint]).fetchone()
+        if row is None:
+            return
+        self._show(name, row[0])
+        self._set_progress(name, {s: tuple(p) for s, p in json.loads(row[1]).items()})
+        self.db.execute("DELETE FROM staged WHERE log = ? AND checkpoint <= ?", [name, checkpoint])
+
+    def _show(self, name: str, upto: int | None) -> None:
+        """Move a transactional log's `visible` to `upto` (None: all, and no longer transactional),
+        counting the rows that become visible."""
+        visible = self.db.execute("SELECT visible FROM logs WHERE name = ?", [name]).fetchone()
+        if visible is None or visible[0] is None:
+            return
+        shown = self.db.execute("SELECT coalesce(sum(rows), 0) FROM batches WHERE log = ? AND seq >= ? "
+                                "AND seq < ?", [name, visible[0], 1 << 62 if upto is None else upto]).fetchone()[0]
+        self.db.execute("UPDATE logs SET visible = ?, rows = rows + ? WHERE name = ?",
+                        [None if upto is None else max(upto, visible[0]), shown, name])
+
+    def _set_progress(self, name: str, progress: dict[str, tuple[int, int | None]]) -> None:
+        if progress:
+            self.db.conn.executemany(
+                "INSERT OR REPLACE INTO progress (log, source, origin, resume) VALUES (?, ?, ?, ?)",
+                [[name, source, origin, resume] for source, (origin, resume) in progress.items()])
+
     def entries(self, name: str, from_seq: int, limit: int = 16) -> list[Entry]:
+        """Batches from `from_seq` on that readers may see (a transactional log's: before `visible`)."""
         return [Entry(r[0], r[1], r[2], r[3], r[4]) for r in self.reader.execute(
             "SELECT seq, segment, offset, length, rows FROM batches WHERE log = ? AND seq >= ? "
-            "ORDER BY seq LIMIT ?", [name, from_seq, limit])]
+            "AND seq < coalesce((SELECT visible FROM logs WHERE name = ?), 1 << 62) "
+            "ORDER BY seq LIMIT ?", [name, from_seq, name, limit])]
 
     def read(self, name: str, entry: Entry) -> bytes:
         """The body bytes of one indexed batch."""
@@ -269,7 +352,7 @@ class LogStore:
                     os.close(fd)
                 shutil.rmtree(self._dir(name), ignore_errors=True)
                 with self._tx():
-                    for table in ("batches", "progress"):
+                    for table in ("batches", "progress", "staged"):
                         self.db.execute(f"DELETE FROM {table} WHERE log = ?", [name])
                     self.db.execute("DELETE FROM logs WHERE name = ?", [name])
 

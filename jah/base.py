@@ -21,6 +21,7 @@ from jah.watermarks import WatermarkMaker
 
 log = structlog.get_logger("hallelujah.jah")
 BUSY_WINDOW = 2.0   # seconds over which busy fraction is measured
+STARTING = 10.0     # seconds a control request waits for a starting Jah (restoring its state)
 
 
 class Host(Protocol):
@@ -47,6 +48,7 @@ class JahStats:
     in_flight: int = 0       # batches sent between processes, not yet taken by their receivers
     watermark: int | None = None     # the least of its inputs' (µs of event time), once one came
     datastreams: tuple[dict[str, Any], ...] = ()    # each datastream end's figures (hallelujah.datastream)
+    position: int | None = None      # a source's: the last position it sent
 
 
 class Jah:
@@ -72,6 +74,7 @@ class Jah:
         self.inputs = {p: InPort(n) for p, n in spec.get("inputs", {}).items()}
         self.outputs = {p: OutPort(n) for p, n in spec.get("outputs", {}).items()}
         self.wired = trio.Event()
+        self.running = trio.Event()      # it has its state and its wiring: a source may take barriers
         self.task: trio.lowlevel.Task | None = None
         self.state = "wiring"
         self._busy = 0.0
@@ -108,6 +111,7 @@ class Jah:
             self.restore(await trio.to_thread.run_sync(checkpoint.read_state, self.spec["restore"]))
         await self.wired.wait()
         self.state = "running"
+        self.running.set()
         start = time.perf_counter()
         await self.run()
         async with self.emitting:        # a source that ran out before a barrier's position
@@ -158,19 +162,21 @@ class Jah:
                 await self.emit("rejected", rejected)
             self.last_read = env.origin
 
-    async def inject_checkpoint(self, checkpoint_id: int, after: int | None) -> None:
+    async def inject_checkpoint(self, checkpoint_id: int, after: int | None) -> bool:
         """A source puts barrier `checkpoint_id` on every output after position `after`: the
         parts of one file (each reads every n-th batch) all cut at the same position, so what a
         checkpoint holds of the file is a prefix of it, whatever part was ahead. A part already
         past it cuts where it is (the coordinator then sees the parts disagree, and does not keep
-        that checkpoint). None: after the batch in hand."""
+        that checkpoint). None: after the batch in hand. False: it has read all its input and
+        its outputs are ending (the checkpoint holds all it sent)."""
         async with self.emitting:
-            if self.ended:            # its outputs are ending: the coordinator counts it gone
-                raise NotFound(f"{self.id} has read all its input: no barrier from it")
+            if self.ended:
+                return False
             if after is None or self.last_read >= after:
                 await self._put_barrier(checkpoint_id, self.last_read if after is None else after)
             else:
                 self._barriers.append((checkpoint_id, after))
+            return True
 
     async def _put_barrier(self, checkpoint_id: int, after: int) -> None:
         barrier = Envelope(None, max(after, self.last_read), self.spec.get("source_id", ""), CHECKPOINT,
@@ -197,11 +203,14 @@ class Jah:
         """A change asked of a running Jah by its Hallelu (a PREJOIN's re-routing); a source
         is asked for checkpoint barriers."""
         if self.role in SOURCE_ROLES and (isinstance(args.get("checkpoint"), int) or args.get("position")):
-            if self.state != "running":
+            with trio.move_on_after(STARTING):    # a barrier asked for while it starts goes out once it runs
+                await self.running.wait()
+            if self.state not in ("running", "finished"):
                 raise NotFound(f"{self.id} is {self.state}: no checkpoint barrier from it")
-            if args.get("checkpoint") is not None:
-                await self.inject_checkpoint(args["checkpoint"], args.get("after"))
-            return {"position": self.last_read}
+            put = self.state == "running" and (
+                args.get("checkpoint") is None or await self.inject_checkpoint(args["checkpoint"], args.get("after")))
+            # ended: the position it finished at (a restore from the checkpoint reads nothing more)
+            return {"position": self.last_read, "ended": not put or self.ended}
         raise NotFound(f"{self.id} ({self.role}) takes no control requests")
 
     def open_state(self) -> pa.Table:
@@ -240,6 +249,7 @@ class Jah:
             pending=self.pending(),
             in_flight=sum(s.in_flight for p in self.outputs.values() for s in p.senders),
             watermark=min((p.watermark for p in self.inputs.values() if p.watermark is not None), default=None),
+            position=self.last_read if self.role in SOURCE_ROLES else None,
             datastreams=tuple([*({"port": f"out {name}", **s.statistics()} for name, p in self.outputs.items()
                                  for s in p.senders),
                                *({"port": f"in {name}", **lane.statistics()} for name, p in self.inputs.items()

@@ -269,6 +269,27 @@ class IntervalJoin:
         self.with_.evict(self.cut, None)
         return self._unmatched(unmatched or [])
 
+    def state(self) -> dict[str, pa.Table]:
+        """The rows held, each side's in arrival order (a stream row's `matched` flag beside),
+        for a checkpoint; `restore` takes them back."""
+        def held(side: _Side) -> pa.Table:
+            return pa.Table.from_batches([c.batch for c in side.chunks], schema=side.schema)
+
+        matched = [c.matched for c in self.stream.chunks if c.matched is not None]
+        return {"stream": held(self.stream), "with": held(self.with_),
+                "matched": pa.table({"matched": np.concatenate(matched) if matched else np.zeros(0, bool)})}
+
+    def restore(self, tables: dict[str, pa.Table], cut: int) -> None:
+        """Hold what `state` returned, with the watermark's `cut` it had then."""
+        self.cut = cut
+        for side, name in ((self.stream, "stream"), (self.with_, "with")):
+            table = tables[name].combine_chunks()
+            side.chunks = []
+            if table.num_rows:
+                side.chunks.append(side.chunk(table.to_batches()[0]))
+        if self.stream.chunks:
+            self.stream.chunks[0].matched = tables["matched"].column("matched").to_numpy(zero_copy_only=False).copy()
+
     def finish(self) -> pa.RecordBatch:
         """Both inputs have ended: the held stream rows that never matched (left join); clears."""
         unmatched: list[pa.RecordBatch] | None = [] if self.left else None

@@ -6,6 +6,11 @@ partitioned instances each send a part of every position (`Envelope.parts`), the
 together, as one batch in one transaction, so a crash never leaves a position half kept. An
 aggregate's output also carries window ends that only grow: after a replay, which rebuilds open
 windows from older positions, a window that ends at or before the last one kept was kept already.
+
+After a stream join the positions do not decide the rows (which side's batch completes a pair
+depends on how the two streams interleave, which a replay does not repeat), so such a SINK is
+*transactional*: its batches are shown to readers only once the checkpoint after them is complete,
+and a restart from that checkpoint writes the rest again (`LogStore.open_log`).
 """
 from __future__ import annotations
 
@@ -33,6 +38,8 @@ class Sink(Jah):
         name = self.spec["log"]
         committed: dict[str, int] = await logs.progress(name)     # what a replay repeats
         progress = dict(committed)
+        transactional = bool(self.spec.get("transactional"))
+        resumes: dict[str, tuple[int, int | None]] = {}      # per source: (origin, resume) reached
         monotone = self.spec.get("monotone")
         floor = await self._last_kept(monotone) if monotone else None
         first = last = 0.0
@@ -58,14 +65,22 @@ class Sink(Jah):
                 if part.rows:
                     bodies.append((part.ipc(), part.rows))
             last_body, last_rows = bodies.pop() if bodies else (None, 0)
+            resumes[source] = (progress[source], resume)
             return [(body, n, "", -1, None) for body, n in bodies] + \
-                [(last_body, last_rows, source, progress[source], resume)]
+                [(last_body, last_rows, "" if transactional else source, progress[source], resume)]
+
+        async def passed(barrier: int) -> None:
+            """Checkpoint `barrier` has everything before it committed (a transactional log
+            stages it, to be shown once the checkpoint is complete)."""
+            if transactional:
+                await logs.stage(name, barrier, dict(resumes))
+            await checkpoint.take(self, barrier, None)
 
         async def commit() -> None:
             nonlocal first, last, rows
             async for position in ready:
                 if isinstance(position, int):
-                    await checkpoint.take(self, position, None)
+                    await passed(position)
                     continue
                 group = [position]
                 barrier = None
@@ -82,7 +97,7 @@ class Sink(Jah):
                     items = [item for waiting in group for item in entries(waiting)]
                     await logs.append_many(name, items)
                 if barrier is not None:
-                    await checkpoint.take(self, barrier, None)
+                    await passed(barrier)
                 last = time.perf_counter()
                 first = first or last
                 rows += sum(item[1] for item in items)
@@ -102,7 +117,7 @@ class Sink(Jah):
                         await ready_send.send(parts)
                 for parts in positions.rest():
                     await ready_send.send(parts)
-        await logs.end(name)
+        await logs.end(name, progress=resumes if transactional else None)
         log.info("sink_finished", log=name, rows=rows, seconds=round(last - first, 4),
                  rows_per_s=round(rows / (last - first)) if last > first else None)
 

@@ -21,6 +21,12 @@ stream's time field (same name) and the `with` side's (named `STREAM.field` when
 a left join's unmatched row has no `with` time (null, late to any window). One lock orders what
 goes out: rows made under one watermark leave before a higher one, whichever side's task made them.
 `rejected` carries late rows and no watermark (every row on it is before one).
+
+Checkpoints: a side that meets barrier N waits there until the other side has met it too (or
+has ended), so the state written holds exactly what came before N on both inputs; then one
+barrier N goes on every output. A side held at a barrier does not pace the other: the other must
+reach its own barrier N, which its source put within one credit window of data. Of two barriers
+held, the least id goes first (a checkpoint given up leaves its barrier on one side only).
 """
 from __future__ import annotations
 
@@ -31,7 +37,8 @@ import trio
 
 from hallelujah.durations import parse_duration
 from jah.base import Host, Jah
-from jah.envelope import NONE, WATERMARK, Envelope
+from jah.checkpoint import State
+from jah.envelope import CHECKPOINT, NONE, WATERMARK, Envelope
 from jah.interval import IntervalJoin
 from jah.rejecting import rejected_batch
 from jah.watermarks import BEFORE_TIME, END_OF_TIME, LATE, late_rows, micros
@@ -59,6 +66,9 @@ class StreamJoin(Jah):
         self.sent_mark = BEFORE_TIME                   # the last watermark sent on `out`
         self.sent_rows = False                         # an envelope went out since that watermark
         self.sending = trio.Lock()
+        self.at_barrier: dict[str, Envelope | None] = dict.fromkeys(SIDES)
+        self.ended_sides: set[str] = set()
+        self.barrier_passed = trio.Event()
 
     async def run(self) -> None:
         async with trio.open_nursery() as nursery:
@@ -77,6 +87,8 @@ class StreamJoin(Jah):
                 self._advance()
                 async with self.sending:
                     await self._pass_watermark()
+            elif env.marker == CHECKPOINT:
+                await self._barrier(side, env)
             elif env.marker != NONE:
                 async with self.sending:
                     await self.emit("out", env)
@@ -84,16 +96,44 @@ class StreamJoin(Jah):
                 await self._pace(side)
                 await self._batch(side, env)
         self.marks[side] = END_OF_TIME
+        self.ended_sides.add(side)
         self._advance()
         async with self.sending:
             await self._pass_watermark()
+        await self._pass_barrier()
 
     async def _pace(self, side: str) -> None:
         other = "with" if side == "in" else "in"
         while self.marks[side] != END_OF_TIME and self.marks[other] != BEFORE_TIME \
-                and self.marks[side] > self.marks[other] + self.window:
+                and self.marks[side] > self.marks[other] + self.window and self.at_barrier[other] is None:
             self.moved = trio.Event()
             await self.moved.wait()
+
+    async def _barrier(self, side: str, env: Envelope) -> None:
+        """Hold this side at barrier `env` until it has gone on (see the module's docstring)."""
+        if env.value <= self.checkpointed:
+            return                                     # gone on already (a repeat)
+        self.at_barrier[side] = env
+        self.moved.set()                               # the other side's pacing must not wait on this one
+        await self._pass_barrier()
+        while self.at_barrier[side] is env:
+            await self.barrier_passed.wait()
+
+    async def _pass_barrier(self) -> None:
+        """Once every side still running is at a barrier, the least of them goes on every
+        output, after this Jah's state is written (`Jah.emit`)."""
+        held = [b for b in self.at_barrier.values() if b is not None]
+        if not held or any(self.at_barrier[s] is None and s not in self.ended_sides for s in SIDES):
+            return
+        barrier = min(held, key=lambda b: b.value)
+        async with self.sending:
+            for port in list(self.outputs):
+                await self.emit(port, barrier)
+        for side, held_at in self.at_barrier.items():
+            if held_at is not None and held_at.value <= barrier.value:
+                self.at_barrier[side] = None
+        passed, self.barrier_passed = self.barrier_passed, trio.Event()
+        passed.set()
 
     def _advance(self) -> None:
         mark = min(self.marks.values())
@@ -143,3 +183,23 @@ class StreamJoin(Jah):
 
     def state_rows(self) -> int:
         return self.join.rows_held
+
+    def snapshot(self) -> State:
+        tables = self.join.state()
+        if self.unmatched:
+            tables["unmatched"] = pa.Table.from_batches(self.unmatched)
+        last = self.last
+        return State(tables, {
+            "cut": self.join.cut, "marks": self.marks, "watermark": self.watermark,
+            "let_go_from": self.let_go_from, "sent_mark": self.sent_mark, "sent_rows": self.sent_rows,
+            "last": None if last is None else [last.origin, last.source]})
+
+    def restore(self, state: State) -> None:
+        meta = state.meta
+        self.join.restore(state.tables, int(meta["cut"]))
+        self.marks = {side: int(mark) for side, mark in meta["marks"].items()}
+        self.watermark, self.let_go_from = int(meta["watermark"]), int(meta["let_go_from"])
+        self.sent_mark, self.sent_rows = int(meta["sent_mark"]), bool(meta["sent_rows"])
+        self.unmatched = state.tables["unmatched"].to_batches() if "unmatched" in state.tables else []
+        if meta["last"] is not None:
+            self.last = Envelope(None, int(meta["last"][0]), str(meta["last"][1]))

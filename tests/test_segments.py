@@ -132,3 +132,38 @@ async def test_the_congregations_own_append_waits_for_space_and_is_kept_once_fre
     assert [read_back(logs.store, "t/out", e) for e in logs.store.entries("t/out", 0, 10)] == [list(range(50_000))]
     assert logs.store.progress("t/out") == {"src": 7}
     logs.close()
+
+
+def test_a_transactional_log_shows_a_checkpoints_batches_once_it_is_complete_and_a_restart_cuts_the_rest(tmp_path):
+    store = LogStore(tmp_path)
+    store.create("t/out", schema_bytes(SCHEMA))
+    store.append("t/out", body(0), 1, "a", 1)                 # before it became transactional: shown
+    store.open_log("t/out", transactional=True, complete=None)
+    store.append("t/out", body(1, 2), 2)
+    store.stage("t/out", 1, {"a": (5, None)})
+    store.append("t/out", body(3), 1)
+    store.stage("t/out", 2, {"a": (7, 4)})
+    store.append("t/out", body(4), 1)                         # after checkpoint 2: never shown
+
+    def seen() -> list[int]:
+        return [v for e in store.entries("t/out", 0, 100)
+                for v in open_batch(pa.py_buffer(store.read("t/out", e)), SCHEMA).column(0).to_pylist()]
+
+    assert seen() == [0] and store.info("t/out")["rows"] == 1
+    assert store.commit_staged("t/", 1) == ["t/out"]
+    assert seen() == [0, 1, 2] and store.info("t/out")["rows"] == 3
+    assert store.progress("t/out") == {"a": 5}
+    assert store.commit_staged("u/", 2) == []                 # another tradecraft's checkpoint
+    # a crash, then a restart whose last complete checkpoint is 2 (its commit never ran)
+    store.close()
+    store = LogStore(tmp_path)
+    store.open_log("t/out", transactional=True, complete=2)
+    assert seen() == [0, 1, 2, 3] and store.resume_points("t/out") == {"a": 4}
+    assert store.info("t/out")["next_seq"] == 3              # batch [4] is cut off: a replay writes it again
+    store.append("t/out", body(9), 1)
+    assert seen() == [0, 1, 2, 3]
+    store.end("t/out", {"a": (9, None)})                      # the input ended: everything is shown
+    assert seen() == [0, 1, 2, 3, 9] and store.info("t/out")["rows"] == 5 and store.progress("t/out") == {"a": 9}
+    store.open_log("t/out", transactional=True, complete=None)   # an ended log stays as it is
+    assert seen() == [0, 1, 2, 3, 9]
+    store.close()
