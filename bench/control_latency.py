@@ -264,8 +264,11 @@ def main() -> None:
             async def bounded() -> dict[str, Any]:
                 with trio.fail_after(DEADLINE):
                     return await measure(address, proc.pid, a)
+            load = os.getloadavg()[0]
             result = {"workers": a.workers, "what_if": a.what_if, "profiled": bool(a.profile),
-                      **trio.run(bounded)}
+                      **trio.run(bounded),
+                      # the machine's 1-minute load before and after: other work on it shows here
+                      "load_average": [round(load, 2), round(os.getloadavg()[0], 2)]}
         finally:
             proc.send_signal(signal.SIGTERM)
             proc.wait(timeout=30)

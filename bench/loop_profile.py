@@ -1,7 +1,7 @@
-"""`python -m bench.loop_profile OUT [congregation options]`: a congregation whose trio loop is profiled.
+"""`python -m bench.loop_profile [--out FILE] [--what-if CHANGE] -- OPTIONS`: a congregation, its loop profiled.
 
 Why: `describe` waits for the loop, and py-spy cannot read this machine's processes, so the
-profile is taken from inside. The first SIGUSR2 starts recording, the second writes OUT (JSON):
+profile is taken from inside. The first SIGUSR2 starts recording, the second writes FILE (JSON):
 - each task step's time on the loop by task (a long step holds every other task back), and how
   long a runnable task waited for its turn (the run queue's delay);
 - each `trio.to_thread.run_sync` call (SQLite, log reads and appends) split into its wait for a
@@ -9,7 +9,8 @@ profile is taken from inside. The first SIGUSR2 starts recording, the second wri
   calls made while answering `describe` apart;
 - the loop thread's stack sampled every SAMPLE_EVERY s: what runs on it while it is not idle,
   and inside the long steps.
-Nothing of the congregation changes but these wrappers (bench/control_latency.py --profile).
+Nothing of the congregation changes but these wrappers (bench/control_latency.py --profile),
+unless a --what-if asks for a change of its code, patched in here to measure it before it is made.
 """
 from __future__ import annotations
 
@@ -29,12 +30,13 @@ import trio
 SAMPLE_EVERY = 0.002     # seconds between samples of the loop thread's stack
 LONG_STEP = 0.005        # seconds: a task step this long is listed with what ran in it
 DEPTH = 40               # frames kept of a sampled stack
+REPO = str(Path(__file__).resolve().parent.parent) + "/"
 DESCRIBING: contextvars.ContextVar[bool] = contextvars.ContextVar("describing", default=False)
 
 
 def _where(code: Any) -> str:
     path = code.co_filename
-    for marker in ("/site-packages/", "/work/main/", "/lib/python3"):
+    for marker in ("/site-packages/", REPO, "/lib/python3"):
         if marker in path:
             path = path.split(marker, 1)[1]
             break
@@ -99,7 +101,7 @@ class LoopProfile(trio.abc.Instrument):
             self.stopped, self.recording = time.perf_counter(), False
 
     def sampler(self) -> None:
-        """The loop thread's stack every SAMPLE_EVERY s while recording; OUT once it stops."""
+        """The loop thread's stack every SAMPLE_EVERY s while recording; the report once it stops."""
         while not self.stopped:
             time.sleep(SAMPLE_EVERY)
             if not self.recording:
@@ -233,7 +235,9 @@ def names_on_reader(cache_infos: bool) -> None:
 
 
 WHAT_IF = {"names-on-reader": lambda: names_on_reader(False),
-           "one-log-query": lambda: names_on_reader(True)}
+           "one-log-query": lambda: names_on_reader(True),
+           # the GIL passed between the loop and the SQLite threads every 1 ms instead of 5 ms
+           "switch-1ms": lambda: sys.setswitchinterval(0.001)}
 
 
 def main(argv: list[str]) -> None:
