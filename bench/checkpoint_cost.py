@@ -16,6 +16,7 @@ is checked against pyarrow on the input (and DuckDB's reference.json for one pas
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -33,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import psutil
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -50,6 +52,7 @@ HERE = Path(__file__).resolve().parent
 SECTION = "## Checkpoint cost (steady state)"
 COUNTED = {"clicks": "aggregate", "reqresp": "stream_join", "enrich": "join"}   # the stateful Jahs' role
 HOUR_S, GAP_US = 3600, 2_000_000
+AHEAD_ROWS = 2_000_000       # published, not yet taken: a few seconds of work at the rates seen here
 CHECKPOINT_EVENT = re.compile(r'\{[^{}]*"event": "checkpoint_(?:complete|abandoned|not_kept)"[^{}]*\}')
 
 
@@ -64,6 +67,11 @@ class Feed:
     shift: int                       # added to `ts` per pass, in the unit of its type
     output: str
     expected: Any                    # one pass's output: a row count, or clicks' rows by hour
+
+    @property
+    def rows(self) -> int:
+        """Rows of one pass, every stream's."""
+        return sum(t.num_rows for t in self.tables.values())
 
     def passes(self, stream: str, k: int) -> Iterator[pa.RecordBatch]:
         """Pass k of a stream's batches, its event time moved k shifts on."""
@@ -152,6 +160,8 @@ class Sample:
     at: float          # monotonic seconds
     rows: int          # rows the stateful Jahs have taken
     checkpoint: int    # the id of the last complete checkpoint (0: none yet)
+    cpu: float         # user + system seconds of the congregation's processes, and of this one (the publisher)
+    publisher_cpu: float
 
 
 @dataclass
@@ -161,10 +171,12 @@ class Run:
     feed: Feed
     warmup: float
     seconds: float
+    daemon: psutil.Process
     samples: list[Sample] = field(default_factory=list)
     window: dict[str, float] = field(default_factory=dict)
     passes: int = 0
     published: int = 0
+    waited: float = 0.0              # seconds the publisher waited for room, in the window
     over: trio.Event = field(default_factory=trio.Event)
 
     async def sample(self, db: hallelujah.Database, every_s: float) -> None:
@@ -173,9 +185,10 @@ class Run:
         while not self.over.is_set():
             info = (await db.describe(self.feed.workload))["tradecrafts"][0]
             now = time.monotonic()
-            rows = sum(int(j.get("rows_in", 0)) for a in info["analytics"] for j in a["jahs"] if j["role"] == role)
+            rows = rows_taken(info, role)
             last = (info["checkpoints"] or {}).get("last")
-            self.samples.append(Sample(now, rows, last["id"] if last else 0))
+            self.samples.append(Sample(now, rows, last["id"] if last else 0, tree_cpu(self.daemon),
+                                       sum(psutil.Process().cpu_times()[:2])))
             if not self.window and rows > 0:
                 wall = time.time()
                 self.window = {"start": now + self.warmup, "end": now + self.warmup + self.seconds,
@@ -188,24 +201,56 @@ class Run:
         """Pass after pass into every stream at once (a pass of each stream before the next, so a
         join's two sides keep together in event time) until the window is over."""
         while not self.over.is_set():
+            await self.room()
             async with trio.open_nursery() as nursery:
                 for stream in self.feed.tables:
                     nursery.start_soon(self._publish_pass, db, stream)
             self.passes += 1
 
     async def _publish_pass(self, db: hallelujah.Database, stream: str) -> None:
-        self.published += await db.publish(f"{self.feed.workload}/{stream}", self.feed.passes(stream, self.passes),
-                                           schema=self.feed.tables[stream].schema)
+        rows = await db.publish(f"{self.feed.workload}/{stream}", self.feed.passes(stream, self.passes),
+                                schema=self.feed.tables[stream].schema)
+        self.published += rows      # after the await: the streams' tasks add to it in turn
+
+    async def room(self) -> None:
+        """Wait while the streams hold more than AHEAD_ROWS (or two passes) not yet taken: the
+        stateful Jahs always have work, and the backlog (which the end drains, and the data dir
+        holds) does not grow for ever. The time waited in the window says the tradecraft, not the
+        publisher, set the pace."""
+        ahead = max(2 * self.feed.rows, AHEAD_ROWS)
+        started = time.monotonic()
+        while self.published - (self.samples[-1].rows if self.samples else 0) > ahead and not self.over.is_set():
+            await trio.sleep(0.05)
+        if self.window and self.window["start"] <= started <= self.window["end"]:
+            self.waited += time.monotonic() - started
 
     def steady(self) -> list[Sample]:
-        return [s for s in self.samples if self.window["start"] <= s.at <= self.window["end"]]
+        """The samples of the measured window, from the last one before it starts to the one that
+        ended it (the sampling stops there): two at least, however slow `describe` is."""
+        first = max(i for i, s in enumerate(self.samples) if s.at <= self.window["start"])
+        return self.samples[first:]
 
 
-async def drive(address: str, feed: Feed, warmup: float, seconds: float, every_s: float) -> dict[str, Any]:
+def rows_taken(info: dict[str, Any], role: str) -> int:
+    """Rows the Jahs of `role` have taken, as a tradecraft's describe says."""
+    return sum(int(j.get("rows_in", 0)) for a in info["analytics"] for j in a["jahs"] if j["role"] == role)
+
+
+def tree_cpu(proc: psutil.Process) -> float:
+    """User + system seconds of a process and its children (the workers), as now."""
+    total = 0.0
+    for p in [proc, *proc.children(recursive=True)]:
+        with contextlib.suppress(psutil.Error):
+            total += sum(p.cpu_times()[:2])
+    return total
+
+
+async def drive(address: str, daemon: psutil.Process, feed: Feed, warmup: float, seconds: float,
+                every_s: float) -> dict[str, Any]:
     """Feed the tradecraft pass after pass while sampling what it consumes; once the measured
     window is over, end the streams, wait for the output to end, and check it."""
     db = hallelujah.Database([address])
-    run = Run(feed, warmup, seconds)
+    run = Run(feed, warmup, seconds, daemon)
     with trio.fail_after(DEADLINE):
         await db.submit(feed.document)
         async with trio.open_nursery() as nursery:
@@ -217,9 +262,16 @@ async def drive(address: str, feed: Feed, warmup: float, seconds: float, every_s
         output = next(a["retained"][feed.output] for a in info["analytics"] if feed.output in a["retained"])
         got, expected = await output_of(db, feed, output["rows"], run.passes)
     steady = run.steady()
-    return {"rows_per_s": slope(steady), "samples": len(steady), "window": run.window, "passes": run.passes,
-            "published_rows": run.published, "output_rows": output["rows"], "got": got, "expected": expected,
+    taken = steady[-1].rows - steady[0].rows
+    return {"rows_per_s": slope(steady), "samples": len(steady),
+            # CPU per row in the window: the congregation's, and the publisher's (this process)
+            "cpu_us_per_row": round((steady[-1].cpu - steady[0].cpu) / taken * 1e6, 3) if taken else None,
+            "publisher_cpu_us_per_row": (round((steady[-1].publisher_cpu - steady[0].publisher_cpu) / taken * 1e6, 3)
+                                         if taken else None), "window": run.window, "passes": run.passes,
+            "published_rows": run.published, "taken_rows": rows_taken(info, COUNTED[feed.workload]),
+            "output_rows": output["rows"], "got": got, "expected": expected,
             "match": got == expected, "scaling": len(info["scaling"]),
+            "publisher_waited": round(run.waited / seconds, 3),     # of the window
             # what describe saw: the last complete checkpoint's id at the window's ends
             "checkpoint_ids": [steady[0].checkpoint, steady[-1].checkpoint]}
 
@@ -250,8 +302,8 @@ async def output_of(db: hallelujah.Database, feed: Feed, rows: int, passes: int)
 def slope(samples: list[Sample]) -> float:
     """Rows per second: the least-squares slope of rows over time (workers report every 0.5 s,
     so a line through every sample, not the two ends, is what the window's rate is)."""
-    if len(samples) < 3:
-        raise SystemExit(f"{len(samples)} samples in the measured window: too few for a rate (raise --seconds)")
+    if len(samples) < 2:
+        raise SystemExit(f"{len(samples)} samples in the measured window: too few for a rate")
     t = np.array([s.at for s in samples])
     return float(np.polyfit(t - t[0], np.array([s.rows for s in samples], dtype=float), 1)[0])
 
@@ -279,7 +331,7 @@ def one_run(feed: Feed, data: Path, every: float, a: argparse.Namespace) -> dict
     with tempfile.TemporaryDirectory(prefix="hbench-cp-") as tmp:
         log = Path(tmp) / "congregation.log"
         with log.open("a") as err:     # appended: the workers share it
-            proc = subprocess.Popen(
+            proc = psutil.Popen(
                 [sys.executable, "-m", "congregation", "--data-dir", str(Path(tmp) / "data"), "--listen",
                  "127.0.0.1:0", "--workers", str(a.workers), "--checkpoint-every", str(every),
                  "--source-root", str(data)],
@@ -290,7 +342,8 @@ def one_run(feed: Feed, data: Path, every: float, a: argparse.Namespace) -> dict
                 line = proc.stdout.readline()
                 if " ready at " not in line:
                     raise SystemExit(f"congregation did not start: {line!r}; {log.read_text()[-2000:]}")
-                result = trio.run(drive, line.split(" ready at ")[1].split()[0], feed, a.warmup, a.seconds, a.sample)
+                result = trio.run(drive, line.split(" ready at ")[1].split()[0], proc, feed, a.warmup, a.seconds,
+                                  a.sample)
             finally:
                 proc.terminate()
                 proc.wait(timeout=30)
@@ -337,27 +390,35 @@ def sitting(a: argparse.Namespace) -> dict[str, Any]:
 
 
 def summary(runs: list[dict[str, Any]], every: float) -> list[dict[str, Any]]:
-    """Per workload: each mode's median rate and spread, and the cost — one minus the ratio of the
-    rates of the two runs of a round (its median, and the least and greatest over the rounds)."""
+    """Per workload: each mode's median rate and CPU per row, with their spread; the cost — one
+    minus the ratio of the rates of a round's two runs (its median, least and greatest over the
+    rounds) — and the CPU per row's rise the same way; the checkpoints of the checkpointed runs."""
     out = []
     on, off = modes(every)
     for workload in dict.fromkeys(r["workload"] for r in runs):
         mine = [r for r in runs if r["workload"] == workload]
         rates = {m: [r["rows_per_s"] for r in mine if r["mode"] == m] for m in (on, off)}
-        costs = [1 - a / b for a, b in zip(rates[on], rates[off])]
+        cpu = {m: [r["cpu_us_per_row"] for r in mine if r["mode"] == m] for m in (on, off)}
         cps = [r["checkpoints"] for r in mine if r["mode"] == on]
         out.append({
             "workload": workload,
-            **{m: {"median": round(statistics.median(v)), "min": min(v), "max": max(v),
-                   "spread": round((max(v) - min(v)) / statistics.median(v), 4)} for m, v in rates.items()},
-            "cost": round(statistics.median(costs), 4), "cost_min": round(min(costs), 4),
-            "cost_max": round(max(costs), 4),
+            **{m: {**spread(rates[m]), "cpu_us_per_row": spread(cpu[m])} for m in (on, off)},
+            "cost": spread([1 - a / b for a, b in zip(rates[on], rates[off])]),
+            "cpu_rise": spread([a / b - 1 for a, b in zip(cpu[on], cpu[off])]),
             "checkpoints_in_window": [c["in_window"] for c in cps],
             "checkpoint_mean_seconds": _mean([c["mean_seconds"] for c in cps]),
             "checkpoint_mean_bytes": _mean([c["mean_bytes"] for c in cps]),
             "none_checkpoints": sum(r["checkpoints"]["completed"] for r in mine if r["mode"] == off),
+            "publisher_waited": statistics.median(r["publisher_waited"] for r in mine),
             "match": all(r["match"] for r in mine)})
     return out
+
+
+def spread(values: list[float]) -> dict[str, float]:
+    """Median, least, greatest, and half the range over the median (the ± of the table)."""
+    mid = statistics.median(values)
+    return {"median": round(mid, 4), "min": round(min(values), 4), "max": round(max(values), 4),
+            "spread": round((max(values) - min(values)) / 2 / abs(mid), 4) if mid else None}
 
 
 def _mean(values: list[float | None]) -> float | None:
@@ -366,19 +427,28 @@ def _mean(values: list[float | None]) -> float | None:
 
 
 def table(result: dict[str, Any], every: float) -> list[str]:
+    """The summary as a Markdown table: rates, their cost, CPU per row, the checkpoints taken."""
     on, off = modes(every)
-    lines = [(f"| workload | {off} (median, spread) | {on} (median, spread) | cost, median (range over rounds) "
-              f"| checkpoints in the window, each run | mean duration | mean size | output |"),
-             "|---|---:|---:|---:|---|---:|---:|---|"]
+    lines = [(f"| workload | {off}: rows/s | {on}: rows/s | cost (range over rounds) | CPU µs/row, {off} → {on} "
+              f"| checkpoints in each window | mean duration | mean size | paced by | output |"),
+             "|---|---:|---:|---:|---:|---|---:|---:|---|---|"]
     for s in result["summary"]:
+        cost, rise = s["cost"], s["cpu_rise"]
+        waited = s["publisher_waited"]
         lines.append(
-            f"| {s['workload']} | {s[off]['median']:,} rows/s (±{s[off]['spread'] * 50:.1f} %) "
-            f"| {s[on]['median']:,} rows/s (±{s[on]['spread'] * 50:.1f} %) "
-            f"| {s['cost'] * 100:+.1f} % ({s['cost_min'] * 100:+.1f} to {s['cost_max'] * 100:+.1f} %) "
+            f"| {s['workload']} | {_rate(s[off])} | {_rate(s[on])} "
+            f"| {cost['median'] * 100:+.1f} % ({cost['min'] * 100:+.1f} to {cost['max'] * 100:+.1f}) "
+            f"| {s[off]['cpu_us_per_row']['median']:.2f} → {s[on]['cpu_us_per_row']['median']:.2f} "
+            f"({rise['median'] * 100:+.1f} %, {rise['min'] * 100:+.1f} to {rise['max'] * 100:+.1f}) "
             f"| {', '.join(map(str, s['checkpoints_in_window']))} "
             f"| {_ms(s['checkpoint_mean_seconds'])} | {_bytes(s['checkpoint_mean_bytes'])} "
+            f"| {'the tradecraft' if waited > 0 else 'the publisher'} (publisher waited {waited * 100:.0f} %) "
             f"| {'MATCH' if s['match'] else 'MISMATCH'} |")
     return lines
+
+
+def _rate(s: dict[str, Any]) -> str:
+    return f"{s['median']:,.0f} (±{(s['spread'] or 0) * 100:.1f} %)"
 
 
 def _ms(seconds: float | None) -> str:
@@ -391,20 +461,25 @@ def _bytes(n: float | None) -> str:
 
 def section(result: dict[str, Any], every: float) -> list[str]:
     """CHECKPOINTS.md's section: the table, how it was made, and the load it was made under."""
-    load, on, off = result["load"], *modes(every)
+    load = result["load"]
     how = (f"`{result['command']}` on {result['date']}, commit {result['commit']}, {result['machine']}; "
            f"{result['workers']} workers, N = {result['n']:,} rows a pass, {result['rounds']} rounds of "
            f"{result['warmup']:g} s warm-up and {result['seconds']:g} s measured per run. Load average (1 min) "
            f"{load['before']} before, {load['after']} after, {min(load['during'])}–{max(load['during'])} at "
            f"the runs' ends.")
     method = ("Each run is a fresh congregation whose pushed streams get the bench's data pass after pass at "
-              "full speed (each pass moved past the last in event time). The rate is the rows its stateful "
-              "Jahs take per second (the aggregate's, the stream join's), the slope through `describe` "
-              "samples of the measured window. The modes alternate within each round, and the first one "
-              "alternates between rounds. The spread is half the range over the rounds. The cost is "
-              f"1 − ({on} ÷ {off}) for the two runs of one round. Checkpoints are counted from the daemon's "
-              "`checkpoint_complete` lines. The output of every run is checked against pyarrow on the input: "
-              "the passes × one pass's rows, and clicks' hourly rows in full.")
+              "full speed (each pass moved past the last in event time), at most two passes (or 2 M rows) "
+              "ahead of what the tradecraft has taken. The rate is the rows its stateful Jahs take per second "
+              "(the aggregate's, the stream join's), the slope through `describe` samples of the measured "
+              "window. The modes alternate within each round, and the first one alternates between rounds. "
+              "± is half the range over the rounds. The cost is 1 − (the checkpointed run's rate ÷ the other's) "
+              "within a round: its median and range over the rounds. CPU µs/row is the user and system time "
+              "of the congregation's processes over the rows taken in the window (less sensitive to other "
+              "load on the machine than the rate), compared the same way. *Paced by*: the tradecraft when the "
+              "publisher had to wait for it during the window, else the publish path (the congregation's "
+              "log, validation and fsync; then the rate is what publishing allows). Checkpoints are counted "
+              "from the daemon's `checkpoint_complete` lines. The output of every run is checked against "
+              "pyarrow on the input: the passes × one pass's rows, and clicks' hourly rows in full.")
     return [SECTION, "", how, "", method, "", *table(result, every), ""]
 
 
