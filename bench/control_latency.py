@@ -143,17 +143,24 @@ async def state_of(db: hallelujah.Database) -> str:
 
 
 def cpu_seconds(congregation: int, publishers: list[int]) -> dict[str, float]:
-    """CPU seconds so far (user + system) of the congregation's loop thread, of its other threads,
-    of its workers (and their zygote), of the publishers and of this process (the describe client)."""
+    """Seconds so far: CPU (user + system) of the congregation's loop thread, of its other threads,
+    of its workers (and their zygote), of the publishers and of this process (the describe client);
+    and the time the loop thread waited, runnable, for a CPU (the kernel's schedstat): a loop that
+    is slow for want of a core, not for its own work."""
     def total(p: psutil.Process) -> float:
         t = p.cpu_times()
         return t.user + t.system
     daemon = psutil.Process(congregation)
     loop = next((t.user_time + t.system_time for t in daemon.threads() if t.id == congregation), 0.0)
+    try:
+        with open(f"/proc/{congregation}/task/{congregation}/schedstat") as f:
+            waited = int(f.read().split()[1]) / 1e9
+    except (OSError, IndexError, ValueError):
+        waited = 0.0
     return {"congregation_loop_thread": loop, "congregation_other_threads": total(daemon) - loop,
             "workers": sum(total(c) for c in daemon.children(recursive=True)),
             "publishers": sum(total(psutil.Process(p)) for p in publishers),
-            "describe_client": total(psutil.Process())}
+            "describe_client": total(psutil.Process()), "loop_thread_waiting_for_a_cpu": waited}
 
 
 async def measure(address: str, pid: int, a: argparse.Namespace) -> dict[str, Any]:

@@ -26,7 +26,7 @@ def test_control_latency_reports_describe_latency_and_keeps_every_published_row(
         assert 0 < both["p50"] <= both["p99"] <= both["max"]
     assert len(result["samples"]) == result["describe_ms"]["both"]["calls"]
     assert set(result["cpu_cores"]) == {"congregation_loop_thread", "congregation_other_threads", "workers",
-                                        "publishers", "describe_client"}
+                                        "publishers", "describe_client", "loop_thread_waiting_for_a_cpu"}
     assert all(v >= 0 for v in result["cpu_cores"].values()) and result["cpu_cores"]["publishers"] > 0
     assert len(result["load_average"]) == 2 and result["what_if"] == [] and not result["profiled"]
     assert result["met"] == (result["describe_ms"]["both"]["p99"] < result["target_p99_ms"])
