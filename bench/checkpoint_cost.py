@@ -162,6 +162,7 @@ class Sample:
     checkpoint: int    # the id of the last complete checkpoint (0: none yet)
     cpu: float         # user + system seconds of the congregation's processes, and of this one (the publisher)
     publisher_cpu: float
+    published: int     # rows acknowledged to the publisher so far
 
 
 @dataclass
@@ -175,7 +176,8 @@ class Run:
     samples: list[Sample] = field(default_factory=list)
     window: dict[str, float] = field(default_factory=dict)
     passes: int = 0
-    published: int = 0
+    published: int = 0               # rows acknowledged by the publishes that have returned
+    acked: dict[str, int] = field(default_factory=dict)      # stream -> by the one under way
     waited: float = 0.0              # seconds the publisher waited for room, in the window
     over: trio.Event = field(default_factory=trio.Event)
 
@@ -188,7 +190,7 @@ class Run:
             rows = rows_taken(info, role)
             last = (info["checkpoints"] or {}).get("last")
             self.samples.append(Sample(now, rows, last["id"] if last else 0, tree_cpu(self.daemon),
-                                       sum(psutil.Process().cpu_times()[:2])))
+                                       sum(psutil.Process().cpu_times()[:2]), self.acknowledged()))
             if not self.window and rows > 0:
                 wall = time.time()
                 self.window = {"start": now + self.warmup, "end": now + self.warmup + self.seconds,
@@ -209,17 +211,21 @@ class Run:
 
     async def _publish_pass(self, db: hallelujah.Database, stream: str) -> None:
         rows = await db.publish(f"{self.feed.workload}/{stream}", self.feed.passes(stream, self.passes),
-                                schema=self.feed.tables[stream].schema)
-        self.published += rows      # after the await: the streams' tasks add to it in turn
+                                schema=self.feed.tables[stream].schema,
+                                progress=lambda n: self.acked.__setitem__(stream, n))
+        self.published, self.acked[stream] = self.published + rows, 0     # after the await: one step
+
+    def acknowledged(self) -> int:
+        return self.published + sum(self.acked.values())
 
     async def room(self) -> None:
-        """Wait while the streams hold more than AHEAD_ROWS (or two passes) not yet taken: the
+        """Wait while the streams hold more than AHEAD_ROWS (or a pass) not yet taken: the
         stateful Jahs always have work, and the backlog (which the end drains, and the data dir
         holds) does not grow for ever. The time waited in the window says the tradecraft, not the
         publisher, set the pace."""
-        ahead = max(2 * self.feed.rows, AHEAD_ROWS)
+        ahead = max(self.feed.rows, AHEAD_ROWS)
         started = time.monotonic()
-        while self.published - (self.samples[-1].rows if self.samples else 0) > ahead and not self.over.is_set():
+        while self.acknowledged() - (self.samples[-1].rows if self.samples else 0) > ahead and not self.over.is_set():
             await trio.sleep(0.05)
         if self.window and self.window["start"] <= started <= self.window["end"]:
             self.waited += time.monotonic() - started
@@ -263,7 +269,9 @@ async def drive(address: str, daemon: psutil.Process, feed: Feed, warmup: float,
         got, expected = await output_of(db, feed, output["rows"], run.passes)
     steady = run.steady()
     taken = steady[-1].rows - steady[0].rows
-    return {"rows_per_s": slope(steady), "samples": len(steady),
+    at = [s.at for s in steady]
+    backlog = [s.published - s.rows for s in (steady[0], steady[-1])]
+    return {"rows_per_s": slope(at, [s.rows for s in steady]), "samples": len(steady),
             # CPU per row in the window: the congregation's, and the publisher's (this process)
             "cpu_us_per_row": round((steady[-1].cpu - steady[0].cpu) / taken * 1e6, 3) if taken else None,
             "publisher_cpu_us_per_row": (round((steady[-1].publisher_cpu - steady[0].publisher_cpu) / taken * 1e6, 3)
@@ -272,6 +280,11 @@ async def drive(address: str, daemon: psutil.Process, feed: Feed, warmup: float,
             "output_rows": output["rows"], "got": got, "expected": expected,
             "match": got == expected, "scaling": len(info["scaling"]),
             "publisher_waited": round(run.waited / seconds, 3),     # of the window
+            "published_per_s": round(slope(at, [s.published for s in steady])),
+            # rows published and not yet taken, as the window starts and ends
+            "backlog_rows": backlog,
+            # the tradecraft set the pace if the publisher had to wait for it, or its backlog grew
+            "paced_by": "tradecraft" if run.waited > 0 or backlog[1] - backlog[0] > 0.05 * taken else "publisher",
             # what describe saw: the last complete checkpoint's id at the window's ends
             "checkpoint_ids": [steady[0].checkpoint, steady[-1].checkpoint]}
 
@@ -299,13 +312,13 @@ async def output_of(db: hallelujah.Database, feed: Feed, rows: int, passes: int)
     return got, sorted([h + k * step, *rest] for k in range(passes) for h, *rest in feed.expected)
 
 
-def slope(samples: list[Sample]) -> float:
+def slope(at: list[float], rows: list[int]) -> float:
     """Rows per second: the least-squares slope of rows over time (workers report every 0.5 s,
     so a line through every sample, not the two ends, is what the window's rate is)."""
-    if len(samples) < 2:
-        raise SystemExit(f"{len(samples)} samples in the measured window: too few for a rate")
-    t = np.array([s.at for s in samples])
-    return float(np.polyfit(t - t[0], np.array([s.rows for s in samples], dtype=float), 1)[0])
+    if len(at) < 2:
+        raise SystemExit(f"{len(at)} samples in the measured window: too few for a rate")
+    t = np.array(at)
+    return float(np.polyfit(t - t[0], np.array(rows, dtype=float), 1)[0])
 
 
 def checkpoints_in(log: Path, window: dict[str, float]) -> dict[str, Any]:
@@ -410,6 +423,7 @@ def summary(runs: list[dict[str, Any]], every: float) -> list[dict[str, Any]]:
             "checkpoint_mean_bytes": _mean([c["mean_bytes"] for c in cps]),
             "none_checkpoints": sum(r["checkpoints"]["completed"] for r in mine if r["mode"] == off),
             "publisher_waited": statistics.median(r["publisher_waited"] for r in mine),
+            "paced_by": {p: sum(r["paced_by"] == p for r in mine) for p in ("tradecraft", "publisher")},
             "match": all(r["match"] for r in mine)})
     return out
 
@@ -442,9 +456,13 @@ def table(result: dict[str, Any], every: float) -> list[str]:
             f"({rise['median'] * 100:+.1f} %, {rise['min'] * 100:+.1f} to {rise['max'] * 100:+.1f}) "
             f"| {', '.join(map(str, s['checkpoints_in_window']))} "
             f"| {_ms(s['checkpoint_mean_seconds'])} | {_bytes(s['checkpoint_mean_bytes'])} "
-            f"| {'the tradecraft' if waited > 0 else 'the publisher'} (publisher waited {waited * 100:.0f} %) "
+            f"| {_paced(s['paced_by'])} (publisher waited {waited * 100:.0f} %) "
             f"| {'MATCH' if s['match'] else 'MISMATCH'} |")
     return lines
+
+
+def _paced(runs: dict[str, int]) -> str:
+    return ", ".join(f"{who} in {n} run{'s' * (n > 1)}" for who, n in runs.items() if n)
 
 
 def _rate(s: dict[str, Any]) -> str:
@@ -468,16 +486,17 @@ def section(result: dict[str, Any], every: float) -> list[str]:
            f"{load['before']} before, {load['after']} after, {min(load['during'])}–{max(load['during'])} at "
            f"the runs' ends.")
     method = ("Each run is a fresh congregation whose pushed streams get the bench's data pass after pass at "
-              "full speed (each pass moved past the last in event time), at most two passes (or 2 M rows) "
-              "ahead of what the tradecraft has taken. The rate is the rows its stateful Jahs take per second "
+              "full speed (each pass moved past the last in event time), at most a pass (or 2 M rows) "
+              "more than what the tradecraft has taken. The rate is the rows its stateful Jahs take per second "
               "(the aggregate's, the stream join's), the slope through `describe` samples of the measured "
               "window. The modes alternate within each round, and the first one alternates between rounds. "
               "± is half the range over the rounds. The cost is 1 − (the checkpointed run's rate ÷ the other's) "
               "within a round: its median and range over the rounds. CPU µs/row is the user and system time "
               "of the congregation's processes over the rows taken in the window (less sensitive to other "
               "load on the machine than the rate), compared the same way. *Paced by*: the tradecraft when the "
-              "publisher had to wait for it during the window, else the publish path (the congregation's "
-              "log, validation and fsync; then the rate is what publishing allows). Checkpoints are counted "
+              "publisher had to wait for it during the window or the rows published and not yet taken grew, "
+              "else the publish path (the congregation's log, validation and fsync: then the rate is what "
+              "publishing allows, and a checkpoint's cost shows only as far as it slows that path). Checkpoints are counted "
               "from the daemon's `checkpoint_complete` lines. The output of every run is checked against "
               "pyarrow on the input: the passes × one pass's rows, and clicks' hourly rows in full.")
     return [SECTION, "", how, "", method, "", *table(result, every), ""]
