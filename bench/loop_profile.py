@@ -32,6 +32,9 @@ LONG_STEP = 0.005        # seconds: a task step this long is listed with what ra
 DEPTH = 40               # frames kept of a sampled stack
 REPO = str(Path(__file__).resolve().parent.parent) + "/"
 DESCRIBING: contextvars.ContextVar[bool] = contextvars.ContextVar("describing", default=False)
+# the seconds of the describe being answered, by stage: its steps, its waits in the run queue, each hop's parts
+STAGES: contextvars.ContextVar[Counter[str] | None] = contextvars.ContextVar("stages", default=None)
+HOPPING: contextvars.ContextVar[bool] = contextvars.ContextVar("hopping", default=False)   # in a thread hop
 
 
 def _where(code: Any) -> str:
@@ -63,7 +66,7 @@ class LoopProfile(trio.abc.Instrument):
         self.waits: list[float] = []                        # runnable → running, every task
         self.describe_waits: list[float] = []
         self.hops: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
-        self.describes: list[float] = []                    # server-side, whole command
+        self.describes: list[tuple[float, Counter[str]]] = []   # server-side, whole command, by stage
         self.samples: list[tuple[float, str, tuple[str, ...]]] = []     # (at, task, stack)
         self._scheduled: dict[Any, float] = {}
         self._step_start = 0.0
@@ -81,8 +84,11 @@ class LoopProfile(trio.abc.Instrument):
         at = self._scheduled.pop(task, None)
         if at is not None:
             self.waits.append(now - at)
-            if task.context.get(DESCRIBING):
+            stages = task.context.get(STAGES)
+            if stages is not None:
                 self.describe_waits.append(now - at)
+                if not task.context.get(HOPPING):      # (after a hop the wait is its "resumed")
+                    stages["run queue"] += now - at
 
     def after_task_step(self, task: Any) -> None:
         if not self.recording:
@@ -91,6 +97,9 @@ class LoopProfile(trio.abc.Instrument):
         end = time.perf_counter()
         name = _task_name(task)
         self.steps[name].append(end - self._step_start)
+        stages = task.context.get(STAGES)
+        if stages is not None:
+            stages["own steps on the loop"] += end - self._step_start
         if end - self._step_start >= LONG_STEP:
             self.long.append((self._step_start, end, name))
 
@@ -135,7 +144,12 @@ class LoopProfile(trio.abc.Instrument):
             "loop_busy_fraction": round(sum(sum(d) for d in self.steps.values()) / wall, 3) if wall else None,
             "busy_samples_fraction": round(len(busy) / len(self.samples), 3) if self.samples else None,
             "run_queue_wait_ms": _ms(self.waits), "describe_run_queue_wait_ms": _ms(self.describe_waits),
-            "describe_server_ms": _ms(self.describes),
+            "describe_server_ms": _ms([d[0] for d in self.describes]),
+            # where a describe's time goes (its steps on the loop, its waits in the run queue, and
+            # for each thread hop the wait for a thread and its limiter, the run, the resumption):
+            # on average, and in the slowest 2 % of the answers
+            "describe_mean_ms": _stages(self.describes),
+            "describe_slowest_ms": _stages(sorted(self.describes, key=lambda d: -d[0])[:max(1, len(self.describes) // 50)]),
             "steps_ms_by_task": dict(steps[:20]),
             "long_steps_ms_by_task": {t: _ms(d) for t, d in sorted(long_by_task.items(),
                                                                      key=lambda t: -sum(t[1]))[:15]},
@@ -149,6 +163,16 @@ class LoopProfile(trio.abc.Instrument):
                                                   for f, n in innermost[task].most_common(8)]}
                              for task, c in sorted(by_task.items(), key=lambda kv: -kv[1]["(samples)"])[:8]},
         }
+
+
+def _stages(describes: list[tuple[float, Counter[str]]]) -> dict[str, Any]:
+    """The mean ms of each stage over these describes (stages over 0.5 ms, largest first)."""
+    calls = len(describes) or 1
+    total: Counter[str] = Counter()
+    for _, stages in describes:
+        total.update(stages)
+    return {"calls": len(describes), "answer": round(sum(d[0] for d in describes) / calls * 1000, 2),
+            **{stage: round(t / calls * 1000, 2) for stage, t in total.most_common() if t / calls > 0.0005}}
 
 
 def _task_name(task: Any) -> str:
@@ -170,12 +194,15 @@ def mark_describe(profile: LoopProfile | None) -> None:
 
     async def cmd_describe(self: Any, args: dict[str, Any]) -> dict[str, Any]:
         DESCRIBING.set(True)
+        stages: Counter[str] = Counter()
+        STAGES.set(stages if profile is not None else None)
         began = time.perf_counter()
         try:
             return await real_describe(self, args)
         finally:
+            STAGES.set(None)          # (its reply and close are the connection's, not the answer's)
             if profile is not None and profile.recording:
-                profile.describes.append(time.perf_counter() - began)
+                profile.describes.append((time.perf_counter() - began, stages))
 
     Commands.cmd_describe = cmd_describe
 
@@ -193,14 +220,20 @@ def time_thread_hops(profile: LoopProfile) -> None:
                 return fn(*a)
             finally:
                 span["end"] = time.perf_counter()
+        HOPPING.set(True)
         try:
             return await real_run_sync(timed, *args, **kwargs)
         finally:
+            HOPPING.set(False)
             if profile.recording and "end" in span:
                 parts = profile.hops[("describe: " if DESCRIBING.get() else "") + _fn_name(fn)]
-                parts["queued"].append(span["start"] - called)
-                parts["ran"].append(span["end"] - span["start"])
-                parts["resumed"].append(time.perf_counter() - span["end"])
+                timed_parts = {"queued": span["start"] - called, "ran": span["end"] - span["start"],
+                               "resumed": profile._step_start - span["end"]}    # (this step's start)
+                stages = STAGES.get()
+                for part, seconds in timed_parts.items():
+                    parts[part].append(seconds)
+                    if stages is not None:
+                        stages[f"{_fn_name(fn)}: {part}"] += seconds
 
     trio.to_thread.run_sync = run_sync
 
