@@ -71,6 +71,7 @@ class LoopProfile(trio.abc.Instrument):
         self._scheduled: dict[Any, float] = {}
         self._step_start = 0.0
         self._current: Any = None
+        self._suspended: dict[Any, float] = {}      # task → when its step that began a thread hop ended
         self._main = threading.get_ident()
 
     # trio.abc.Instrument
@@ -95,6 +96,8 @@ class LoopProfile(trio.abc.Instrument):
             return
         self._current = None
         end = time.perf_counter()
+        if task.context.get(HOPPING):
+            self._suspended[task] = end
         name = _task_name(task)
         self.steps[name].append(end - self._step_start)
         stages = task.context.get(STAGES)
@@ -227,8 +230,12 @@ def time_thread_hops(profile: LoopProfile) -> None:
             HOPPING.set(False)
             if profile.recording and "end" in span:
                 parts = profile.hops[("describe: " if DESCRIBING.get() else "") + _fn_name(fn)]
-                timed_parts = {"queued": span["start"] - called, "ran": span["end"] - span["start"],
-                               "resumed": profile._step_start - span["end"]}    # (this step's start)
+                # exclusive parts of the time the task was away: from the end of the step that
+                # asked (the rest of that step is the step's), to this step's start
+                asked = max(called, profile._suspended.pop(trio.lowlevel.current_task(), called))
+                began = max(asked, span["start"])
+                ended = max(began, span["end"])
+                timed_parts = {"queued": began - asked, "ran": ended - began, "resumed": profile._step_start - ended}
                 stages = STAGES.get()
                 for part, seconds in timed_parts.items():
                     parts[part].append(seconds)
