@@ -22,6 +22,7 @@ import os
 import platform
 import re
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -49,7 +50,8 @@ from hallelujah.conform import publishable
 from hallelujah.tradecraft_schemas import schema_to_json
 
 HERE = Path(__file__).resolve().parent
-SECTION = "## Checkpoint cost (steady state)"
+SECTION = "## Checkpoint cost (steady state)"          # of CHECKPOINTS.md
+RESULTS_SECTION = "## Checkpoint cost"                  # RESULTS.md's short one, pointing to it
 COUNTED = {"clicks": "aggregate", "reqresp": "stream_join", "enrich": "join"}   # the stateful Jahs' role
 HOUR_S, GAP_US = 3600, 2_000_000
 AHEAD_ROWS = 2_000_000       # published, not yet taken: a few seconds of work at the rates seen here
@@ -224,11 +226,11 @@ class Run:
         holds) does not grow for ever. The time waited in the window says the tradecraft, not the
         publisher, set the pace."""
         ahead = max(self.feed.rows, AHEAD_ROWS)
-        started = time.monotonic()
         while self.acknowledged() - (self.samples[-1].rows if self.samples else 0) > ahead and not self.over.is_set():
+            started = time.monotonic()
             await trio.sleep(0.05)
-        if self.window and self.window["start"] <= started <= self.window["end"]:
-            self.waited += time.monotonic() - started
+            if self.window and self.window["start"] <= started <= self.window["end"]:
+                self.waited += time.monotonic() - started
 
     def steady(self) -> list[Sample]:
         """The samples of the measured window, from the last one before it starts to the one that
@@ -251,40 +253,47 @@ def tree_cpu(proc: psutil.Process) -> float:
     return total
 
 
-async def drive(address: str, daemon: psutil.Process, feed: Feed, warmup: float, seconds: float,
-                every_s: float) -> dict[str, Any]:
+async def drive(address: str, daemon: psutil.Process, feed: Feed, a: argparse.Namespace) -> dict[str, Any]:
     """Feed the tradecraft pass after pass while sampling what it consumes; once the measured
     window is over, end the streams, wait for the output to end, and check it."""
     db = hallelujah.Database([address])
-    run = Run(feed, warmup, seconds, daemon)
-    with trio.fail_after(DEADLINE):
+    run = Run(feed, a.warmup, a.seconds, daemon)
+    with trio.fail_after(a.deadline):
         await db.submit(feed.document)
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(run.sample, db, every_s)
+            nursery.start_soon(run.sample, db, a.sample)
             nursery.start_soon(run.publish, db)
         for stream, table in feed.tables.items():
             await db.publish(f"{feed.workload}/{stream}", [], end=True, schema=table.schema)
         info = await finished(db, feed.workload)
-        output = next(a["retained"][feed.output] for a in info["analytics"] if feed.output in a["retained"])
+        output = next(x["retained"][feed.output] for x in info["analytics"] if feed.output in x["retained"])
         got, expected = await output_of(db, feed, output["rows"], run.passes)
     steady = run.steady()
-    taken = steady[-1].rows - steady[0].rows
-    at = [s.at for s in steady]
-    backlog = [s.published - s.rows for s in (steady[0], steady[-1])]
-    return {"rows_per_s": slope(at, [s.rows for s in steady]), "samples": len(steady),
-            # CPU per row in the window: the congregation's, and the publisher's (this process)
-            "cpu_us_per_row": round((steady[-1].cpu - steady[0].cpu) / taken * 1e6, 3) if taken else None,
-            "publisher_cpu_us_per_row": (round((steady[-1].publisher_cpu - steady[0].publisher_cpu) / taken * 1e6, 3)
-                                         if taken else None), "window": run.window, "passes": run.passes,
+    return {**rates(steady, run.waited / a.seconds), "window": run.window, "passes": run.passes,
             "published_rows": run.published, "taken_rows": rows_taken(info, COUNTED[feed.workload]),
-            "output_rows": output["rows"], "got": got, "expected": expected,
-            "match": got == expected, "scaling": len(info["scaling"]),
-            "publisher_waited": round(run.waited / seconds, 3),     # of the window
-            "published_per_s": round(slope(at, [s.published for s in steady])),
+            "output_rows": output["rows"], "got": got, "expected": expected, "match": got == expected,
+            "scaling": len(info["scaling"])}
+
+
+def rates(steady: list[Sample], waited: float) -> dict[str, Any]:
+    """The window's figures. Rows go through at the least of the rate the tradecraft takes them
+    and the rate they are published: in a steady state the two are one, and where the window
+    still sees a warm-up's backlog drain (taken > published) or build (taken < published), the
+    lesser is what the pipeline sustains. The tradecraft set the pace if the publisher had to
+    wait for it, or if it took less than was published."""
+    at = [s.at for s in steady]
+    taken, published = slope(at, [s.rows for s in steady]), slope(at, [s.published for s in steady])
+    rows = steady[-1].rows - steady[0].rows
+    return {"rows_per_s": round(min(taken, published)), "taken_per_s": round(taken),
+            "published_per_s": round(published), "samples": len(steady),
+            # CPU per row taken in the window: the congregation's processes', and the publisher's (this one)
+            "cpu_us_per_row": round((steady[-1].cpu - steady[0].cpu) / rows * 1e6, 3) if rows else None,
+            "publisher_cpu_us_per_row": (round((steady[-1].publisher_cpu - steady[0].publisher_cpu) / rows * 1e6, 3)
+                                         if rows else None),
+            "publisher_waited": round(waited, 3),      # of the window
+            "paced_by": "tradecraft" if waited > 0 or taken < published else "publisher",
             # rows published and not yet taken, as the window starts and ends
-            "backlog_rows": backlog,
-            # the tradecraft set the pace if the publisher had to wait for it, or its backlog grew
-            "paced_by": "tradecraft" if run.waited > 0 or backlog[1] - backlog[0] > 0.05 * taken else "publisher",
+            "backlog_rows": [s.published - s.rows for s in (steady[0], steady[-1])],
             # what describe saw: the last complete checkpoint's id at the window's ends
             "checkpoint_ids": [steady[0].checkpoint, steady[-1].checkpoint]}
 
@@ -355,8 +364,15 @@ def one_run(feed: Feed, data: Path, every: float, a: argparse.Namespace) -> dict
                 line = proc.stdout.readline()
                 if " ready at " not in line:
                     raise SystemExit(f"congregation did not start: {line!r}; {log.read_text()[-2000:]}")
-                result = trio.run(drive, line.split(" ready at ")[1].split()[0], proc, feed, a.warmup, a.seconds,
-                                  a.sample)
+                result = trio.run(drive, line.split(" ready at ")[1].split()[0], proc, feed, a)
+            except trio.TooSlowError:
+                proc.send_signal(signal.SIGUSR1)      # every process dumps its tasks and datastreams
+                time.sleep(5)
+                kept = Path(a.logs or tempfile.gettempdir()) / f"hbench-cp-stall-{feed.workload}-{every:g}.log"
+                kept.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy(log, kept)
+                raise SystemExit(f"{feed.workload}, checkpoints every {every:g} s: no end after {a.deadline:g} s "
+                                 f"(a stall: the congregation's log, with its dump, is {kept})") from None
             finally:
                 proc.terminate()
                 proc.wait(timeout=30)
@@ -481,15 +497,17 @@ def section(result: dict[str, Any], every: float) -> list[str]:
     """CHECKPOINTS.md's section: the table, how it was made, and the load it was made under."""
     load = result["load"]
     how = (f"`{result['command']}` on {result['date']}, commit {result['commit']}, {result['machine']}; "
-           f"{result['workers']} workers, N = {result['n']:,} rows a pass, {result['rounds']} rounds of "
+           f"{result['workers']} workers, N = {result['n']:,} rows a pass, {result['rounds']} round{'s' * (result['rounds'] > 1)} of "
            f"{result['warmup']:g} s warm-up and {result['seconds']:g} s measured per run. Load average (1 min) "
            f"{load['before']} before, {load['after']} after, {min(load['during'])}–{max(load['during'])} at "
            f"the runs' ends.")
     method = ("Each run is a fresh congregation whose pushed streams get the bench's data pass after pass at "
               "full speed (each pass moved past the last in event time), at most a pass (or 2 M rows) "
-              "more than what the tradecraft has taken. The rate is the rows its stateful Jahs take per second "
-              "(the aggregate's, the stream join's), the slope through `describe` samples of the measured "
-              "window. The modes alternate within each round, and the first one alternates between rounds. "
+              "more than what the tradecraft has taken. The rate is the lesser of two slopes "
+              "through the samples of the measured window: the rows the stateful Jahs take (the aggregate's, "
+              "the stream join's, from `describe`) and the rows acknowledged to the publisher. In a steady "
+              "state they are one; where a warm-up's backlog still drains or builds, the lesser is what the "
+              "pipeline sustains. The modes alternate within each round, and the first one alternates between rounds. "
               "± is half the range over the rounds. The cost is 1 − (the checkpointed run's rate ÷ the other's) "
               "within a round: its median and range over the rounds. CPU µs/row is the user and system time "
               "of the congregation's processes over the rows taken in the window (less sensitive to other "
@@ -502,13 +520,37 @@ def section(result: dict[str, Any], every: float) -> list[str]:
     return [SECTION, "", how, "", method, "", *table(result, every), ""]
 
 
+def results_section(result: dict[str, Any], every: float) -> list[str]:
+    """The short section RESULTS.md may hold: each workload's cost, and where the rest is."""
+    on, _ = modes(every)
+    costs = "; ".join(f"{s['workload']} {s['cost']['median'] * 100:+.1f} % ({s['cost']['min'] * 100:+.1f} to "
+                      f"{s['cost']['max'] * 100:+.1f}), CPU per row {s['cpu_rise']['median'] * 100:+.1f} %"
+                      for s in result["summary"])
+    text = (f"Throughput lost with checkpoints {on} against none, in a congregation's steady state "
+            f"(`{result['command']}`, {result['date']}, commit {result['commit']}, {result['rounds']} A/B "
+            f"rounds of {result['seconds']:g} s): {costs}. The table, the checkpoints taken and the method: "
+            f"[CHECKPOINTS.md](CHECKPOINTS.md#checkpoint-cost-steady-state).")
+    return [RESULTS_SECTION, "", text, ""]
+
+
+def kept_section(path: Path, heading: str = RESULTS_SECTION) -> list[str]:
+    """A section of `path` as it is, from its heading to the next `## ` one (for a writer of the
+    rest of the file to keep it); none if it is not there."""
+    lines = path.read_text().splitlines() if path.exists() else []
+    if heading not in lines:
+        return []
+    start = lines.index(heading)
+    end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
+    return lines[start:end]
+
+
 def write_section(path: Path, lines: list[str]) -> None:
-    """Replace the section in `path` (up to the next `## ` heading), or add it at the end."""
+    """Replace the section `lines` heads in `path` (up to the next `## ` heading), or add it at the end."""
     old = path.read_text().splitlines() if path.exists() else []
-    if SECTION in old:
-        start = old.index(SECTION)
-        end = next((i for i in range(start + 1, len(old)) if old[i].startswith("## ")), len(old))
-        new = old[:start] + lines + old[end:]
+    kept = kept_section(path, lines[0])
+    if kept:
+        start = old.index(lines[0])
+        new = old[:start] + lines + old[start + len(kept):]
     else:
         new = old + ([""] if old and old[-1] else []) + lines
     path.write_text("\n".join(new).rstrip("\n") + "\n")
@@ -534,6 +576,7 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=2_000_000, help="events of the generated data (one pass)")
     ap.add_argument("--data", default=os.environ.get("HBENCH_DATA", "/tmp/hbench-data"))
     ap.add_argument("--results", help="write DIR/checkpoint_cost.json")
+    ap.add_argument("--deadline", type=float, default=DEADLINE, help="seconds a run may take in all")
     ap.add_argument("--logs", help="keep each run's congregation log in DIR")
     ap.add_argument("--write", action="store_true", help=f"replace bench/CHECKPOINTS.md's '{SECTION}'")
     a = ap.parse_args()
@@ -549,6 +592,8 @@ def main() -> None:
     if a.results:
         Path(a.results).mkdir(parents=True, exist_ok=True)
         (Path(a.results) / "checkpoint_cost.json").write_text(json.dumps(result, indent=1))
+        # RESULTS.md's short section, for whoever writes RESULTS.md (bench/__main__.py) to take in
+        (Path(a.results) / "checkpoint_cost_results.md").write_text("\n".join(results_section(result, a.every)))
     if a.write:
         write_section(HERE / "CHECKPOINTS.md", section(result, a.every))
     if not all(s["match"] for s in result["summary"]):

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import duckdb
 
-from bench.checkpoint_cost import SECTION, write_section
+from bench.checkpoint_cost import RESULTS_SECTION, SECTION, kept_section, write_section
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -19,7 +19,7 @@ def test_both_modes_are_measured_with_checkpoints_only_where_asked_and_every_row
     data = tmp_path / "data"
     done = subprocess.run([sys.executable, "-m", "bench.checkpoint_cost", "--n", "20000", "--data", str(data),
                            "--seconds", "1", "--warmup", "0.5", "--sample", "0.2", "--rounds", "1",
-                           "--workers", "1", "--results", str(tmp_path)],
+                           "--workers", "1", "--deadline", "60", "--results", str(tmp_path)],
                           cwd=ROOT, capture_output=True, text=True, timeout=120, check=False)
     assert done.returncode == 0, done.stderr[-3000:]
     result = json.loads((tmp_path / "checkpoint_cost.json").read_text())
@@ -50,6 +50,9 @@ def test_both_modes_are_measured_with_checkpoints_only_where_asked_and_every_row
     assert set(summary) == {"clicks", "reqresp"} and all(s["match"] for s in summary.values())
     assert all(s["none_checkpoints"] == 0 for s in summary.values())
     assert "| clicks |" in done.stdout and "| reqresp |" in done.stdout
+    short = (tmp_path / "checkpoint_cost_results.md").read_text()
+    assert short.startswith(RESULTS_SECTION + "\n") and "CHECKPOINTS.md#checkpoint-cost-steady-state" in short
+    assert "clicks " in short and "reqresp " in short
 
 
 def test_its_section_is_replaced_in_place_and_added_when_missing(tmp_path):
@@ -60,3 +63,8 @@ def test_its_section_is_replaced_in_place_and_added_when_missing(tmp_path):
     doc.write_text("# Checkpoints\n\n## Recovery\n\nkept\n")
     write_section(doc, [SECTION, "", "new table", ""])
     assert doc.read_text() == f"# Checkpoints\n\n## Recovery\n\nkept\n\n{SECTION}\n\nnew table\n"
+    # RESULTS.md's short section, as a writer of the rest of that file would keep it
+    results = tmp_path / "RESULTS.md"
+    results.write_text(f"# Benchmark results\n\n{RESULTS_SECTION}\n\nsee CHECKPOINTS.md\n\n## Nexmark\n\nq0\n")
+    assert kept_section(results) == [RESULTS_SECTION, "", "see CHECKPOINTS.md", ""]
+    assert kept_section(doc, RESULTS_SECTION) == []
