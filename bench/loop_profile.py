@@ -62,6 +62,7 @@ class LoopProfile(trio.abc.Instrument):
         self.recording = False
         self.started = self.stopped = 0.0
         self.steps: dict[str, list[float]] = defaultdict(list)
+        self.steps_cpu: Counter[str] = Counter()       # the loop thread's CPU in each task's steps
         self.long: list[tuple[float, float, str]] = []      # (start, end, task) of long steps
         self.waits: list[float] = []                        # runnable → running, every task
         self.describe_waits: list[float] = []
@@ -69,7 +70,7 @@ class LoopProfile(trio.abc.Instrument):
         self.describes: list[tuple[float, Counter[str]]] = []   # server-side, whole command, by stage
         self.samples: list[tuple[float, str, tuple[str, ...]]] = []     # (at, task, stack)
         self._scheduled: dict[Any, float] = {}
-        self._step_start = 0.0
+        self._step_start = self._step_cpu = 0.0
         self._current: Any = None
         self._suspended: dict[Any, float] = {}      # task → when its step that began a thread hop ended
         self._main = threading.get_ident()
@@ -81,6 +82,7 @@ class LoopProfile(trio.abc.Instrument):
 
     def before_task_step(self, task: Any) -> None:
         self._step_start = now = time.perf_counter()
+        self._step_cpu = time.thread_time()
         self._current = task
         at = self._scheduled.pop(task, None)
         if at is not None:
@@ -103,6 +105,7 @@ class LoopProfile(trio.abc.Instrument):
             self._suspended.setdefault(task, end)
         name = _task_name(task)
         self.steps[name].append(end - self._step_start)
+        self.steps_cpu[name] += time.thread_time() - self._step_cpu
         stages = task.context.get(STAGES)
         if stages is not None and not within_hop:
             stages["own steps on the loop"] += end - self._step_start
@@ -143,11 +146,14 @@ class LoopProfile(trio.abc.Instrument):
         long_by_task: dict[str, list[float]] = defaultdict(list)
         for start, end, task in self.long:
             long_by_task[task].append(end - start)
-        steps = sorted(((task, _ms(d)) for task, d in self.steps.items()), key=lambda t: -t[1]["total"])
+        # (a step's wall time beyond its CPU is the loop thread waiting for the GIL or a core)
+        steps = sorted(((task, {**_ms(d), "cpu_total": round(self.steps_cpu[task] * 1000, 1)})
+                        for task, d in self.steps.items()), key=lambda t: -t[1]["total"])
         share = len(busy) or 1
         return {
             "seconds": round(wall, 3),
             "loop_busy_fraction": round(sum(sum(d) for d in self.steps.values()) / wall, 3) if wall else None,
+            "loop_cpu_fraction": round(sum(self.steps_cpu.values()) / wall, 3) if wall else None,
             "busy_samples_fraction": round(len(busy) / len(self.samples), 3) if self.samples else None,
             "run_queue_wait_ms": _ms(self.waits), "describe_run_queue_wait_ms": _ms(self.describe_waits),
             "describe_server_ms": _ms([d[0] for d in self.describes]),
@@ -163,7 +169,8 @@ class LoopProfile(trio.abc.Instrument):
                                for fn, parts in sorted(self.hops.items(),
                                                        key=lambda kv: -sum(kv[1]["queued"]))},
             # of the busy samples: each task's share, the share of our functions under it, and
-            # the innermost frames (where the time is spent: a socket call, Arrow, SQLite)
+            # the innermost frames (where the time is spent: a socket call, Arrow, SQLite). The
+            # sampler needs the GIL, so calls that release it (socket calls) are over-represented.
             "busy_by_task": {task: {"frames": [(f, round(n / share, 3)) for f, n in c.most_common(25)],
                                     "innermost": [(f, round(n / share, 3))
                                                   for f, n in innermost[task].most_common(8)]}
