@@ -52,7 +52,10 @@ from hallelujah.tradecraft_schemas import schema_to_json
 HERE = Path(__file__).resolve().parent
 SECTION = "## Checkpoint cost (steady state)"          # of CHECKPOINTS.md
 RESULTS_SECTION = "## Checkpoint cost"                  # RESULTS.md's short one, pointing to it
-COUNTED = {"clicks": "aggregate", "reqresp": "stream_join", "enrich": "join"}   # the stateful Jahs' role
+# the stateful Jahs whose rows taken are counted: their role, and the figure (a dataset JOIN's
+# `rows_in` counts the dataset's rows too: its stream input's alone are `stream_rows`)
+COUNTED = {"clicks": ("aggregate", "rows_in"), "reqresp": ("stream_join", "rows_in"),
+           "enrich": ("join", "stream_rows")}
 HOUR_S, GAP_US = 3600, 2_000_000
 AHEAD_ROWS = 2_000_000       # published, not yet taken: a few seconds of work at the rates seen here
 CHECKPOINT_EVENT = re.compile(r'\{[^{}]*"event": "checkpoint_(?:complete|abandoned|not_kept)"[^{}]*\}')
@@ -185,11 +188,11 @@ class Run:
 
     async def sample(self, db: hallelujah.Database, every_s: float) -> None:
         """Sample until the measured window is over (it starts `warmup` s after the first row taken)."""
-        role = COUNTED[self.feed.workload]
+        counted = COUNTED[self.feed.workload]
         while not self.over.is_set():
             info = (await db.describe(self.feed.workload))["tradecrafts"][0]
             now = time.monotonic()
-            rows = rows_taken(info, role)
+            rows = rows_taken(info, counted)
             last = (info["checkpoints"] or {}).get("last")
             self.samples.append(Sample(now, rows, last["id"] if last else 0, tree_cpu(self.daemon),
                                        sum(psutil.Process().cpu_times()[:2]), self.acknowledged()))
@@ -239,9 +242,10 @@ class Run:
         return self.samples[first:]
 
 
-def rows_taken(info: dict[str, Any], role: str) -> int:
-    """Rows the Jahs of `role` have taken, as a tradecraft's describe says."""
-    return sum(int(j.get("rows_in", 0)) for a in info["analytics"] for j in a["jahs"] if j["role"] == role)
+def rows_taken(info: dict[str, Any], counted: tuple[str, str]) -> int:
+    """Rows the stateful Jahs (`counted`: their role and figure) have taken, as a tradecraft's describe says."""
+    role, figure = counted
+    return sum(int(j.get(figure, 0)) for a in info["analytics"] for j in a["jahs"] if j["role"] == role)
 
 
 def tree_cpu(proc: psutil.Process) -> float:
@@ -528,7 +532,7 @@ def results_section(result: dict[str, Any], every: float) -> list[str]:
                       for s in result["summary"])
     text = (f"Throughput lost with checkpoints {on} against none, in a congregation's steady state "
             f"(`{result['command']}`, {result['date']}, commit {result['commit']}, {result['rounds']} A/B "
-            f"rounds of {result['seconds']:g} s): {costs}. The table, the checkpoints taken and the method: "
+            f"round{'s' * (result['rounds'] > 1)} of {result['seconds']:g} s): {costs}. The table, the checkpoints taken and the method: "
             f"[CHECKPOINTS.md](CHECKPOINTS.md#checkpoint-cost-steady-state).")
     return [RESULTS_SECTION, "", text, ""]
 
@@ -583,8 +587,9 @@ def main() -> None:
     for name in ("seconds", "warmup", "every", "sample"):
         if not 0 < getattr(a, name) < 3600:
             ap.error(f"--{name} {getattr(a, name)}: must be more than 0 and less than 3600")
-    if not 1 <= a.rounds <= 100 or not 1 <= a.n:
-        ap.error(f"--rounds {a.rounds} / --n {a.n}: must be 1–100 / 1 or more")
+    for name, low, high in (("rounds", 1, 100), ("n", 1, 10**9), ("workers", 1, 64), ("deadline", 1, 86400)):
+        if not low <= getattr(a, name) <= high:
+            ap.error(f"--{name} {getattr(a, name)}: must be {low:,} to {high:,}")
     compile_bytecode()
     result = sitting(a)
     lines = table(result, a.every)
