@@ -3,9 +3,11 @@
 The bench's 1–3 s runs take 0–3 checkpoints, and sittings differ by ±8–12 %, so the cost was not
 shown (CHECKPOINTS.md). Here each workload with state is fed without end: its pushed streams get
 the bench's data again and again (each pass shifted in event time past the last, so windows and
-joins repeat exactly and the output is a known multiple of one pass's), published at full speed.
-After a warm-up, the rows its stateful Jahs consume are sampled from `describe` for `--seconds`;
-their rate is the slope of a least-squares line through the samples. The runs with a checkpoint
+joins repeat exactly and the output is a known multiple of one pass's), published at full speed
+but never more than a pass ahead of what it has taken. After a warm-up, the rows its stateful
+Jahs take (from `describe`) and the rows acknowledged to the publisher are sampled for
+`--seconds`; the rate is the lesser of their least-squares slopes, with the CPU per row of the
+congregation's processes beside it. The runs with a checkpoint
 every `--every` seconds and with none alternate in the same sitting (A B, then B A, …), so a
 change of load on the machine hits both alike; the checkpoints are counted from the daemon's
 `checkpoint_complete` lines. Then the streams are ended, the tradecraft runs out, and its output
@@ -90,7 +92,7 @@ class Feed:
             yield batch
 
 
-def pushed(document: dict[str, Any], data: Path) -> dict[str, Any]:
+def pushed(document: dict[str, Any]) -> dict[str, Any]:
     """The bench's document with its file streams made pushed ones (their schema from the file)."""
     analytics = []
     for a in document["analytics"]:
@@ -104,7 +106,7 @@ def pushed(document: dict[str, Any], data: Path) -> dict[str, Any]:
 def feed_of(workload: str, data: Path) -> Feed:
     """The workload's pushed tradecraft, its input and one pass's expected output, by pyarrow."""
     from hallelujah.tradecraft import parse_document
-    document = pushed(WORKLOADS[workload][0](data), data)
+    document = pushed(WORKLOADS[workload][0](data))
     tc = parse_document(document, data)
     tables = {a.name: publishable(pq.read_table(data / f"{a.name}.parquet"), a.schema)
               for a in tc.analytics if a.kind == "stream"}
@@ -165,8 +167,8 @@ class Sample:
     at: float          # monotonic seconds
     rows: int          # rows the stateful Jahs have taken
     checkpoint: int    # the id of the last complete checkpoint (0: none yet)
-    cpu: float         # user + system seconds of the congregation's processes, and of this one (the publisher)
-    publisher_cpu: float
+    cpu: float         # user + system seconds of the congregation's processes so far
+    publisher_cpu: float    # of this one (the publisher)
     published: int     # rows acknowledged to the publisher so far
 
 
