@@ -256,7 +256,7 @@ async def watch(c: Any) -> None:
             now = trio.current_time()
             for d in list(c.deployments.values()):
                 cp: Checkpoints | None = getattr(d, "checkpoints", None)
-                if cp is None or d.state != "running" or d.plan is None:
+                if cp is None or d.state != "running" or d.plan is None or d.stopped:
                     continue
                 if cp.pending is not None and now - cp.pending.started > timeout_of(cp):
                     log.warning("checkpoint_abandoned", tradecraft=d.tc.name, id=cp.pending.id,
@@ -285,21 +285,24 @@ async def checkpoint_now(c: Any, d: Any, timeout: float = MIN_TIMEOUT) -> Comple
     raise Unavailable(f"checkpoint of {d.tc.name} not complete after {timeout:g} s")
 
 
-KEPT_STATE = {"aggregate", "merge", "stream_join"}     # roles whose state a checkpoint keeps
-NOT_KEPT = {"join", "prejoin", "postjoin", "ingest"}     # state not kept yet
+# Roles whose state a checkpoint keeps. The rest hold none at a barrier: a POSTJOIN has every
+# part of the positions before it (each JOIN passed them first); a JOIN's dataset, and a PREJOIN's
+# routes after a split, are not kept: the restarted plan is unsplit, and its INGEST loads the
+# dataset again before any row is joined, as on a replay from the logs.
+KEPT_STATE = {"aggregate", "merge", "stream_join"}
 
 
 def restore_point(plan: Any, row: dict[str, Any] | None) -> dict[str, Any] | None:
     """What a restart takes from the last complete checkpoint: each source's position and each
-    stateful Jah's state, or None when the checkpoint does not fit this plan (a split made Jahs
-    the plan does not have, a source had finished, a Jah whose state is not kept yet) — then the
-    tradecraft replays from its logs' positions, as it always could."""
+    stateful Jah's state, or None when the checkpoint does not fit this plan (a split made
+    stateful Jahs the plan does not have, a source's position is missing, a state directory is
+    gone) — then the tradecraft replays from its logs' positions, as it always could."""
     if row is None:
         return None
     positions, files = json.loads(row["positions"]), json.loads(row["files"])
     jahs = plan.jahs
     sources = [j for j in jahs.values() if j.role in SOURCE_ROLES]
-    if (any(j.role in NOT_KEPT for j in jahs.values()) or any(f not in jahs for f in files)
+    if (any(f not in jahs for f in files)
             or any(j.id not in files for j in jahs.values() if j.role in KEPT_STATE)
             or any(j.id not in positions for j in sources)
             or not all(Path(f).is_dir() for f in files.values())):

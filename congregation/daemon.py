@@ -64,7 +64,8 @@ class Congregation:
         self._spawned_at: dict[int, float] = {}
         self._deaths: dict[str, list[tuple[float, int, int]]] = {}   # tradecraft -> (at, worker, pid)
         self.connections = admission.Admission(limits or admission.Limits())
-        self._events_send, self._events_receive = trio.open_memory_channel[tuple[str, str, str]](10_000)
+        self._events_send, self._events_receive = trio.open_memory_channel[
+            tuple[str, str, str, Deployment | None]](10_000)
         self._stopping = False
         self._lock = trio.Lock()          # one deployment change at a time
         self.commands = Commands(self)
@@ -80,7 +81,7 @@ class Congregation:
             async with trio.open_nursery() as nursery:
                 self.nursery = nursery
                 runtime = Runtime(self.name, os.path.join(run_dir, "c.sock"),
-                                  lambda *event: self._events_send.send_nowait(event),
+                                  self._event,
                                   {"logs": self.logs})
                 await nursery.start(runtime.serve)
                 self.hosts[-1] = LocalHost(runtime)
@@ -164,7 +165,7 @@ class Congregation:
     async def _serve_worker(self, conn: Connection, hello: dict[str, Any]) -> None:
         index = hello["worker"]
         host = WorkerHost(index, hello["pid"], hello["address"], Peer(conn, notices={
-            "jahEvent": lambda f: self._events_send.send_nowait((f["jah"], f["event"], f["detail"])),
+            "jahEvent": lambda f: self._event(f["jah"], f["event"], f["detail"]),
         }))
         host.peer.notices["stats"] = lambda f: setattr(host, "stats", json.loads(f["jahs"]))
         self.hosts[index] = host
@@ -243,7 +244,7 @@ class Congregation:
         await self.catalog.set_deployment(d.tc.name, jahs, streams)
         early, d.early_events = d.early_events, []
         for event in early:           # what its Jahs said while it was starting, in order
-            self._events_send.send_nowait(event)
+            self._events_send.send_nowait((*event, d))
 
     async def _deploy(self, tc: Any) -> Deployment:
         d = self.plan(tc)
@@ -296,23 +297,31 @@ class Congregation:
             if await d.all_ended():
                 await self._finish(d)
 
+    def _event(self, jah: str, event: str, detail: str) -> None:
+        """A Jah's report, with the deployment it came from: the one its tradecraft has as it
+        arrives (a Jah's reports come before its stop is answered, so a redeployment's Jahs,
+        which have the same ids, never speak for the one they replace)."""
+        self._events_send.send_nowait((jah, event, detail, self.deployments.get(jah.split("/", 1)[0])))
+
     async def _handle_events(self) -> None:
-        async for jah, event, detail in self._events_receive:
+        async for jah, event, detail, came_from in self._events_receive:
             tradecraft = jah.split("/", 1)[0]
             d = self.deployments.get(tradecraft)
             if event == "version" and d is not None:   # recorded even if the stream has ended since
                 await self.catalog.record_event(tradecraft, "dataset_version",
                                                 {"analytic": jah.split("/")[1], **json.loads(detail)})
                 continue
-            if event == "finished" and d is not None and detail.startswith("{"):
+            if d is None or d is not came_from:     # from a deployment stopped and replaced since
+                continue
+            if event == "finished" and detail.startswith("{"):
                 # its last figures stay in describe once it is gone (its event may come after
                 # the tradecraft has finished: the SINK's end can overtake a worker's report)
                 d.final_stats[jah] = json.loads(detail)
                 detail = ""
-            if d is not None and d.state == "starting":
+            if d.state == "starting":
                 d.early_events.append((jah, event, detail))    # handled once it is running
                 continue
-            if d is None or d.state != "running":
+            if d.state != "running" or d.stopped:
                 continue
             if event in ("checkpointed", "finished"):
                 await checkpoints.on_event(self, d, jah, event, detail)

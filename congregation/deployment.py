@@ -145,6 +145,8 @@ class Deployment:
         if self.plan is None or self.stopped:
             return
         self.stopped = True
+        if self.checkpoints is not None:        # its Jahs go: the one in flight will not complete
+            self.checkpoints.give_up("the tradecraft's Jahs are stopping")
         async with trio.open_nursery() as nursery:
             for jah in self.plan.jahs.values():
                 if jah.host != lost and jah.host in self.hosts:

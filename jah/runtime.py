@@ -5,8 +5,9 @@ an outgoing one), and accepts datastream connections on its own Unix socket.
 """
 from __future__ import annotations
 
+import contextlib
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict
 from typing import Any
 
@@ -15,7 +16,7 @@ import structlog
 import trio
 
 from hallelujah.datastream import open_receiver, open_sender
-from hallelujah.errors import DatastreamError, HallelujahError, NotFound, Unavailable
+from hallelujah.errors import DatastreamError, HallelujahError, NotFound, Unavailable, first_error
 from hallelujah.frames import Connection, connect, schema_of
 from jah.base import Jah
 from jah.debug import dump
@@ -141,7 +142,8 @@ class Runtime:
 
     async def _serve_jah(self, jah: Jah) -> None:
         try:
-            await jah.serve()
+            with _what_went_wrong():
+                await jah.serve()
         except Unavailable as exc:
             # A datastream's other end went away with its process: the congregation replaces
             # that worker and redeploys, so this is not the tradecraft's failure.
@@ -218,3 +220,18 @@ async def _unix_listener(path: str) -> trio.socket.SocketType:
     await sock.bind(path)
     sock.listen(64)
     return sock
+
+
+@contextlib.contextmanager
+def _what_went_wrong() -> Iterator[None]:
+    """A Jah's tasks (a STREAM_JOIN runs one per input) fail in an exception group: its first
+    error other than a cancellation, as itself. So a peer that went away is `lost` as it is for
+    a Jah of one task, and nothing but a cancellation ever leaves a Jah for its worker's nursery
+    (an Unavailable that did would end the whole worker)."""
+    try:
+        yield
+    except BaseExceptionGroup as group:
+        _, rest = group.split(trio.Cancelled)
+        if rest is None:
+            raise
+        raise first_error(rest) from group
