@@ -71,8 +71,11 @@ def main() -> None:
     if not a.nexmark:
         lines, results = shared_workloads(a)
         everything.update(results)
-        kept = nexmark.kept_section(out / "RESULTS.md")      # until a new one replaces it
-        (out / "RESULTS.md").write_text("\n".join(lines + ([""] + kept if kept else [])) + "\n")
+        from bench import checkpoint_cost  # here: it imports from this module
+        # sections other runs write stay until they replace them (Nexmark's runs to the end)
+        kept = [[""] + part for part in (checkpoint_cost.kept_section(out / "RESULTS.md"),
+                                         nexmark.kept_section(out / "RESULTS.md")) if part]
+        (out / "RESULTS.md").write_text("\n".join(lines + [line for part in kept for line in part]) + "\n")
         failed += [r["workload"] for r in results["workloads"] if not r["match"]]
     if not a.no_nexmark:
         events = a.nexmark_events or a.n
