@@ -11,6 +11,10 @@ rows and the sum of a column are checked against what the publishers had acknowl
 figures are known to come from a real run. Issue 13's aim: `describe` p99 under 50 ms at 5 M rows/s.
 
     python -m bench.control_latency [--publishers 2] [--seconds 10] [--results DIR] [--profile FILE]
+                                    [--what-if CHANGE]
+
+`--profile` and `--what-if` run the congregation under bench/loop_profile.py; bench/CONTROL_LATENCY.md
+has the figures.
 """
 from __future__ import annotations
 
@@ -72,8 +76,8 @@ def until(batches: list[pa.RecordBatch], stop_at: float, tally: Tally) -> Iterat
 
 
 def publisher(address: str, index: int, seconds: float, rows: int) -> None:
-    """One publishing process: says `ready` once its batches exist, starts at `go` on stdin, and
-    prints what it published (one JSON line)."""
+    """One publishing process: says `ready` once its batches exist, starts at `go` on stdin,
+    prints what it published (one JSON line) and ends at the next line (or the end) of stdin."""
     batches = pool(index, rows)
     print("ready", flush=True)
     if sys.stdin.readline().strip() != "go":
@@ -89,6 +93,7 @@ def publisher(address: str, index: int, seconds: float, rows: int) -> None:
         raise SystemExit(f"publisher {index}: {acknowledged:,} rows acknowledged of {tally.rows:,} sent")
     print(json.dumps({"rows": tally.rows, "batches": tally.batches, "sum_k": tally.sum_k,
                       "seconds": round(time.perf_counter() - start, 3)}), flush=True)
+    sys.stdin.readline()        # alive until the bench has read every publisher's CPU time
 
 
 @dataclass
@@ -115,17 +120,17 @@ async def describer(db: hallelujah.Database, timings: Timings) -> None:
     tick = 0
     while True:
         kind = "all" if tick % 2 == 0 else "tradecraft"
-        began = time.perf_counter()
+        at, began = trio.current_time() - start, time.perf_counter()
         await db.describe("" if kind == "all" else TRADECRAFT)
-        timings.samples.append((round(trio.current_time() - start, 3), kind,
-                                round((time.perf_counter() - began) * 1000, 2)))
+        timings.samples.append((round(at, 3), kind, round((time.perf_counter() - began) * 1000, 2)))
         tick += 1
         await trio.sleep_until(max(trio.current_time(), start + tick * timings.every))
 
 
 async def readline(proc: subprocess.Popen) -> str:
+    """A line of a publisher's; the run's deadline abandons the wait (the process is then killed)."""
     assert proc.stdout is not None
-    return await trio.to_thread.run_sync(proc.stdout.readline)
+    return await trio.to_thread.run_sync(proc.stdout.readline, abandon_on_cancel=True)
 
 
 async def retained(db: hallelujah.Database) -> tuple[int, int]:
@@ -194,9 +199,11 @@ async def measure(address: str, pid: int, a: argparse.Namespace) -> dict[str, An
                 if not line:
                     raise SystemExit(f"publisher {p.pid} failed (exit {p.wait()})")
                 results.append(json.loads(line))
-                cpu_after = cpu_seconds(pid, [p.pid for p in procs])      # (while they still run)
             nursery.cancel_scope.cancel()
         seconds = time.perf_counter() - start
+        cpu_after = cpu_seconds(pid, [p.pid for p in procs])
+        for p in procs:
+            p.communicate("done\n", timeout=30)
         if a.profile:
             os.kill(pid, signal.SIGUSR2)        # … until now, and write the profile
         last = pool(a.publishers, 1)[0]
@@ -224,7 +231,8 @@ async def measure(address: str, pid: int, a: argparse.Namespace) -> dict[str, An
             "retained_rows": rows, "match": rows == published and sum_k == published_k,
             "catch_up_s": round(caught_up, 3),
             # cores busy while publishing: is the loop thread at one core, is the machine full?
-            "cpu_cores": {k: round((cpu_after[k] - cpu_before[k]) / seconds, 2) for k in cpu_before}, "every_ms": round(a.every * 1000, 1),
+            "cpu_cores": {k: round((cpu_after[k] - cpu_before[k]) / seconds, 2) for k in cpu_before},
+            "every_ms": round(a.every * 1000, 1),
             "describe_ms": summary, "baseline_describe_ms": baseline.summary(),
             "target_p99_ms": TARGET_P99_MS, "met": summary.get("both", {}).get("p99", 1e9) < TARGET_P99_MS,
             "samples": busy.samples}
@@ -246,6 +254,12 @@ def main() -> None:
     ap.add_argument("--publisher-of", help=argparse.SUPPRESS)
     ap.add_argument("--index", type=int, default=0, help=argparse.SUPPRESS)
     a = ap.parse_args()
+    for flag, value, least in (("--publishers", a.publishers, 1), ("--rows", a.rows, 1), ("--workers", a.workers, 1)):
+        if value < least:
+            ap.error(f"{flag} {value}: must be {least} or more")
+    for flag, seconds in (("--seconds", a.seconds), ("--baseline-seconds", a.baseline_seconds), ("--every", a.every)):
+        if not 0 < seconds < DEADLINE:
+            ap.error(f"{flag} {seconds}: must be more than 0 and less than {DEADLINE:g}")
     if a.publisher_of:
         publisher(a.publisher_of, a.index, a.seconds, a.rows)
         return
