@@ -242,11 +242,12 @@ def time_thread_hops(profile: LoopProfile) -> None:
             return await real_run_sync(timed, *args, **kwargs)
         finally:
             HOPPING.set(False)
+            suspended = profile._suspended.pop(trio.lowlevel.current_task(), called)
             if profile.recording and "end" in span:
                 parts = profile.hops[("describe: " if DESCRIBING.get() else "") + _fn_name(fn)]
                 # exclusive parts of the time the task was away: from the end of the step that
                 # asked (the rest of that step is the step's), to this step's start
-                asked = max(called, profile._suspended.pop(trio.lowlevel.current_task(), called))
+                asked = max(called, suspended)
                 began = max(asked, span["start"])
                 ended = max(began, span["end"])
                 timed_parts = {"queued": began - asked, "ran": ended - began, "resumed": profile._step_start - ended}
