@@ -218,7 +218,7 @@ def mark_describe(profile: LoopProfile | None) -> None:
             return await real_describe(self, args)
         finally:
             STAGES.set(None)          # (its reply and close are the connection's, not the answer's)
-            if profile is not None and profile.recording:
+            if profile is not None and profile.recording and began >= profile.started:   # (all of it seen)
                 profile.describes.append((time.perf_counter() - began, stages))
 
     Commands.cmd_describe = cmd_describe
