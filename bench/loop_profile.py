@@ -214,12 +214,16 @@ def mark_describe(profile: LoopProfile | None) -> None:
         stages: Counter[str] = Counter()
         STAGES.set(stages if profile is not None else None)
         began = time.perf_counter()
+        if profile is not None:     # its first step counts from here, not from the step's start
+            stages["own steps on the loop"] -= began - profile._step_start
         try:
             return await real_describe(self, args)
         finally:
             STAGES.set(None)          # (its reply and close are the connection's, not the answer's)
+            ended = time.perf_counter()
             if profile is not None and profile.recording and began >= profile.started:   # (all of it seen)
-                profile.describes.append((time.perf_counter() - began, stages))
+                stages["own steps on the loop"] += ended - profile._step_start     # its last step, so far
+                profile.describes.append((ended - began, stages))
 
     Commands.cmd_describe = cmd_describe
 
