@@ -161,7 +161,8 @@ class LoopProfile(trio.abc.Instrument):
             # for each thread hop the wait for a thread and its limiter, the run, the resumption):
             # on average, and in the slowest 2 % of the answers
             "describe_mean_ms": _stages(self.describes),
-            "describe_slowest_ms": _stages(sorted(self.describes, key=lambda d: -d[0])[:max(1, len(self.describes) // 50)]),
+            "describe_slowest_ms": _stages(
+                sorted(self.describes, key=lambda d: -d[0])[:max(1, len(self.describes) // 50)]),
             "steps_ms_by_task": dict(steps[:20]),
             "long_steps_ms_by_task": {t: _ms(d) for t, d in sorted(long_by_task.items(),
                                                                      key=lambda t: -sum(t[1]))[:15]},
@@ -264,38 +265,9 @@ def time_thread_hops(profile: LoopProfile) -> None:
     trio.to_thread.run_sync = run_sync
 
 
-_LOG_ROWS: contextvars.ContextVar[dict[str, dict[str, Any]]] = contextvars.ContextVar("log_rows", default={})
-
-
-def _log_rows(store: Any, prefix: str) -> list[dict[str, Any]]:
-    return [dict(r) for r in store.reader.execute("SELECT * FROM logs WHERE name LIKE ? ORDER BY name",
-                                                  [prefix + "%"])]
-
-
-def names_on_reader(cache_infos: bool) -> None:
-    """What if `Logs.names` read on the reader connection (never queued behind an append), and,
-    with `cache_infos`, a describe's `Logs.info` took the rows that one query read?"""
-    from congregation.logs import Logs
-    real_info = Logs.info
-
-    async def names(self: Any, prefix: str) -> list[str]:
-        rows = await self._read(_log_rows, self.store, prefix)
-        if cache_infos and DESCRIBING.get():
-            _LOG_ROWS.set({**_LOG_ROWS.get(), **{r["name"]: r for r in rows}})
-        return [r["name"] for r in rows]
-
-    async def info(self: Any, name: str) -> dict[str, Any] | None:
-        row = _LOG_ROWS.get().get(name) if DESCRIBING.get() else None
-        return row if row is not None else await real_info(self, name)
-
-    Logs.names = names
-    if cache_infos:
-        Logs.info = info
-
-
-WHAT_IF = {"names-on-reader": lambda: names_on_reader(False),
-           "one-log-query": lambda: names_on_reader(True),
-           # the GIL passed between the loop and the SQLite threads every 1 ms instead of 5 ms
+# ("one-log-query", describe reading a tradecraft's logs in one query on the readers' connection,
+# was measured here first and is now how describe reads them: congregation/describe.py)
+WHAT_IF = {# the GIL passed between the loop and the SQLite threads every 1 ms instead of 5 ms
            "switch-1ms": lambda: sys.setswitchinterval(0.001)}
 
 

@@ -119,6 +119,13 @@ class Catalog:
                 self.db["datastreams"].insert_all([{"tradecraft": tradecraft, **s} for s in streams])
         await self._write(replace, f"catalog: {tradecraft} deployment")
 
+    async def jahs_and_events(self, tradecraft: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """Both in one trip to the catalog's thread (what `describe` reads of a tradecraft)."""
+        def rows() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+            return (list(self.db["jahs"].rows_where("tradecraft = ?", [tradecraft], order_by="id")),
+                    list(self.db["events"].rows_where("tradecraft = ?", [tradecraft], order_by="id")))
+        return await self._run(rows)
+
     async def jahs(self, tradecraft: str) -> list[dict[str, Any]]:
         def rows() -> list[dict[str, Any]]:
             return list(self.db["jahs"].rows_where("tradecraft = ?", [tradecraft], order_by="id"))

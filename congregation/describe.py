@@ -26,15 +26,18 @@ async def describe(congregation: Any, only: str = "") -> dict[str, Any]:
                 stats[jah_id] = {**s, "worker": host.index, "pid": host.pid}
         for jah_id, last in (d.final_stats.items() if d is not None else ()):
             stats[jah_id] = {**stats.get(jah_id, {}), **last}    # finished: its last figures, exact
-        jahs = await congregation.catalog.jahs(name)
+        jahs, event_rows = await congregation.catalog.jahs_and_events(name)
+        # every log of the tradecraft in one query on the readers' connection: never behind a
+        # publish's synced append (bench/CONTROL_LATENCY.md)
+        log_rows = await congregation.logs.log_rows(f"{name}/") if d is not None else []
         analytics = []
         for a in (d.tc.analytics if d is not None else []):
             if analytic_filter and a.name != analytic_filter:
                 continue
             logs = {}
-            for log in await congregation.logs.names(f"{name}/{a.name}"):
+            for info in log_rows:
+                log = info["name"]
                 if log == f"{name}/{a.name}" or log.startswith(f"{name}/{a.name}."):
-                    info = await congregation.logs.info(log)
                     logs[log.split("/", 1)[1]] = {"rows": info["rows"], "batches": info["next_seq"],
                                                   "ended": bool(info["ended"]),
                                                   "first_at": info["first_at"], "last_at": info["last_at"]}
@@ -48,7 +51,7 @@ async def describe(congregation: Any, only: str = "") -> dict[str, Any]:
                          for j in jahs if j["analytic"] == a.name],
             })
         events = [{"at": e["at"], "kind": e["kind"], **json.loads(e["detail"])}
-                  for e in await congregation.catalog.events(name)]
+                  for e in event_rows]
         stalled = congregation.progress.stalled.get(name) if row["state"] == "running" else None
         out.append({"name": name, "state": row["state"], "error": row["error"],
                     # seconds without a row moved while work waits (DESIGN "liveness"), or None

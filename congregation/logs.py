@@ -45,6 +45,9 @@ class Logs:
     async def info(self, name: str) -> dict[str, Any] | None:
         return await self._read(self.store.info, name)
 
+    async def log_rows(self, prefix: str) -> list[dict[str, Any]]:
+        return await self._read(self.store.log_rows, prefix)
+
     async def names(self, prefix: str) -> list[str]:
         return await self._run(self.store.names, prefix)
 

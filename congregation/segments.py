@@ -137,6 +137,12 @@ class LogStore:
         row = self.reader.execute("SELECT * FROM logs WHERE name = ?", [name]).fetchone()
         return dict(row) if row is not None else None
 
+    def log_rows(self, prefix: str) -> list[dict]:
+        """Every log whose name starts with `prefix`, as `info` gives one: one query on the
+        readers' connection (never behind a writer's append)."""
+        return [dict(r) for r in self.reader.execute(
+            "SELECT * FROM logs WHERE substr(name, 1, ?) = ? ORDER BY name", [len(prefix), prefix])]
+
     def names(self, prefix: str) -> list[str]:
         return [r["name"] for r in self.db.query(
             "SELECT name FROM logs WHERE name LIKE ? ORDER BY name", [prefix + "%"])]

@@ -28,8 +28,11 @@ class LogSource(Jah):
         info = await logs.info(name)
         unchecked = info["next_seq"] if info else 0      # batches from before this start
         async for entry, body in logs.follow_raw(name, seq):
+            buffer = pa.py_buffer(body)
             if entry.seq < unchecked:
                 batch = await trio.to_thread.run_sync(checked_batch, name, entry.seq, body, schema)
             else:
-                batch = open_batch(pa.py_buffer(body), schema)
-            await self.emit_read(Envelope(batch, entry.seq + 1, self.spec["source_id"]))
+                batch = open_batch(buffer, schema)
+            # the stored body is the batch's IPC message, checked: a worker gets it as it is,
+            # not serialized again on the congregation's loop
+            await self.emit_read(Envelope(batch, entry.seq + 1, self.spec["source_id"], body=buffer))

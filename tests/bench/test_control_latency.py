@@ -33,21 +33,22 @@ def test_control_latency_reports_describe_latency_and_keeps_every_published_row(
 
 
 def test_the_loop_profile_splits_describe_into_its_thread_hops_and_a_what_if_changes_them(tmp_path):
-    """--profile runs the congregation under bench.loop_profile; --what-if one-log-query reads a
-    describe's logs in one query on the reader connection instead of `names` on the writer's."""
+    """--profile runs the congregation under bench.loop_profile: a describe reads a tradecraft's
+    logs in one query on the readers' connection (never `names` behind the writer's appends);
+    --what-if switch-1ms runs it with another GIL switch interval."""
     profile = tmp_path / "profile" / "loop.json"
     done = subprocess.run([sys.executable, "-m", "bench.control_latency", "--seconds", "1.5",
                            "--baseline-seconds", "0.3", "--rows", "4096", "--results", str(tmp_path),
-                           "--profile", str(profile), "--what-if", "one-log-query"],
+                           "--profile", str(profile), "--what-if", "switch-1ms"],
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
     result = json.loads((tmp_path / "control_latency.json").read_text())
-    assert result["match"] and result["profiled"] and result["what_if"] == ["one-log-query"]
+    assert result["match"] and result["profiled"] and result["what_if"] == ["switch-1ms"]
     loop = json.loads(profile.read_text())
     # the describes answered while recording are those the client timed (give or take one at each end)
     assert abs(loop["describe_server_ms"]["n"] - result["describe_ms"]["both"]["calls"]) <= 2
     hops = loop["thread_hops_ms"]
-    assert "describe: _log_rows" in hops and "describe: LogStore.names" not in hops
+    assert "describe: LogStore.log_rows" in hops and "describe: LogStore.names" not in hops
     assert "describe: LogStore.info" not in hops       # its rows came with the one query
     assert hops["LogStore.publish"]["ran"]["n"] == (result["published_rows"] - 1) // 4096
     assert 0 < loop["loop_cpu_fraction"] <= loop["loop_busy_fraction"] <= 1 and "describe" in loop["steps_ms_by_task"]
@@ -58,4 +59,6 @@ def test_the_loop_profile_splits_describe_into_its_thread_hops_and_a_what_if_cha
         assert sum(stages.values()) <= answers["answer"] + 0.1
         assert -0.1 <= answers["other"] <= 0.1 * answers["answer"] + 0.5
         hops = {k.rpartition(": ")[0] for k in stages if k not in ("own steps on the loop", "run queue")}
-        assert hops <= {"_log_rows", *(f"Catalog.{f}.<locals>.rows" for f in ("tradecrafts", "jahs", "events"))}
+        # three thread hops: the tradecrafts, their Jahs and events, their logs
+        assert hops <= {"LogStore.log_rows",
+                        *(f"Catalog.{f}.<locals>.rows" for f in ("tradecrafts", "jahs_and_events"))}
