@@ -3,7 +3,9 @@ SIGKILLed at a seeded moment while the two streams are published (checkpoints ev
 publisher publishes everything again under its ids after the kill, and every output equals
 DuckDB's over the published tables, nothing lost, nothing doubled (issue 13's fault test).
 
-`HALLELUJAH_FAULT_MOMENTS` sets the moments per victim (default 1; the issue's 20 by hand).
+`HALLELUJAH_FAULT_MOMENTS` sets the moments per victim (default: 1, a worker only, for the suite's
+time: test_faults kills the congregation under roundtrips' stream join; the issue's 20 of each
+by hand).
 """
 from __future__ import annotations
 
@@ -22,6 +24,7 @@ from tests.conftest import Daemon
 from tests.integration.helpers import read
 
 MOMENTS = int(os.environ.get("HALLELUJAH_FAULT_MOMENTS", "1"))
+VICTIMS = ["congregation", "worker"] if "HALLELUJAH_FAULT_MOMENTS" in os.environ else ["worker"]
 BATCHES = 24                     # of each stream, one minute of event time each
 T0 = 1_700_000_040_000           # ms, a minute boundary
 DOCUMENT = {"tradecraft": "chain", "analytics": [
@@ -88,7 +91,7 @@ async def publish_all(db, ev: list[pa.Table], marks: list[pa.Table], upto: int) 
         await db.publish("chain/marks", marks[i], publisher_id="marks", first_seq=i, end=last)
 
 
-@pytest.mark.parametrize("victim", ["congregation", "worker"])
+@pytest.mark.parametrize("victim", VICTIMS)
 async def test_a_sigkill_while_publishing_into_a_chain_with_a_stream_join_loses_and_repeats_nothing(victim, tmp_path):
     ev, marks = streams()
     want = expected(pa.concat_tables(ev), pa.concat_tables(marks))
