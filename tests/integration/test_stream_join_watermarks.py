@@ -5,6 +5,8 @@ each chunk the per-second counts over the joined trips are read as they stand. A
 what is there is always the first windows of the final answer, never a window the join could
 still add to, and every window the previous chunk closed; the aggregate rejects no joined row as
 late (a watermark ahead of a row would); at the end the whole answer, row for row, in order.
+An output after a stream join shows its rows per checkpoint (exactly-once), so the congregation
+here checkpoints every half second.
 """
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ import pyarrow.compute as pc
 import pytest
 import trio
 
+from tests.conftest import Daemon, sandbox
 from tests.integration.helpers import assert_rows_equal, read
 from tests.integration.test_stream_join import (
     T0,
@@ -23,6 +26,14 @@ from tests.integration.test_stream_join import (
 )
 
 CHUNKS = 6
+
+
+@pytest.fixture
+def congregation(tmp_path):
+    daemon = Daemon(tmp_path / "data", extra=[*sandbox(tmp_path), "--checkpoint-every", "0.5"]).start()
+    yield daemon
+    daemon.stop()
+
 SECOND = 1_000_000
 COLUMNS = ["window_start", "src", "trips", "top_code"]
 
