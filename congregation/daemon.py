@@ -231,8 +231,8 @@ class Congregation:
             if jah.role == "ingest":
                 jah.spec["versions_before"] = versions.get(jah.analytic, 0)
         last = await self.catalog.last_checkpoint(d.tc.name)
-        d.checkpoints = checkpoints.Checkpoints(self.data_dir / "checkpoints" / d.tc.name, self.checkpoint_every,
-                                                last)
+        every = d.tc.checkpoint if d.tc.checkpoint is not None else self.checkpoint_every   # the document's
+        d.checkpoints = checkpoints.Checkpoints(self.data_dir / "checkpoints" / d.tc.name, every, last)
         await trio.to_thread.run_sync(functools.partial(checkpoints.drop_checkpoints, d.checkpoints.directory,
                                                         last["id"] if last else 0, newer=True))
         d.restoring = checkpoints.restore_point(d.plan, last)

@@ -38,7 +38,7 @@ __all__ = [
     "Tradecraft", "TradecraftFaults", "parse_document", "json_schema",
 ]
 
-TOP_KEYS = ("$schema", "tradecraft", "description", "congestion", "analytics")
+TOP_KEYS = ("$schema", "tradecraft", "description", "congestion", "checkpoint", "analytics")
 KINDS = ("stream", "ingest", "transform", "aggregate", "join", "director", "manager")
 COMMON_KEYS = ("name", "kind", "output", "description")
 _JOIN = ("stream", "on", "how")
@@ -113,6 +113,7 @@ class Tradecraft:
     analytics: tuple[Analytic, ...]
     congestion: Congestion
     document: dict                  # as submitted, source paths made absolute: what the catalog stores
+    checkpoint: float | None = None     # seconds between its checkpoints; None: the congregation's
 
     def analytic(self, name: str) -> Analytic:
         """The analytic named `name`; also takes a stream reference ("router.high", "x.rejected")."""
@@ -185,6 +186,10 @@ def _walk(obj: dict, base: Path, allowed: Allowed | None) -> Tradecraft | None:
         if key in obj and not isinstance(obj[key], str):
             fault(key, f"{show(obj[key])} is not a string")
     congestion = _congestion(obj.get("congestion", {}))
+    checkpoint = None
+    if "checkpoint" in obj:
+        with go_on():
+            checkpoint = positive_duration(obj["checkpoint"], "checkpoint")
     specs = obj.get("analytics")
     if not isinstance(specs, list) or not specs:
         fault("analytics", f"{show(specs)} is not a non-empty list of analytics"
@@ -235,7 +240,8 @@ def _walk(obj: dict, base: Path, allowed: Allowed | None) -> Tradecraft | None:
             schema=schemas[i], routes=routes[i] or (), rejected_schema=rejected_schema(rejected_of),
             output=spec.get("output", i not in read),
         ))
-    return Tradecraft(name=str(name), analytics=tuple(analytics), congestion=congestion, document=obj)
+    return Tradecraft(name=str(name), analytics=tuple(analytics), congestion=congestion, document=obj,
+                      checkpoint=checkpoint)
 
 
 @cache

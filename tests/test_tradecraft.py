@@ -318,6 +318,8 @@ FAULTS: list[tuple[str, Callable[[dict], Any], str, str]] = [
     ("busy above one", _set(["congestion", "busy"], 1.5), "congestion.busy", "1.5 is not a busy fraction"),
     ("busy zero", _set(["congestion", "busy"], 0), "congestion.busy", "0 is not a busy fraction"),
     ("congestion for", _set(["congestion", "for"], "2 seconds"), "congestion.for", '"2 seconds" is not a duration'),
+    ("checkpoint period", _set(["checkpoint"], "soon"), "checkpoint", '"soon" is not a duration'),
+    ("checkpoint zero", _set(["checkpoint"], "0s"), "checkpoint", "must be longer than zero"),
     ("analytic not an object", _set([A, 1], "tiles"), "analytics[1]", '"tiles" is not an analytic'),
     ("bad analytic name", at(2, name="Tiled"), "analytics[2].name", '"Tiled" is not an analytic name'),
     ("duplicate name", at(2, name="positions"), "analytics[2].name", '"positions" is already the name of analytics[0]'),

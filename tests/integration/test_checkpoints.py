@@ -114,3 +114,28 @@ async def test_a_congregation_killed_after_a_checkpoint_restores_it_and_replays_
     assert [e["checkpoint"] for e in restored] == [taken["id"]], info["events"]
     # replayed: the batch after the checkpoint (5), then what came after the restart (6, 7)
     assert read_by_logsource(info) == 3 * 40_000
+
+
+async def test_a_documents_checkpoint_period_overrides_the_congregations(tmp_path):
+    """`"checkpoint": "0.1s"` in the document: its tradecraft takes checkpoints though the
+    congregation takes none by default (`--checkpoint-every 0`); one without it takes none."""
+    daemon = Daemon(tmp_path / "data", workers=1, extra=[*sandbox(tmp_path), "--checkpoint-every", "0"]).start()
+    try:
+        db = daemon.db()
+        await db.submit({**DOCUMENT, "checkpoint": "0.1s"})
+        await db.submit({**DOCUMENT, "tradecraft": "none"})
+        data = events(40_000)
+        with trio.fail_after(60):
+            for name in ("cp", "none"):
+                await db.publish(f"{name}/ev", data)
+            while not (cp := (await db.describe("cp"))["tradecrafts"][0]["checkpoints"])["last"]:
+                await trio.sleep(0.05)
+            assert cp["every"] == 0.1, cp
+            for name in ("cp", "none"):
+                await db.publish(f"{name}/ev", [], end=True, schema=data.schema)
+                got = await read(db, f"{name}/per5m", timeout=60)
+                assert_rows_equal(got.select(["window_start", "action", "n", "users"]), reference(data), name)
+            none = (await db.describe("none"))["tradecrafts"][0]["checkpoints"]
+            assert none["every"] == 0 and none["last"] is None, none
+    finally:
+        daemon.stop()
