@@ -27,21 +27,21 @@ class Catalog:
         self.db = sqlite_utils.Database(conn)
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=NORMAL")
-        self.db["tradecrafts"].create({"name": str, "document": str, "state": str, "error": str,
+        self.db.table("tradecrafts").create({"name": str, "document": str, "state": str, "error": str,
                                        "submitted_at": float, "finished_at": float},
                                       pk="name", if_not_exists=True)
-        self.db["analytics"].create({"tradecraft": str, "name": str, "idx": int, "kind": str,
+        self.db.table("analytics").create({"tradecraft": str, "name": str, "idx": int, "kind": str,
                                      "output": int}, pk=("tradecraft", "name"), if_not_exists=True)
-        self.db["jahs"].create({"id": str, "tradecraft": str, "analytic": str, "role": str,
+        self.db.table("jahs").create({"id": str, "tradecraft": str, "analytic": str, "role": str,
                                 "host": int, "state": str, "error": str},
                                pk="id", if_not_exists=True)
-        self.db["datastreams"].create({"id": str, "tradecraft": str, "sender": str,
+        self.db.table("datastreams").create({"id": str, "tradecraft": str, "sender": str,
                                        "sender_port": str, "receiver": str, "receiver_port": str},
                                       pk="id", if_not_exists=True)
-        self.db["events"].create({"id": int, "tradecraft": str, "at": float, "kind": str,
+        self.db.table("events").create({"id": int, "tradecraft": str, "at": float, "kind": str,
                                   "detail": str}, pk="id", if_not_exists=True)
         # a complete checkpoint: the positions its sources resume from, each Jah's state file
-        self.db["checkpoints"].create({"tradecraft": str, "id": int, "completed_at": float, "seconds": float,
+        self.db.table("checkpoints").create({"tradecraft": str, "id": int, "completed_at": float, "seconds": float,
                                        "bytes": int, "positions": str, "files": str},
                                       pk=("tradecraft", "id"), if_not_exists=True)
         self.data_dir = Path(data_dir)
@@ -70,28 +70,28 @@ class Catalog:
                              analytics: list[dict[str, Any]]) -> None:
         def add() -> None:
             with self.db.conn:
-                self.db["tradecrafts"].insert({"name": name, "document": json.dumps(document),
+                self.db.table("tradecrafts").insert({"name": name, "document": json.dumps(document),
                                                "state": "running", "error": "",
                                                "submitted_at": time.time(), "finished_at": None})
-                self.db["analytics"].insert_all([{"tradecraft": name, **a} for a in analytics])
+                self.db.table("analytics").insert_all([{"tradecraft": name, **a} for a in analytics])
         await self._write(add, f"catalog: add {name}", wait=False)
 
     async def tradecrafts(self, state: str | None = None) -> list[dict[str, Any]]:
         def rows() -> list[dict[str, Any]]:
             where, args = ("state = ?", [state]) if state else (None, None)
-            return list(self.db["tradecrafts"].rows_where(where, args, order_by="submitted_at"))
+            return list(self.db.table("tradecrafts").rows_where(where, args, order_by="submitted_at"))
         return await self._run(rows)
 
     async def tradecraft(self, name: str) -> dict[str, Any] | None:
         def row() -> dict[str, Any] | None:
-            found = list(self.db["tradecrafts"].rows_where("name = ?", [name]))
+            found = list(self.db.table("tradecrafts").rows_where("name = ?", [name]))
             return found[0] if found else None
         return await self._run(row)
 
     async def set_state(self, name: str, state: str, error: str = "") -> None:
         def update() -> None:
             with self.db.conn:
-                self.db["tradecrafts"].update(name, {
+                self.db.table("tradecrafts").update(name, {
                     "state": state, "error": error,
                     "finished_at": time.time() if state != "running" else None})
         await self._write(update, f"catalog: {name} {state}")
@@ -99,13 +99,13 @@ class Catalog:
     async def record_event(self, tradecraft: str, kind: str, detail: dict[str, Any]) -> None:
         def add() -> None:
             with self.db.conn:
-                self.db["events"].insert({"tradecraft": tradecraft, "at": time.time(),
+                self.db.table("events").insert({"tradecraft": tradecraft, "at": time.time(),
                                           "kind": kind, "detail": json.dumps(detail)})
         await self._write(add, f"catalog: {tradecraft} event {kind}")
 
     async def events(self, tradecraft: str) -> list[dict[str, Any]]:
         def rows() -> list[dict[str, Any]]:
-            return list(self.db["events"].rows_where("tradecraft = ?", [tradecraft], order_by="id"))
+            return list(self.db.table("events").rows_where("tradecraft = ?", [tradecraft], order_by="id"))
         return await self._run(rows)
 
     async def set_deployment(self, tradecraft: str, jahs: list[dict[str, Any]],
@@ -115,20 +115,20 @@ class Catalog:
             with self.db.conn:
                 for table in ("jahs", "datastreams"):
                     self.db.execute(f"DELETE FROM {table} WHERE tradecraft = ?", [tradecraft])
-                self.db["jahs"].insert_all([{"tradecraft": tradecraft, **j} for j in jahs])
-                self.db["datastreams"].insert_all([{"tradecraft": tradecraft, **s} for s in streams])
+                self.db.table("jahs").insert_all([{"tradecraft": tradecraft, **j} for j in jahs])
+                self.db.table("datastreams").insert_all([{"tradecraft": tradecraft, **s} for s in streams])
         await self._write(replace, f"catalog: {tradecraft} deployment")
 
     async def jahs_and_events(self, tradecraft: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         """Both in one trip to the catalog's thread (what `describe` reads of a tradecraft)."""
         def rows() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-            return (list(self.db["jahs"].rows_where("tradecraft = ?", [tradecraft], order_by="id")),
-                    list(self.db["events"].rows_where("tradecraft = ?", [tradecraft], order_by="id")))
+            return (list(self.db.table("jahs").rows_where("tradecraft = ?", [tradecraft], order_by="id")),
+                    list(self.db.table("events").rows_where("tradecraft = ?", [tradecraft], order_by="id")))
         return await self._run(rows)
 
     async def jahs(self, tradecraft: str) -> list[dict[str, Any]]:
         def rows() -> list[dict[str, Any]]:
-            return list(self.db["jahs"].rows_where("tradecraft = ?", [tradecraft], order_by="id"))
+            return list(self.db.table("jahs").rows_where("tradecraft = ?", [tradecraft], order_by="id"))
         return await self._run(rows)
 
     async def set_jah_state(self, jah: str, state: str, error: str = "") -> None:
@@ -142,13 +142,13 @@ class Catalog:
         """Commit a complete checkpoint (its files are synced already); older ones are dropped."""
         def add() -> None:
             with self.db.conn:
-                self.db["checkpoints"].insert({"tradecraft": tradecraft, **row})
+                self.db.table("checkpoints").insert({"tradecraft": tradecraft, **row})
                 self.db.execute("DELETE FROM checkpoints WHERE tradecraft = ? AND id < ?", [tradecraft, row["id"]])
         await self._write(add, f"catalog: {tradecraft} checkpoint {row['id']}")
 
     async def last_checkpoint(self, tradecraft: str) -> dict[str, Any] | None:
         def last() -> dict[str, Any] | None:
-            rows = list(self.db["checkpoints"].rows_where("tradecraft = ?", [tradecraft], order_by="id desc",
+            rows = list(self.db.table("checkpoints").rows_where("tradecraft = ?", [tradecraft], order_by="id desc",
                                                           limit=1))
             return rows[0] if rows else None
         return await self._run(last)

@@ -71,17 +71,17 @@ class LogStore:
         self.db = sqlite_utils.Database(conn)
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=NORMAL")   # durable against a killed process
-        self.db["logs"].create({"name": str, "schema": bytes, "ended": int, "next_seq": int,
+        self.db.table("logs").create({"name": str, "schema": bytes, "ended": int, "next_seq": int,
                                 "rows": int, "first_at": float, "last_at": float},
                                pk="name", if_not_exists=True)
-        self.db["batches"].create({"log": str, "seq": int, "segment": int, "offset": int,
+        self.db.table("batches").create({"log": str, "seq": int, "segment": int, "offset": int,
                                    "length": int, "rows": int}, pk=("log", "seq"),
                                   if_not_exists=True)
-        self.db["progress"].create({"log": str, "source": str, "origin": int, "resume": int},
+        self.db.table("progress").create({"log": str, "source": str, "origin": int, "resume": int},
                                    pk=("log", "source"), if_not_exists=True)
-        if "visible" not in self.db["logs"].columns_dict:     # a data dir of an older version
-            self.db["logs"].add_column("visible", int)
-        self.db["staged"].create({"log": str, "checkpoint": int, "seq": int, "progress": str},
+        if "visible" not in self.db.table("logs").columns_dict:     # a data dir of an older version
+            self.db.table("logs").add_column("visible", int)
+        self.db.table("staged").create({"log": str, "checkpoint": int, "seq": int, "progress": str},
                                  pk=("log", "checkpoint"), if_not_exists=True)
         # Readers (followers, `info`) use a connection of their own: in WAL mode it sees committed
         # batches only and never waits for a writer, which may be syncing a publish to disk.
@@ -129,7 +129,7 @@ class LogStore:
     def create(self, name: str, schema: bytes) -> None:
         """Create the log if it does not exist (idempotent, as after a restart)."""
         with self._writing():
-            self.db["logs"].insert({"name": name, "schema": schema, "ended": 0, "next_seq": 0,
+            self.db.table("logs").insert({"name": name, "schema": schema, "ended": 0, "next_seq": 0,
                                     "rows": 0}, ignore=True)
             self._dir(name).mkdir(parents=True, exist_ok=True)
 

@@ -60,7 +60,7 @@ class Sink(Jah):
             resume = min(held) - 1 if held else None          # see Envelope.resume_after
             bodies = []
             for part in parts:
-                if part.rows and floor is not None:
+                if part.batch is not None and part.rows and floor is not None:
                     part = part.derive(part.batch.filter(pc.greater(part.batch.column(monotone), floor)))
                 if part.rows:
                     bodies.append((part.ipc(), part.rows))
