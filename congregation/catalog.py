@@ -126,11 +126,6 @@ class Catalog:
                     list(self.db.table("events").rows_where("tradecraft = ?", [tradecraft], order_by="id")))
         return await self._run(rows)
 
-    async def jahs(self, tradecraft: str) -> list[dict[str, Any]]:
-        def rows() -> list[dict[str, Any]]:
-            return list(self.db.table("jahs").rows_where("tradecraft = ?", [tradecraft], order_by="id"))
-        return await self._run(rows)
-
     async def set_jah_state(self, jah: str, state: str, error: str = "") -> None:
         def update() -> None:
             with self.db.conn:

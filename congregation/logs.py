@@ -48,9 +48,6 @@ class Logs:
     async def log_rows(self, prefix: str) -> list[dict[str, Any]]:
         return await self._read(self.store.log_rows, prefix)
 
-    async def names(self, prefix: str) -> list[str]:
-        return await self._run(self.store.names, prefix)
-
     async def progress(self, name: str) -> dict[str, int]:
         return await self._run(self.store.progress, name)
 
