@@ -64,10 +64,17 @@ async def _relieve(d: Deployment, old: list[JahPlan], halves: list[list[int]], h
         await d.wire(StreamPlan(f"{dataset.sender}:{dataset.sender_port}->{new_id}:dataset", dataset.sender,
                                 dataset.sender_port, new_id, "dataset", dataset.schema))
         new.append(jah)
-    await d.hosts[d.plan.jahs[prejoin.sender].host].request("controlReq", {
-        "jah": prejoin.sender, "args": json.dumps({"split": [f"to:{j.id}" for j in old],
-                                                   "into": {f"to:{j.id}": j.spec["partitions"] for j in new}})})
+    # Retiring before the PREJOIN hands over: an old JOIN may drain and report `finished` before
+    # the answer comes, and one finished unretired keeps its dataset stream, on which the next
+    # version then waits forever.
     d.retiring.update(j.id for j in old)
+    try:
+        await d.hosts[d.plan.jahs[prejoin.sender].host].request("controlReq", {
+            "jah": prejoin.sender, "args": json.dumps({"split": [f"to:{j.id}" for j in old],
+                                                       "into": {f"to:{j.id}": j.spec["partitions"] for j in new}})})
+    except BaseException:
+        d.retiring.difference_update(j.id for j in old)
+        raise
     return new
 
 
@@ -179,6 +186,7 @@ async def split_aggregate(d: Deployment, jah_id: str, reason: dict[str, Any], re
 
     size = windows_of(a).size_us
     committed = False
+    d.retiring.add(jah_id)              # before the commit, after which it may end at once
     try:
         latest = max([(await ask(s, {"prepare": True}))["latest"] for s in feeds] + [0])
         boundary = (latest // size + 1) * size       # after every event routed so far
@@ -188,9 +196,9 @@ async def split_aggregate(d: Deployment, jah_id: str, reason: dict[str, Any], re
         committed = True
     finally:
         if not committed:                            # let the streams go on as they were
+            d.retiring.discard(jah_id)
             for s in feeds:
                 await ask(s, {"release": True})
-    d.retiring.add(jah_id)
     await _record_split(d, "aggregate_split", old, held, new, record, reason=reason, boundary_us=boundary)
     return True
 

@@ -35,11 +35,21 @@ async def read(db, ref: str, timeout: float = 20) -> pa.Table:
         got.append(await db.read(ref))
         cancel.cancel()
 
-    with trio.fail_after(timeout):
+    with trio.move_on_after(timeout) as waited:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(watch)
             nursery.start_soon(reader, nursery.cancel_scope)
+    if waited.cancelled_caught:
+        raise AssertionError(f"{ref} did not end in {timeout}s; what every process was doing:\n"
+                             f"{await stall_dump(db, tradecraft)}")
     return got[0]
+
+
+async def stall_dump(db, tradecraft: str) -> str:
+    """`hallelujah debug` and `describe`, so a stall seen only in CI says where it stood."""
+    with trio.move_on_after(10):
+        return await db.debug(tradecraft) + "\n" + repr(await db.describe(tradecraft))
+    return "(the congregation did not answer `debug` in 10 s)"
 
 
 async def wait_state(db, tradecraft: str, state: str = "finished", timeout: float = 15) -> dict:
