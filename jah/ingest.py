@@ -1,10 +1,15 @@
 """INGEST: loads a finite dataset, once and again `every` period or when its file changes.
 
 Each load is a new **version**; a control request `{"reload": true}` loads the next one now,
-through the same loop as the timer (so its handover to the JOINs is the same). The timer is quantized like the Machina seed's trigger: an
-`every: 1h` ingest fires on the hour (plus `offset`), so ingests with one period fire together
-whatever their start time. Positions are version × 2^20 + batch, so a restarted INGEST finishes
-the version its output had not fully taken and goes on from there.
+through the same loop as the timer (so its handover to the JOINs is the same). The timer is
+quantized like the Machina seed's trigger: an `every: 1h` ingest fires on the hour (plus
+`offset`), so ingests with one period fire together whatever their start time. Positions are
+version × 2^20 + batch, so a restarted INGEST finishes the version its output had not fully
+taken and goes on from there.
+
+A reload reads the whole file before a row of it goes out, and only if the file kept its size and
+time meanwhile: a file caught while being written (or one that cannot be read) is no version. The
+current version stays, a warning says why once, and the next change of the file is tried.
 """
 from __future__ import annotations
 
@@ -14,6 +19,7 @@ import time
 from typing import Any
 
 import pyarrow as pa
+import structlog
 import trio
 
 from hallelujah import formats
@@ -22,8 +28,10 @@ from hallelujah.errors import HallelujahError, InvalidInput, NotFound
 from jah.base import Host, Jah
 from jah.envelope import HANDOVER, Envelope
 
+log = structlog.get_logger("hallelujah.ingest")
 VERSION_SPAN = 1 << 20          # positions per version
 WATCH_EVERY = 1.0               # seconds between checks of the file's modification time
+Signature = tuple[int, int, int]    # a file's (mtime in ns, inode, size): whether it changed
 
 
 def next_fire(now: float, every: float, offset: float) -> float:
@@ -46,6 +54,7 @@ class Ingest(Jah):
         self.watching = False                       # the reload loop runs (a dataset that stays)
         self.asked: list[trio.Event] = []           # reloads asked for, set once the load is done
         self.wake = trio.Event()
+        self.unloadable: tuple[Signature | None, str] | None = None    # the file as last refused, and why
 
     async def attached(self, port: str, sender: Any) -> None:
         if self.state == "running":                 # wired at start, it gets the versions as they load
@@ -77,22 +86,28 @@ class Ingest(Jah):
         every = parse_duration(a["every"], "every") if "every" in a else math.inf
         offset = parse_duration(a["offset"], "offset") if "offset" in a else 0.0
         path = a["source"]["path"]
-        seen = _mtime(path)
+        seen = _signature(path)
         fire = next_fire(time.time(), every, offset) if "every" in a else math.inf
         self.watching = True
         while True:
             with trio.move_on_after(max(0.0, min(WATCH_EVERY, fire - time.time()))):
                 await self.wake.wait()
             asked, self.asked, self.wake = self.asked, [], trio.Event()
-            changed = _mtime(path) not in (seen, 0.0)      # (a file gone is no version: kept until back)
+            now = _signature(path)
+            # A file is new by its time (or inode); one refused is tried again once its time or
+            # size moved (a file caught while being written may be whole within one tick of
+            # the clock). A file gone is no version: kept until back.
+            changed = now is not None and (seen is None or now[:2] != seen[:2]) \
+                and (self.unloadable is None or now != self.unloadable[0])
             if asked or time.time() >= fire or changed:
-                seen = _mtime(path)
-                version += 1
                 try:
-                    await self.load(version, reason="reload" if asked else "file changed" if changed else "timer")
+                    loaded = await self._reload(version + 1, "reload" if asked else
+                                                "file changed" if changed else "timer")
                 finally:
-                    for done in asked:       # (a failed load fails the Jah; the asker is answered)
+                    for done in asked:       # the asker is answered (with the reason if none loaded)
                         done.set()
+                if loaded is not None:
+                    version, seen = version + 1, loaded
                 fire = next_fire(time.time(), every, offset) if "every" in a else math.inf
 
     async def control(self, args: dict[str, Any]) -> dict[str, Any]:
@@ -112,17 +127,44 @@ class Ingest(Jah):
         self.wake.set()
         await done.wait()
         if self.loaded[0] <= before:
-            raise HallelujahError(f"{self.id}: the reload did not load a new version")
+            why = f": {self.unloadable[1]}" if self.unloadable else ""
+            raise HallelujahError(f"{self.id}: the reload did not load a new version{why}")
         return {"version": self.loaded[0], "rows": self.loaded[1]}
 
-    async def load(self, version: int, skip_to: int = 0, reason: str = "start") -> None:
-        async with self.loading:
-            await self._load(version, skip_to, reason)
+    async def _reload(self, version: int, reason: str) -> Signature | None:
+        """Load `version` whole, or nothing of it: the file's signature as loaded, or None (the
+        current version stays; said once per state of the file)."""
+        source = self.spec["analytic"]["source"]
+        before = _signature(source["path"])
+        try:
+            with self.busy():
+                batches = await trio.to_thread.run_sync(
+                    lambda: list(formats.read_batches(source, self.schema("out"))))
+        except (pa.ArrowException, OSError, ValueError, HallelujahError) as exc:
+            problem = f"it cannot be read: {exc}"
+        else:
+            if _signature(source["path"]) == before is not None:
+                await self.load(version, reason=reason, batches=iter(batches))
+                self.unloadable = None
+                return before
+            problem = "it changed while it was read (write a new file beside it, then rename it over)"
+        if self.unloadable is None or self.unloadable[0] != before:
+            log.warning("dataset_not_loaded", jah=self.id, path=source["path"], version=version,
+                        reason=problem, kept=self.loaded[0])
+        self.unloadable = (before, problem)
+        return None
 
-    async def _load(self, version: int, skip_to: int, reason: str) -> None:
+    async def load(self, version: int, skip_to: int = 0, reason: str = "start",
+                   batches: Any = None) -> None:
+        """Send version `version` (read from the file, unless its `batches` are given)."""
+        async with self.loading:
+            await self._load(version, skip_to, reason, batches)
+
+    async def _load(self, version: int, skip_to: int, reason: str, batches: Any) -> None:
         schema = self.schema("out")
         loaded: list[Envelope] = []
-        batches = formats.read_batches(self.spec["analytic"]["source"], schema)
+        if batches is None:
+            batches = formats.read_batches(self.spec["analytic"]["source"], schema)
         rows = 0
         position = version * VERSION_SPAN
         while True:
@@ -146,8 +188,10 @@ class Ingest(Jah):
                                              f'"reason": "{reason}", "at": {time.time():.3f}}}')
 
 
-def _mtime(path: str) -> float:
+def _signature(path: str) -> Signature | None:
+    """None for a file that is not there."""
     try:
-        return os.stat(path).st_mtime
+        st = os.stat(path)
     except OSError:
-        return 0.0
+        return None
+    return st.st_mtime_ns, st.st_ino, st.st_size

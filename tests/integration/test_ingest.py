@@ -57,3 +57,44 @@ async def test_a_changed_file_is_loaded_again_as_a_new_version(congregation, tmp
     info = (await db.describe("geo"))["tradecrafts"][0]
     versions = [(e["version"], e["rows"], e["reason"]) for e in info["events"] if e["kind"] == "dataset_version"]
     assert versions == [(1, 3_000, "start"), (2, 4_000, "file changed")]
+
+
+async def test_a_file_caught_half_written_is_no_version_and_the_whole_one_loads_once_written(congregation, tmp_path):
+    """The file is rewritten in place, slowly: the INGEST sees it half written (no parquet
+    footer yet), keeps version 1 without failing anything, and loads the whole file as version 2
+    once it is complete: never a version of half a file."""
+    path = tmp_path / "tiles.parquet"
+    first, second = tiles(3_000, "A"), tiles(40_000, "B")
+    pq.write_table(first, path)
+    sink = pa.BufferOutputStream()
+    pq.write_table(second, sink)
+    whole = sink.getvalue().to_pybytes()
+    db = congregation.db()
+    await db.submit({"tradecraft": "geo", "analytics": [
+        {"name": "tiles", "kind": "ingest", "every": "1h", "source": {"path": str(path)}}]})
+    got: list[pa.RecordBatch] = []
+    with trio.fail_after(30):
+        async with db.stream("geo/tiles", from_start=True) as batches:
+            async for batch in batches:
+                got.append(batch)
+                if sum(b.num_rows for b in got) == first.num_rows:
+                    break
+        with open(path, "r+b") as f:                         # in place: truncated, half, then a pause
+            f.truncate(0)
+            f.write(whole[: len(whole) // 2])
+            f.flush()
+            await trio.sleep(2.5)                            # the watcher looks (every second) meanwhile
+            f.write(whole[len(whole) // 2:])
+        async with db.stream("geo/tiles", from_start=True) as batches:
+            got = []
+            async for batch in batches:
+                got.append(batch)
+                if sum(b.num_rows for b in got) == first.num_rows + second.num_rows:
+                    break
+        await trio.sleep(1.5)                                # a third version, if any, would be there by now
+        info = (await db.describe("geo"))["tradecrafts"][0]
+    assert pa.Table.from_batches(got).to_pydict() == pa.concat_tables([first, second]).to_pydict()
+    assert info["state"] == "running"
+    versions = [(e["version"], e["rows"], e["reason"]) for e in info["events"] if e["kind"] == "dataset_version"]
+    assert versions == [(1, 3_000, "start"), (2, 40_000, "file changed")]
+    assert sum(log["rows"] for a in info["analytics"] for log in a["retained"].values()) == 43_000
