@@ -24,16 +24,15 @@ from congregation.commands import Commands
 from congregation.congestion import WATCHED_ROLES, CongestionWatch
 from congregation.datadir import locked_data_dir
 from congregation.deployment import Deployment
-from congregation.logs import Logs
+from congregation.logs import Logs, Notices
 from congregation.rpc import Peer
 from congregation.scaling import merge, split, split_aggregate
-from congregation.workers import LocalHost, WorkerHost, Zygote, make_zygote, prepare_congregation, settled_heap
+from congregation.workers import WorkerHost, Zygote, make_zygote, settled_heap
 from hallelujah.allowed import Allowed
 from hallelujah.errors import HallelujahError, InvalidInput, Unavailable
 from hallelujah.frames import Connection
 from hallelujah.logs import configure_logging
 from hallelujah.tradecraft import parse_document
-from jah.runtime import Runtime
 
 log = structlog.get_logger("hallelujah.congregation")
 WORKER_START_TIMEOUT = 10.0
@@ -49,7 +48,6 @@ class Congregation:
 
     def __init__(self, data_dir: Path, zygote: Zygote, workers: int, name: str = "congregation",
                  allowed: Allowed | None = None, limits: admission.Limits | None = None) -> None:
-        prepare_congregation()
         self.data_dir = Path(data_dir)
         # what documents may import and read here; the data dir is never readable by a source
         base = allowed or Allowed()
@@ -58,7 +56,7 @@ class Congregation:
         self.zygote = zygote
         self.worker_count = workers
         self.name = name
-        self.hosts: dict[int, Any] = {}
+        self.hosts: dict[int, WorkerHost] = {}
         self.deployments: dict[str, Deployment] = {}
         self._worker_ready: dict[int, trio.Event] = {}
         self._spawned_at: dict[int, float] = {}
@@ -75,16 +73,12 @@ class Congregation:
     async def serve(self, listen: str | None, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.catalog = Catalog(self.data_dir)
-        self.logs = Logs(self.data_dir)
-        run_dir = self.zygote.run_dir
+        written = Notices()
+        self.logs = Logs(self.data_dir, tell=written.add)
         try:
             async with trio.open_nursery() as nursery:
                 self.nursery = nursery
-                runtime = Runtime(self.name, os.path.join(run_dir, "c.sock"),
-                                  self._event,
-                                  {"logs": self.logs})
-                await nursery.start(runtime.serve)
-                self.hosts[-1] = LocalHost(runtime)
+                nursery.start_soon(written.forward, self._tell_workers)
                 local = [trio.SocketListener(await _unix_listener(self.zygote.daemon_address))]
                 await nursery.start(trio.serve_listeners, functools.partial(self._on_connection, local=True),
                                     local)
@@ -114,10 +108,15 @@ class Congregation:
             self.logs.close()
             self.catalog.close()
 
+    async def _tell_workers(self, name: str) -> None:
+        """Log `name` was written here (a publish, an end): the workers' followers look again."""
+        for host in list(self.hosts.values()):
+            await host.tell("logChanged", {"log": name})
+
     async def _start_worker(self, index: int) -> None:
         ready = self._worker_ready[index] = trio.Event()
         self._spawned_at[index] = trio.current_time()
-        pid = await self.zygote.spawn(index)
+        pid = await self.zygote.spawn(index, self.data_dir)
         with trio.move_on_after(WORKER_START_TIMEOUT) as timeout:
             await ready.wait()
         if timeout.cancelled_caught:
@@ -166,6 +165,7 @@ class Congregation:
         index = hello["worker"]
         host = WorkerHost(index, hello["pid"], hello["address"], Peer(conn, notices={
             "jahEvent": lambda f: self._event(f["jah"], f["event"], f["detail"]),
+            "logChanged": lambda f: self.logs.changed(f["log"]),
         }))
         host.peer.notices["stats"] = lambda f: setattr(host, "stats", json.loads(f["jahs"]))
         self.hosts[index] = host
@@ -344,9 +344,7 @@ class Congregation:
 
     def all_statistics(self) -> dict[str, dict[str, Any]]:
         """The latest statistics of every Jah, on every host (the workers' as last sent)."""
-        return {jah: s for host in list(self.hosts.values())
-                for jah, s in (host.runtime.statistics() if hasattr(host, "runtime")
-                               else host.stats).items()}
+        return {jah: s for host in list(self.hosts.values()) for jah, s in host.stats.items()}
 
     async def _watch_congestion(self) -> None:
         """Record each congestion episode of a watched Jah, split a congested JOIN and merge an

@@ -8,7 +8,7 @@ import structlog
 import trio
 
 from congregation.checkpoints import Checkpoints, transactional_sinks
-from congregation.hallelu import CONGREGATION, JahPlan, Plan, StreamPlan, input_logs
+from congregation.hallelu import JahPlan, Plan, StreamPlan, input_logs
 from congregation.logs import Logs
 from congregation.planning import plan_tradecraft
 from hallelujah.errors import collapsed
@@ -48,16 +48,15 @@ class Deployment:
         """Place instance k of every chain on the k-th least-loaded worker: a chain's Jahs share
         a process and pass batches through memory channels, with no serialization or socket hop
         (LIMITS.md fact 2), while parallel instances spread over the cores."""
-        workers = sorted((h for i, h in hosts.items() if i != CONGREGATION),
-                         key=lambda h: (h.placed, h.index))
+        workers = sorted(hosts.values(), key=lambda h: (h.placed, h.index))
 
         def place(instance: int) -> int:
-            host = workers[instance % len(workers)]
-            host.placed += 1
-            return host.index
+            return workers[instance % len(workers)].index
 
         self.hosts = hosts
         self.plan = plan_tradecraft(self.tc, place, parallelism=len(workers))
+        for jah in self.plan.jahs.values():
+            hosts[jah.host].placed += 1
         return self.plan
 
     async def start(self) -> None:
@@ -152,8 +151,7 @@ class Deployment:
                 if jah.host != lost and jah.host in self.hosts:
                     nursery.start_soon(self._stop_one, jah.host, jah.id)
         for host in self.hosts.values():
-            host.placed -= sum(1 for j in self.plan.jahs.values() if j.host == host.index
-                               and host.index != CONGREGATION)
+            host.placed -= sum(1 for j in self.plan.jahs.values() if j.host == host.index)
 
     async def _stop_one(self, host: int, jah: str) -> None:
         try:

@@ -21,8 +21,7 @@ async def describe(congregation: Any, only: str = "") -> dict[str, Any]:
         d = congregation.deployments.get(name)
         stats: dict[str, dict[str, Any]] = {}
         for host in congregation.hosts.values():
-            host_stats = host.runtime.statistics() if hasattr(host, "runtime") else host.stats
-            for jah_id, s in host_stats.items():
+            for jah_id, s in host.stats.items():
                 stats[jah_id] = {**s, "worker": host.index, "pid": host.pid}
         for jah_id, last in (d.final_stats.items() if d is not None else ()):
             stats[jah_id] = {**stats.get(jah_id, {}), **last}    # finished: its last figures, exact
@@ -63,4 +62,4 @@ async def describe(congregation: Any, only: str = "") -> dict[str, Any]:
                     "scaling": [e for e in events if e["kind"] in ("split", "merge")]})
     return {"congregation": congregation.name, "usage": {"pid": os.getpid(), **usage(os.getpid())}, "workers": [
         {"worker": h.index, "pid": h.pid, "jahs": len(getattr(h, "stats", {}) or {}), **usage(h.pid)}
-        for i, h in sorted(congregation.hosts.items()) if i >= 0], "tradecrafts": out}
+        for i, h in sorted(congregation.hosts.items())], "tradecrafts": out}

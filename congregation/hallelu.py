@@ -15,7 +15,6 @@ from hallelujah.errors import TradecraftError
 from hallelujah.frames import schema_bytes
 from hallelujah.tradecraft import Analytic, Tradecraft
 
-CONGREGATION = -1          # the host index of the congregation's own runtime
 ROLE_OF_KIND = {"transform": "transform", "director": "director", "manager": "manager",
                 "ingest": "ingest", "join": "join", "aggregate": "aggregate"}
 STATELESS = ("transform", "director", "manager")     # kinds that run as parallel instances
@@ -142,8 +141,7 @@ class Hallelu:
                 extra["log"] = log_name(self.tc.name, self.a.name)
             if self.role == "source":
                 extra.update(source=self.a.spec["source"], part=k, parts=self.instances)
-            host = CONGREGATION if self.role == "logsource" else place(k)
-            plans.append(self.jah(jah_id, self.role, host, schemas, list(self.ports()), **extra))
+            plans.append(self.jah(jah_id, self.role, place(k), schemas, list(self.ports()), **extra))
         return plans
 
 

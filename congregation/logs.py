@@ -1,11 +1,15 @@
 """The async face of the logs of batches: appends through one thread, and followers woken on append.
 
-The congregation's own appends (a sink's batches, an end) wait out a full disk; a publish is
-refused at once (NoSpace), so its client hears of it and nothing acknowledged is ever lost.
+Every process opens the same store: the congregation appends what clients publish, and the
+workers run the LOGSOURCEs that read it and the SINKs that keep outputs, so the bytes of a
+stream never pass through the congregation's loop on their way in or out. A write here wakes
+this process's followers at once and is told to the other side (`LogChanged`), whose followers
+look again. A sink's appends wait out a full disk; a publish is refused at once (NoSpace), so its
+client hears of it and nothing acknowledged is ever lost.
 """
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -18,14 +22,37 @@ from hallelujah.frames import open_batch
 
 T = TypeVar("T")
 READ_AHEAD = 8     # index rows fetched per query when following a log
+LOOK_AGAIN = 1.0   # a follower looks again this often: a notice lost costs a second, never a hang
+
+
+class Notices:
+    """The logs this process wrote, to tell another process: each name once per send, however
+    many batches it took meanwhile."""
+
+    def __init__(self) -> None:
+        self._names: set[str] = set()
+        self._waiting = trio.Event()
+
+    def add(self, name: str) -> None:
+        self._names.add(name)
+        self._waiting.set()
+
+    async def forward(self, tell: Callable[[str], Awaitable[None]]) -> None:
+        while True:
+            await self._waiting.wait()
+            self._waiting = trio.Event()
+            names, self._names = self._names, set()
+            for name in sorted(names):
+                await tell(name)
 
 
 class Logs:
-    def __init__(self, data_dir: Path) -> None:
+    def __init__(self, data_dir: Path, tell: Callable[[str], None] | None = None) -> None:
         self.store = LogStore(data_dir)
         self._limiter = trio.CapacityLimiter(1)          # appends, one at a time
         self._read_limiter = trio.CapacityLimiter(1)     # readers, on the store's reader connection
         self._changed: dict[str, trio.Event] = {}
+        self._tell = tell                                # the other processes' followers
 
     async def _run(self, fn: Callable[..., T], *args: Any) -> T:
         return await trio.to_thread.run_sync(fn, *args, limiter=self._limiter)
@@ -35,6 +62,13 @@ class Logs:
         return await trio.to_thread.run_sync(fn, *args, limiter=self._read_limiter)
 
     def _notify(self, name: str) -> None:
+        """This process wrote log `name`."""
+        self.changed(name)
+        if self._tell is not None:
+            self._tell(name)
+
+    def changed(self, name: str) -> None:
+        """Log `name` was written (here, or by another process that said so): its followers look."""
         event = self._changed.pop(name, None)
         if event is not None:
             event.set()
@@ -131,7 +165,8 @@ class Logs:
                 if await self._read(self.store.entries, name, seq, 1):
                     continue
                 return
-            await event.wait()
+            with trio.move_on_after(LOOK_AGAIN):
+                await event.wait()
 
     async def follow(self, name: str, from_seq: int,
                      schema: pa.Schema) -> AsyncIterator[tuple[Entry, pa.RecordBatch]]:

@@ -32,8 +32,7 @@ class JahCollector:
                                       labels=LABELS)
         totals: dict[tuple[str, str, str], dict[str, float]] = {}
         for host in list(self.congregation.hosts.values()):
-            stats = host.runtime.statistics() if hasattr(host, "runtime") else host.stats
-            for jah_id, s in stats.items():
+            for jah_id, s in host.stats.items():
                 tradecraft, analytic = (jah_id.split("/") + ["", ""])[:2]
                 key = (tradecraft, analytic.split(".")[0], s.get("role", ""))
                 t = totals.setdefault(key, {"rows_in": 0, "rows_out": 0, "busy": 0, "backlog": 0, "blocked": 0,
@@ -50,7 +49,7 @@ class JahCollector:
             in_flight.add_metric(labels, t["in_flight"])
         yield from checkpoint_metrics(self.congregation)
         workers = GaugeMetricFamily("hallelujah_workers", "Worker processes alive")
-        workers.add_metric([], sum(1 for i in self.congregation.hosts if i >= 0))
+        workers.add_metric([], len(self.congregation.hosts))
         yield from (rows_in, rows_out, busy, backlog, blocked, in_flight, workers)
 
 

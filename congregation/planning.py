@@ -7,7 +7,6 @@ from collections.abc import Callable
 import pyarrow as pa
 
 from congregation.hallelu import (
-    CONGREGATION,
     STATELESS,
     Hallelu,
     JahPlan,
@@ -73,7 +72,8 @@ def plan_tradecraft(tc: Tradecraft, place: Callable[[int], int], parallelism: in
         for log, port in h.retained(read):
             sink_id = f"{log}/sink"
             schema = h.ports()[port]
-            jahs[sink_id] = JahPlan(sink_id, "sink", h.a.name, CONGREGATION,
+            # beside its first producer: the batches it keeps pass through memory, not a socket
+            jahs[sink_id] = JahPlan(sink_id, "sink", h.a.name, jahs[h.producers(port)[0]].host,
                                     {"role": "sink", "log": log, **h.sink_spec(port),
                                      "schemas": {"in": schema_bytes(schema).hex()}})
             for sender in h.producers(port):       # the instances merge back in source order

@@ -22,7 +22,7 @@ from typing import Any
 import structlog
 
 from congregation.deployment import Deployment
-from congregation.hallelu import CONGREGATION, JahPlan, StreamPlan
+from congregation.hallelu import JahPlan, StreamPlan
 from jah.ownership import PARTITIONS
 from jah.windows import windows_of
 
@@ -84,7 +84,7 @@ def _held(jah: JahPlan) -> list[int]:
 
 def _workers(d: Deployment) -> list[Any]:
     """The workers, least loaded first."""
-    return sorted((h for i, h in d.hosts.items() if i != CONGREGATION), key=lambda h: (h.placed, h.index))
+    return sorted(d.hosts.values(), key=lambda h: (h.placed, h.index))
 
 
 async def split(d: Deployment, jah_id: str, reason: dict[str, Any], record: Any) -> bool:

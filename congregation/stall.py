@@ -3,7 +3,7 @@ one `stalled` warning (with that dump) for a tradecraft that has work waiting an
 row for `STALL_AFTER` seconds.
 
 Only what the congregation already has is read: its hosts (to ask each worker for its dump), its
-own runtime, and the statistics workers send twice a second.
+own task tree, and the statistics workers send twice a second.
 """
 from __future__ import annotations
 
@@ -17,6 +17,8 @@ from typing import Any, Protocol
 
 import structlog
 import trio
+
+from jah.debug import dump
 
 log = structlog.get_logger("hallelujah.stall")
 STALL_AFTER = float(os.environ.get("HALLELUJAH_STALL_AFTER", "30"))
@@ -32,8 +34,8 @@ class Host(Protocol):
 
 
 async def dump_hosts(hosts: Mapping[int, Host], header: Iterable[str] = ()) -> str:
-    """Every process's dump (the congregation's own first), asked concurrently; a process that
-    does not answer in time is named as such."""
+    """Every worker's dump, asked concurrently, after `header`; a process that does not answer
+    in time is named as such."""
     texts: dict[int, str] = {}
 
     async def ask(index: int, host: Host) -> None:
@@ -99,8 +101,9 @@ async def watch(congregation: Any) -> None:
 
 
 async def dump_all(congregation: Any) -> str:
-    """The congregation's tradecrafts (stalled ones say for how long), then every process."""
-    return await dump_hosts(congregation.hosts, _deployment_lines(congregation))
+    """The congregation's tradecrafts (stalled ones say for how long), its own tasks, then every
+    worker's."""
+    return await dump_hosts(congregation.hosts, [*_deployment_lines(congregation), dump(congregation.name, [])])
 
 
 async def _on_signal(congregation: Any) -> None:

@@ -19,11 +19,13 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import structlog
 import trio
 
+from congregation.logs import Logs, Notices
 from congregation.rpc import Peer
 from hallelujah.errors import Unavailable, collapsed
 from hallelujah.frames import connect
@@ -88,7 +90,7 @@ class Zygote:
             os._exit(1)
         commands = os.fdopen(cmd_r, "r")
         for line in commands:
-            index = int(line)
+            index, data_dir = json.loads(line)
             pid = os.fork()
             if pid == 0:
                 commands.close()
@@ -97,7 +99,8 @@ class Zygote:
                 code = 0
                 try:
                     with collapsed():
-                        trio.run(serve_worker, index, self.daemon_address, self.run_dir, self.secret)
+                        trio.run(serve_worker, index, self.daemon_address, self.run_dir, self.secret,
+                                 Path(data_dir))
                 except Unavailable:     # its congregation has gone (it stopped): nothing to serve
                     pass
                 except BaseException:   # noqa: BLE001 - the worker's last word, then exit
@@ -109,11 +112,12 @@ class Zygote:
             os.write(pid_w, f"{pid}\n".encode())
         os._exit(0)
 
-    async def spawn(self, index: int) -> int:
-        """Fork worker `index`; returns its pid (it connects back to the congregation)."""
+    async def spawn(self, index: int, data_dir: Path) -> int:
+        """Fork worker `index`, which opens the logs in `data_dir`; returns its pid (it connects
+        back to the congregation)."""
         def ask() -> int:
             try:
-                self._cmd.write(f"{index}\n")
+                self._cmd.write(json.dumps([index, str(data_dir)]) + "\n")
                 line = self._pids.readline()
             except BrokenPipeError:
                 line = ""
@@ -135,12 +139,6 @@ class Zygote:
         except (ChildProcessError, ProcessLookupError):
             pass
         shutil.rmtree(self.run_dir, ignore_errors=True)
-
-
-def prepare_congregation() -> None:
-    """Import the Jah kinds the congregation itself runs (beside its logs)."""
-    import jah.logsource  # noqa: F401
-    import jah.sink  # noqa: F401
 
 
 def prepare_zygote(warm_kernels: bool = True) -> None:
@@ -180,7 +178,7 @@ def make_zygote(warm_kernels: bool = True) -> Zygote:
                   functools.partial(prepare_zygote, warm_kernels))
 
 
-async def serve_worker(index: int, daemon_address: str, run_dir: str, secret: bytes) -> None:
+async def serve_worker(index: int, daemon_address: str, run_dir: str, secret: bytes, data_dir: Path) -> None:
     """A worker's life: host Jahs for the congregation until its connection closes."""
     conn = await connect(daemon_address)
     events_send, events_receive = trio.open_memory_channel[tuple[str, str, str]](1000)
@@ -188,8 +186,11 @@ async def serve_worker(index: int, daemon_address: str, run_dir: str, secret: by
     def report(jah: str, event: str, detail: str = "") -> None:
         events_send.send_nowait((jah, event, detail))
 
-    runtime = Runtime(f"worker-{index}", os.path.join(run_dir, f"w{index}-{os.getpid()}.sock"), report)
-    peer = Peer(conn, runtime.handlers())
+    written = Notices()
+    logs = Logs(data_dir, tell=written.add)
+    runtime = Runtime(f"worker-{index}", os.path.join(run_dir, f"w{index}-{os.getpid()}.sock"), report,
+                      {"logs": logs})
+    peer = Peer(conn, runtime.handlers(), notices={"logChanged": lambda f: logs.changed(f["log"])})
     async with trio.open_nursery() as nursery:
         await nursery.start(runtime.serve)
         await conn.send("hello", {"worker": index, "pid": os.getpid(), "address": runtime.address,
@@ -206,8 +207,12 @@ async def serve_worker(index: int, daemon_address: str, run_dir: str, secret: by
 
         nursery.start_soon(forward_events)
         nursery.start_soon(send_stats)
-        await peer.serve()
-        nursery.cancel_scope.cancel()
+        nursery.start_soon(written.forward, lambda name: conn.send("logChanged", {"log": name}))
+        try:
+            await peer.serve()
+        finally:
+            nursery.cancel_scope.cancel()
+            logs.close()
 
 
 @dataclass
@@ -225,23 +230,10 @@ class WorkerHost:
     async def request(self, kind: str, fields: dict[str, Any]) -> dict[str, Any]:
         return await self.peer.request(kind, fields)
 
+    async def tell(self, kind: str, fields: dict[str, Any]) -> None:
+        """A notice, which needs no answer (a worker that has gone hears nothing)."""
+        with contextlib.suppress(Unavailable):
+            await self.peer.conn.send(kind, fields)
+
     def load(self) -> float:
         return self.placed + sum(s.get("busy", 0.0) for s in self.stats.values())
-
-
-@dataclass
-class LocalHost:
-    """The congregation's own runtime, for the Jahs that live beside the logs."""
-
-    runtime: Runtime
-    index: int = -1
-    pid: int = field(default_factory=os.getpid)
-    placed: int = 0
-
-    @property
-    def address(self) -> str:
-        return self.runtime.address
-
-    async def request(self, kind: str, fields: dict[str, Any]) -> dict[str, Any]:
-        handler: Callable[[dict[str, Any]], Any] = self.runtime.handlers()[kind]
-        return await handler(fields)

@@ -11,19 +11,18 @@ from hallelujah.tradecraft import Tradecraft
 def explain(tc: Tradecraft, workers: int) -> dict[str, Any]:
     """The plan of `tc` on `workers` worker processes, placed as a congregation places it."""
     from congregation.deployment import Deployment
-    from congregation.hallelu import CONGREGATION
 
     class Worker:             # what placement reads of a worker
         def __init__(self, index: int) -> None:
             self.index, self.placed = index, 0
 
-    hosts: dict[int, Any] = {CONGREGATION: Worker(CONGREGATION), **{i: Worker(i) for i in range(workers)}}
+    hosts: dict[int, Any] = {i: Worker(i) for i in range(workers)}
     plan = Deployment(tc, None).make_plan(hosts)
     prefix = f"{tc.name}/"
     analytics = []
     for a in tc.analytics:
         jahs = [{"jah": j.id.removeprefix(prefix), "role": j.role,
-                 "process": "congregation" if j.host == CONGREGATION else f"worker {j.host}",
+                 "process": f"worker {j.host}",
                  **({"partitions": len(j.spec["partitions"])} if isinstance(j.spec.get("partitions"), list) else {})}
                 for j in plan.jahs.values() if j.analytic == a.name]
         analytics.append({"name": a.name, "kind": a.kind, "jahs": jahs})

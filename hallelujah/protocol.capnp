@@ -86,6 +86,8 @@ struct DataCfm { credits @0 :UInt32; }   # receiver grants this many more batche
 struct Hello { worker @0 :Int32; pid @1 :Int32; address @2 :Text; secret @3 :Data; }
 struct Stats { jahs @0 :Text; }          # JSON {jah: {rows_in, rows_out, busy, backlog}}
 struct JahEvent { jah @0 :Text; event @1 :Text; detail @2 :Text; }   # finished, failed, progress
+# Either way: a log was written (appended, ended, shown), for the other side's followers of it.
+struct LogChanged { log @0 :Text; }
 
 struct Message {
   union {
@@ -107,5 +109,6 @@ struct Message {
     queryCfm @15 :QueryCfm;
     controlReq @16 :ControlReq;
     controlCfm @17 :ControlCfm;
+    logChanged @18 :LogChanged;
   }
 }

@@ -1,7 +1,9 @@
 """LOGSOURCE: a pushed `stream` analytic, read from the input log that `publish` appends to.
 
-It lives beside the log in the congregation, reads from the position its outputs committed and
-then follows new appends; a publish with `end` closes the stream. `publish` validates every body
+It runs in a worker, beside the Jahs that read it, and reads the log's files itself: the
+congregation only appends what clients publish, and tells the workers so (`LogChanged`). It
+reads from the position its outputs committed and then follows new appends; a publish with
+`end` closes the stream. `publish` validates every body
 before keeping it; batches the log held before this start (kept by an older version, or on a
 damaged disk) are validated here once more, so a corrupt one fails the tradecraft with its
 reason instead of crashing every process that reads it, on every restart.
@@ -33,6 +35,6 @@ class LogSource(Jah):
                 batch = await trio.to_thread.run_sync(checked_batch, name, entry.seq, body, schema)
             else:
                 batch = open_batch(buffer, schema)
-            # the stored body is the batch's IPC message, checked: a worker gets it as it is,
-            # not serialized again on the congregation's loop
+            # the stored body is the batch's IPC message, checked: a reader in another process
+            # gets it as it is, not serialized again
             await self.emit_read(Envelope(batch, entry.seq + 1, self.spec["source_id"], body=buffer))

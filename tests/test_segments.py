@@ -5,7 +5,7 @@ import pyarrow as pa
 import pytest
 import trio
 
-from congregation.logs import Logs
+from congregation.logs import LOOK_AGAIN, Logs, Notices
 from congregation.segments import Append, LogStore
 from congregation.space import RETRY_EVERY, NoSpace
 from hallelujah.errors import InvalidInput
@@ -64,6 +64,63 @@ async def test_a_follower_gets_the_batches_appended_between_its_last_look_and_th
     assert raced == [1]
     assert got == [[1], [2, 3]]
     logs.close()
+
+
+async def test_a_follower_in_one_process_wakes_on_the_notice_of_anothers_append(tmp_path):
+    """Two processes' stores of one data dir (a worker's SINK writes, the congregation follows):
+    each append is told once per log, however many batches came meanwhile, and the notice wakes
+    the follower at once, not at its next look (LOOK_AGAIN)."""
+    told: list[str] = []
+    reader, writer = Logs(tmp_path), Logs(tmp_path, tell=told.append)
+    await writer.create("t/out", schema_bytes(SCHEMA))
+    notices = Notices()
+    got: list[tuple[float, list[int]]] = []
+
+    async def follow() -> None:
+        async for _, b in reader.follow_raw("t/out", 0):
+            got.append((trio.current_time(), open_batch(pa.py_buffer(b), SCHEMA).column(0).to_pylist()))
+
+    async def tell_reader(name: str) -> None:
+        reader.changed(name)
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(follow)
+        nursery.start_soon(notices.forward, tell_reader)
+        await trio.sleep(0.2)                  # the follower has looked, found nothing, and waits
+        start = trio.current_time()
+        for n in range(3):
+            await writer.append("t/out", body(n), 1)
+        for name in told:
+            notices.add(name)
+        with trio.fail_after(LOOK_AGAIN / 2):
+            while len(got) < 3:
+                await trio.sleep(0.01)
+        await writer.end("t/out")
+        notices.add("t/out")
+        with trio.fail_after(LOOK_AGAIN / 2):
+            while not nursery.child_tasks or len(nursery.child_tasks) > 1:
+                await trio.sleep(0.01)
+        nursery.cancel_scope.cancel()
+    assert [values for _, values in got] == [[0], [1], [2]]
+    assert told == ["t/out"] * 4 and got[0][0] - start < LOOK_AGAIN / 2
+    reader.close()
+    writer.close()
+
+
+async def test_a_follower_told_nothing_still_sees_an_append_within_a_look(tmp_path):
+    """A notice lost (its sender died just after the commit) costs at most LOOK_AGAIN, never a hang."""
+    reader, writer = Logs(tmp_path), Logs(tmp_path)
+    await writer.create("t/out", schema_bytes(SCHEMA))
+    with trio.fail_after(LOOK_AGAIN * 3):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(writer.append, "t/out", body(7), 1)
+            got = []
+            async for _, b in reader.follow_raw("t/out", 0):
+                got.append(open_batch(pa.py_buffer(b), SCHEMA).column(0).to_pylist())
+                await writer.end("t/out")
+    assert got == [[7]]
+    reader.close()
+    writer.close()
 
 
 def test_a_publishers_batch_is_kept_once_a_gap_and_a_new_batch_after_the_end_are_refused(tmp_path):

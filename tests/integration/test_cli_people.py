@@ -352,7 +352,7 @@ def test_explain_without_a_congregation_is_the_plan_a_congregation_makes(tmp_pat
     planned = {(j["jah"], j["role"], j["process"]) for a in plan["analytics"] for j in a["jahs"]}
     ok(cli("submit", str(tmp_path / "shop.json"), at=congregation.address))
     info = json.loads(ok(cli("describe", "shop", "--json", at=congregation.address)).stdout)
-    running = {(j["id"].split("/", 1)[1], j["role"], "congregation" if j["worker"] < 0 else f"worker {j['worker']}")
+    running = {(j["id"].split("/", 1)[1], j["role"], f"worker {j['worker']}")
                for a in info["tradecrafts"][0]["analytics"] for j in a["jahs"]}
     assert planned == running
     assert sorted(plan["retained"]) == sorted(name for a in info["tradecrafts"][0]["analytics"]
