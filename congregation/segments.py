@@ -173,10 +173,12 @@ class LogStore:
         """The log's current segment: its number, an fd appending to it, and its size."""
         seg, fd = self._files.get(name, (-1, -1))
         if fd >= 0:
-            size = os.lseek(fd, 0, os.SEEK_END)
-            if size < SEGMENT_BYTES:
-                return seg, fd, size
+            st = os.fstat(fd)
+            # (unlinked: the log was deleted by another process, and this name is a new log)
+            if st.st_size < SEGMENT_BYTES and st.st_nlink:
+                return seg, fd, st.st_size
             os.close(fd)
+            del self._files[name]
         last = self.db.execute("SELECT max(segment) FROM batches WHERE log = ?", [name]).fetchone()[0]
         seg = 0 if last is None else last
         path = self._dir(name) / f"{seg:08d}.seg"

@@ -123,6 +123,23 @@ async def test_a_follower_told_nothing_still_sees_an_append_within_a_look(tmp_pa
     writer.close()
 
 
+def test_a_log_deleted_and_made_again_by_another_process_is_written_in_its_new_file(tmp_path):
+    """A worker's store keeps its segment open between appends; the congregation deletes the
+    tradecraft's logs and a new tradecraft of the same name makes them again: the worker's next
+    append goes to the new log's file, not to the deleted one's."""
+    congregation, worker = LogStore(tmp_path), LogStore(tmp_path)
+    congregation.create("t/out", schema_bytes(SCHEMA))
+    worker.append("t/out", body(1), 1)
+    congregation.delete("t/")
+    congregation.create("t/out", schema_bytes(SCHEMA))
+    assert worker.append("t/out", body(2, 3), 2) == 0
+    entries = congregation.entries("t/out", 0, 10)
+    assert [open_batch(pa.py_buffer(congregation.read("t/out", e)), SCHEMA).column(0).to_pylist()
+            for e in entries] == [[2, 3]]
+    congregation.close()
+    worker.close()
+
+
 def test_a_publishers_batch_is_kept_once_a_gap_and_a_new_batch_after_the_end_are_refused(tmp_path):
     store = LogStore(tmp_path)
     store.create("t/in", schema_bytes(SCHEMA))
