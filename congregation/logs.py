@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 import pyarrow as pa
 import trio
 
-from congregation.segments import Append, Entry, LogStore
+from congregation.segments import Append, Entry, LogStore, Publish
 from congregation.space import waiting_for_space
 from hallelujah.frames import open_batch
 
@@ -46,6 +46,17 @@ class Notices:
                 await tell(name)
 
 
+_WAITING: Any = object()
+
+
+class _Waiting:
+    """A batch waiting for a group commit, and then its result (or the error refusing it)."""
+
+    def __init__(self, item: Publish) -> None:
+        self.item = item
+        self.result: Any = _WAITING
+
+
 class Logs:
     def __init__(self, data_dir: Path, tell: Callable[[str], None] | None = None) -> None:
         self.store = LogStore(data_dir)
@@ -53,6 +64,8 @@ class Logs:
         self._read_limiter = trio.CapacityLimiter(1)     # readers, on the store's reader connection
         self._changed: dict[str, trio.Event] = {}
         self._tell = tell                                # the other processes' followers
+        self._publishes: list[_Waiting] = []             # batches waiting for the next group commit
+        self._publishing = trio.Lock()                   # one group commit at a time
 
     async def _run(self, fn: Callable[..., T], *args: Any) -> T:
         return await trio.to_thread.run_sync(fn, *args, limiter=self._limiter)
@@ -108,11 +121,31 @@ class Logs:
 
     async def publish(self, name: str, publisher: str, seq: int, body: Any, rows: int) -> int | None:
         """Batch `seq` of `publisher`, synced, unless kept already (None): see LogStore.publish.
-        A full disk raises NoSpace at once."""
-        kept = await self._run(self.store.publish, name, publisher, seq, body, rows)
-        if kept is not None:
-            self._notify(name)
-        return kept
+        A full disk raises NoSpace at once.
+
+        Batches of several publishers that wait meanwhile go in one group commit, one sync per
+        log: whoever gets the turn first commits every batch waiting then.
+        """
+        waiting = _Waiting(Publish(name, publisher, seq, body, rows))
+        self._publishes.append(waiting)
+        try:
+            async with self._publishing:
+                if waiting.result is _WAITING:
+                    group, self._publishes = self._publishes, []
+                    try:
+                        results: list[Any] = await self._run(self.store.publish_many, [w.item for w in group])
+                    except Exception as exc:  # noqa: BLE001 - (NoSpace) the whole group failed, nothing kept
+                        results = [exc] * len(group)
+                    for w, result in zip(group, results):
+                        w.result = result
+                    for log_name in {w.item.log for w, r in zip(group, results) if isinstance(r, int)}:
+                        self._notify(log_name)
+        finally:
+            if waiting in self._publishes:      # cancelled before its turn: it is not kept
+                self._publishes.remove(waiting)
+        if isinstance(waiting.result, Exception):
+            raise waiting.result
+        return waiting.result
 
     async def committed(self, name: str, publisher: str) -> int:
         return await self._read(self.store.committed, name, publisher)

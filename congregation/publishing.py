@@ -24,7 +24,7 @@ from congregation.space import NoSpace
 from hallelujah.checked import checked_batch
 from hallelujah.conform import type_name
 from hallelujah.datastream import open_receiver
-from hallelujah.errors import InvalidInput, NotFound, SchemaMismatch
+from hallelujah.errors import HallelujahError, InvalidInput, NotFound, SchemaMismatch, collapsed
 from hallelujah.frames import Connection, schema_bytes, schema_of
 from hallelujah.tradecraft import Tradecraft
 from jah.envelope import END_OF_STREAM, NONE
@@ -56,25 +56,49 @@ async def publish(c: Any, conn: Connection, rid: int, args: dict[str, Any], tc: 
     rows = batches = repeated = 0
     # Each credit back is an acknowledgement: the batch is kept and synced.
     receiver = open_receiver(conn, ref, None, window=CREDITS, granted=CREDITS, coalesce=False)
-    while True:
-        msg = await receiver.receive()
-        seq, marker, body = msg.origin, msg.marker, msg.body
-        if marker == END_OF_STREAM:
-            break
-        if marker != NONE:
-            raise InvalidInput(f"{ref}: batch {seq}: a publish carries rows, not {marker} markers")
-        if seq < 0:
-            raise InvalidInput(f"{ref}: message {msg.seq}: batch number {seq} is negative")
-        n = 0 if body is None else (await trio.to_thread.run_sync(checked_batch, ref, seq, body, a.schema)).num_rows
-        try:
-            kept = await c.logs.publish(name, publisher, seq, body, n)
-        except NoSpace as exc:
-            raise NoSpace(f"{ref}: batch {seq} refused: {exc}") from None
-        if kept is None:
-            repeated += 1
-        else:
-            rows, batches = rows + n, batches + 1
-        await receiver.release()
+    checked_send, checked = trio.open_memory_channel[tuple[int, Any, int] | HallelujahError](0)
+
+    async def check() -> None:
+        """The next batch is read and validated while the one before it is being synced; a
+        batch refused comes in its turn, after those before it are kept and acknowledged."""
+        async with checked_send:
+            while True:
+                msg = await receiver.receive()
+                seq, marker, body = msg.origin, msg.marker, msg.body
+                if marker == END_OF_STREAM:
+                    return
+                try:
+                    if marker != NONE:
+                        raise InvalidInput(f"{ref}: batch {seq}: a publish carries rows, not {marker} markers")
+                    if seq < 0:
+                        raise InvalidInput(f"{ref}: message {msg.seq}: batch number {seq} is negative")
+                    n = 0 if body is None else \
+                        (await trio.to_thread.run_sync(checked_batch, ref, seq, body, a.schema)).num_rows
+                except HallelujahError as refused:
+                    await checked_send.send(refused)
+                    return
+                await checked_send.send((seq, body, n))
+
+    async def keep() -> None:
+        nonlocal rows, batches, repeated
+        async for item in checked:
+            if isinstance(item, HallelujahError):
+                raise item
+            seq, body, n = item
+            try:
+                kept = await c.logs.publish(name, publisher, seq, body, n)
+            except NoSpace as exc:
+                raise NoSpace(f"{ref}: batch {seq} refused: {exc}") from None
+            if kept is None:
+                repeated += 1
+            else:
+                rows, batches = rows + n, batches + 1
+            await receiver.release()
+
+    with collapsed():
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(check)
+            await keep()
     if args.get("end") and not await _ended(c, name, ref):
         await c.logs.end(name, wait_for_space=False)
         d = c.deployments.get(tc.name)

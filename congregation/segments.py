@@ -52,6 +52,17 @@ class Append:
 
 
 @dataclass(frozen=True)
+class Publish:
+    """Batch `seq` of a publisher, for `LogStore.publish_many`."""
+
+    log: str
+    publisher: str
+    seq: int
+    body: bytes | memoryview | None
+    rows: int
+
+
+@dataclass(frozen=True)
 class Entry:
     seq: int
     segment: int
@@ -90,7 +101,8 @@ class LogStore:
         self.reader.row_factory = sqlite3.Row
         self.data_dir = Path(data_dir)
         self._files: dict[str, tuple[int, int]] = {}   # log -> (segment, fd open for appending)
-        self._undo: tuple[int, int] | None = None      # (fd, size) to cut back to if a write fails
+        self._undo: list[tuple[int, int]] = []         # (fd, size) to cut back to if a write fails
+        self._to_sync: set[int] = set()                # fds to sync before the commit
         self._lock = threading.Lock()
 
     @contextlib.contextmanager
@@ -106,22 +118,25 @@ class LogStore:
 
     @contextlib.contextmanager
     def _writing(self) -> Iterator[None]:
-        """One write transaction under the lock. If it fails, nothing of it stays: the rows roll
-        back and the segment is cut back to its size before; a full disk raises NoSpace."""
+        """One write transaction under the lock; the segments written for an acknowledgement are
+        synced (each once) before it commits. If it fails, nothing of it stays: the rows roll
+        back and each segment is cut back to its size before; a full disk raises NoSpace."""
         with self._lock:
-            self._undo = None
+            self._undo, self._to_sync = [], set()
             try:
                 with self._tx():
                     yield
+                    for fd in self._to_sync:
+                        os.fdatasync(fd)
             except BaseException as exc:
-                if self._undo is not None:
+                for undo in reversed(self._undo):       # a segment written twice: its first size last
                     with contextlib.suppress(OSError):
-                        os.ftruncate(*self._undo)
+                        os.ftruncate(*undo)
                 if is_no_space(exc):
                     raise no_space(self.data_dir, exc) from None
                 raise
             finally:
-                self._undo = None
+                self._undo, self._to_sync = [], set()
 
     def _dir(self, name: str) -> Path:
         return self.root / name.replace("/", "__")
@@ -210,23 +225,42 @@ class LogStore:
         """Keep batch `seq` of `publisher` (synced) unless it is kept already: its log seq (-1 for
         no rows), or None for a repeat (a retry after a lost acknowledgement). A batch after a gap
         in the publisher's numbers, or a new batch after the log's end, is refused."""
-        source = PUBLISHER + publisher
+        result = self.publish_many([Publish(name, publisher, seq, body, rows)])[0]
+        if isinstance(result, InvalidInput):
+            raise result
+        return result
+
+    def publish_many(self, items: list[Publish]) -> list[int | None | InvalidInput]:
+        """Several publishers' batches in one transaction, each log's segment synced once (a
+        group commit: publishers that wait together share a sync). Each one's result is that of
+        `publish`, or the InvalidInput that refuses it, which leaves the others kept."""
         with self._writing():
-            row = self.db.execute(
-                "SELECT ended, (SELECT origin FROM progress WHERE log = ? AND source = ?) "
-                "FROM logs WHERE name = ?", [name, source, name]).fetchone()
-            if row is None:
-                raise InvalidInput(f"{name}: the stream's log is gone (was it cancelled?)")
-            ended, last = row[0], -1 if row[1] is None else row[1]
-            if seq <= last:
-                return None
-            if seq > last + 1:
-                raise InvalidInput(f'{name}: batch {seq} of publisher "{publisher}" comes after a gap: '
-                                   f'the last batch kept is {last}, so the next must be {last + 1}')
-            if ended:
-                raise InvalidInput(f"{name}: batch {seq} refused: the stream has ended "
-                                   f"(a publish with end closed it) and takes no more rows")
-            return self._write(name, [Append(body, rows, source, seq)], sync=True)[0]
+            results: list[int | None | InvalidInput] = []
+            for item in items:
+                try:
+                    results.append(self._publish(item))
+                except InvalidInput as refused:
+                    results.append(refused)
+            return results
+
+    def _publish(self, item: Publish) -> int | None:
+        """Inside `_writing`: see `publish`."""
+        name, source, seq = item.log, PUBLISHER + item.publisher, item.seq
+        row = self.db.execute(
+            "SELECT ended, (SELECT origin FROM progress WHERE log = ? AND source = ?) "
+            "FROM logs WHERE name = ?", [name, source, name]).fetchone()
+        if row is None:
+            raise InvalidInput(f"{name}: the stream's log is gone (was it cancelled?)")
+        ended, last = row[0], -1 if row[1] is None else row[1]
+        if seq <= last:
+            return None
+        if seq > last + 1:
+            raise InvalidInput(f'{name}: batch {seq} of publisher "{item.publisher}" comes after a gap: '
+                               f'the last batch kept is {last}, so the next must be {last + 1}')
+        if ended:
+            raise InvalidInput(f"{name}: batch {seq} refused: the stream has ended "
+                               f"(a publish with end closed it) and takes no more rows")
+        return self._write(name, [Append(item.body, item.rows, source, seq)], sync=True)[0]
 
     def committed(self, name: str, publisher: str) -> int:
         """The last batch number of `publisher` kept in the log (-1 for none)."""
@@ -241,7 +275,7 @@ class LogStore:
         kept = [i for i, item in enumerate(items) if item.rows and item.body is not None]
         if kept:
             seg, fd, offset = self._segment_file(name)
-            self._undo = (fd, offset)
+            self._undo.append((fd, offset))
             first, visible = self.db.execute("SELECT next_seq, visible FROM logs WHERE name = ?",
                                              [name]).fetchone()
             index = []
@@ -252,7 +286,7 @@ class LogStore:
                 seqs[i] = seq
             _write_all(fd, bodies)
             if sync:
-                os.fdatasync(fd)
+                self._to_sync.add(fd)
             self.db.conn.executemany(
                 "INSERT INTO batches (log, seq, segment, offset, length, rows) "
                 "VALUES (?, ?, ?, ?, ?, ?)", index)

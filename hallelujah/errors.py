@@ -133,12 +133,13 @@ def first_error(group: BaseExceptionGroup) -> BaseException:
 
 @contextlib.contextmanager
 def collapsed() -> Iterator[None]:
-    """Let a HallelujahError raised inside a nursery out as itself, not in an ExceptionGroup,
-    when it is all that went wrong (a user's mistake stays one line, never a traceback)."""
+    """Let a HallelujahError (or the EOFError of a peer that closed) raised inside a nursery out
+    as itself, not in an ExceptionGroup, when it is all that went wrong (a user's mistake stays
+    one line, never a traceback)."""
     try:
         yield
     except BaseExceptionGroup as group:
-        match, rest = group.split(HallelujahError)
+        match, rest = group.split((HallelujahError, EOFError))
         if match is not None and rest is None:
             raise first_error(match) from None
         raise

@@ -1,12 +1,14 @@
 """The log store: group commits, a publisher's batches kept once, and a full disk (refused or waited out)."""
 from __future__ import annotations
 
+import os
+
 import pyarrow as pa
 import pytest
 import trio
 
 from congregation.logs import LOOK_AGAIN, Logs, Notices
-from congregation.segments import Append, LogStore
+from congregation.segments import Append, LogStore, Publish
 from congregation.space import RETRY_EVERY, NoSpace
 from hallelujah.errors import InvalidInput
 from hallelujah.frames import open_batch, schema_bytes, serialize_batch
@@ -163,6 +165,52 @@ def test_a_publishers_batch_is_kept_once_a_gap_and_a_new_batch_after_the_end_are
 
 def read_back(store: LogStore, name: str, entry) -> list[int]:
     return open_batch(pa.py_buffer(store.read(name, entry)), SCHEMA).column(0).to_pylist()
+
+
+def test_a_group_of_publishes_keeps_each_in_order_refuses_one_alone_and_syncs_each_log_once(tmp_path, monkeypatch):
+    store = LogStore(tmp_path)
+    for name in ("t/a", "t/b"):
+        store.create(name, schema_bytes(SCHEMA))
+    synced: list[int] = []
+    real = os.fdatasync
+    monkeypatch.setattr(os, "fdatasync", lambda fd: (synced.append(fd), real(fd)))
+    results = store.publish_many([
+        Publish("t/a", "p", 0, body(1), 1), Publish("t/b", "q", 0, body(2), 1),
+        Publish("t/a", "p", 1, body(3), 1),            # the same publisher twice in one group
+        Publish("t/a", "p", 3, body(9), 1),            # a gap: refused alone
+        Publish("t/b", "q", 0, body(2), 1),            # a repeat
+        Publish("t/b", "r", 0, body(4), 1)])
+    assert results[:3] == [0, 0, 1] and isinstance(results[3], InvalidInput) and results[4:] == [None, 1]
+    assert "comes after a gap: the last batch kept is 1, so the next must be 2" in str(results[3])
+    assert len(synced) == len(set(synced)) == 2
+    values = {name: [open_batch(pa.py_buffer(store.read(name, e)), SCHEMA).column(0).to_pylist()
+                     for e in store.entries(name, 0, 10)] for name in ("t/a", "t/b")}
+    assert values == {"t/a": [[1], [3]], "t/b": [[2], [4]]}
+    store.close()
+
+
+async def test_publishers_waiting_together_share_a_commit(tmp_path, monkeypatch):
+    """Four publishers of ten batches each, at once: every batch kept, in each publisher's order,
+    with far fewer syncs than batches."""
+    logs = Logs(tmp_path)
+    await logs.create("t/in", schema_bytes(SCHEMA))
+    syncs = []
+    real = os.fdatasync
+    monkeypatch.setattr(os, "fdatasync", lambda fd: (syncs.append(fd), real(fd)))
+
+    async def publisher(p: int) -> None:
+        for seq in range(10):
+            assert await logs.publish("t/in", f"p{p}", seq, body(p * 100 + seq), 1) is not None
+
+    async with trio.open_nursery() as nursery:
+        for p in range(4):
+            nursery.start_soon(publisher, p)
+    kept = [open_batch(pa.py_buffer(logs.store.read("t/in", e)), SCHEMA).column(0)[0].as_py()
+            for e in logs.store.entries("t/in", 0, 100)]
+    assert sorted(kept) == [p * 100 + s for p in range(4) for s in range(10)]
+    assert all([v for v in kept if v // 100 == p] == sorted(v for v in kept if v // 100 == p) for p in range(4))
+    assert len(syncs) <= 20, f"{len(syncs)} syncs for 40 batches"
+    logs.close()
 
 
 def test_a_full_disk_refuses_a_publish_keeping_nothing_of_it_and_the_retry_after_freeing_is_kept(small_disk):
