@@ -28,7 +28,7 @@ class JahCollector:
         blocked = CounterMetricFamily("hallelujah_blocked_on_credits_seconds",
                                       "Time senders waited for credits", labels=LABELS)
         in_flight = GaugeMetricFamily("hallelujah_in_flight_batches",
-                                      "Batches sent between processes and not yet taken by their receivers",
+                                      "Batches sent and not yet taken by their receivers (what credits bound)",
                                       labels=LABELS)
         totals: dict[tuple[str, str, str], dict[str, float]] = {}
         for host in list(self.congregation.hosts.values()):

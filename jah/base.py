@@ -45,7 +45,7 @@ class JahStats:
     state_rows: int = 0
     stream_rows: int = 0     # rows taken on the stream input ("in"): none yet means still starting
     pending: bool = False    # work is waiting: input queued, a sender short of credits, a file unread
-    in_flight: int = 0       # batches sent between processes, not yet taken by their receivers
+    in_flight: int = 0       # batches sent, not yet taken by their receivers (in a channel or on a socket)
     watermark: int | None = None     # the least of its inputs' (µs of event time), once one came
     datastreams: tuple[dict[str, Any], ...] = ()    # each datastream end's figures (hallelujah.datastream)
     position: int | None = None      # a source's: the last position it sent

@@ -267,6 +267,18 @@ class LocalSender(Sender):
     def __init__(self, port: InPort) -> None:
         self.channel = port.attach()
 
+    @property
+    def waiting(self) -> bool:
+        """A send waits for the port to take what the channel holds: its receiver is behind."""
+        return self.channel.waiting
+
+    @property
+    def in_flight(self) -> int:      # type: ignore[override]
+        return self.channel.channel.statistics().current_buffer_used
+
+    def statistics(self) -> dict[str, Any]:
+        return {"in_process": True, "queued": self.in_flight, "waiting": self.waiting}
+
     async def deliver(self, env: Envelope) -> None:
         await self.channel.send(env)
 

@@ -3,7 +3,9 @@
 Expressions run vectorized through pyarrow.compute; a row whose values make an expression (or the
 UDF) fail goes to `ANALYTIC.rejected` with the error as its reason. The UDF is loaded by its file
 (`hallelujah.udf`), and whatever it raises, `SystemExit` included, rejects rows: it never stops
-the worker.
+the worker. It runs in a thread, one UDF call at a time in a worker (as on its loop: a module's
+globals are never shared by two calls at once), so a slow UDF does not hold up the other Jahs of
+its worker (the SINK beside it, a checkpoint's barrier, its statistics).
 """
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
+import trio
 
 from hallelujah import expressions
 from hallelujah import udf as udf_files
@@ -18,6 +21,8 @@ from hallelujah.errors import HallelujahError
 from hallelujah.formats import conform
 from jah.base import Host, Jah
 from jah.rejecting import apply_rejecting, rejected_batch
+
+_UDF_CALLS = trio.CapacityLimiter(1)     # a worker's UDF calls, one at a time
 
 
 class Transform(Jah):
@@ -61,8 +66,11 @@ class Transform(Jah):
                 # A UDF is user code: whatever it raises for a row rejects that row (the
                 # loaded UDF turns even SystemExit into a UdfError; a batch it returns that
                 # cannot be conformed raises whatever conform meets).
-                good, bad = apply_rejecting(self.apply, env.batch,
-                                            (Exception,) if self.udf else (HallelujahError, pa.ArrowException))
+                if self.udf is None:
+                    good, bad = apply_rejecting(self.apply, env.batch, (HallelujahError, pa.ArrowException))
+                else:
+                    good, bad = await trio.to_thread.run_sync(apply_rejecting, self.apply, env.batch, (Exception,),
+                                                              limiter=_UDF_CALLS)
             # One batch per origin on every port, empty or not: a SINK takes a source position
             # once, and merging parallel instances needs every position from every instance.
             out = pa.concat_batches(good) if good else _empty(self.out_schema)

@@ -41,7 +41,7 @@ class JahRow:
     backlog: int | None
     held: int | None           # rows of state (open windows, a join's rows)
     state: str
-    in_flight: int | None = None    # batches sent to other processes, not yet taken (what credits bound)
+    in_flight: int | None = None    # batches sent, not yet taken by their receivers (what credits bound)
     blocked: bool = False           # an out end waits for a credit now
     watermark: int | None = None    # µs of event time, the least of its inputs'; None before one came
 

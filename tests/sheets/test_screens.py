@@ -129,10 +129,11 @@ async def test_drill_down_to_jahs_and_an_analytic_output(congregation):
                 shown = await wi.until(lambda s: "transform " in s and jah(s, "transform")[2] not in ("0", "-"),
                                        "the Jahs' figures", size=size)
                 assert "tradecrafts > tc" in shown
-                assert jah(shown, "transform")[1] in ("0", "1")
+                worker = jah(shown, "transform")[1]
+                assert worker in ("0", "1")
                 assert jah(shown, "transform")[2:4] == ["2,000", f"{out:,}"]
-                assert jah(shown, "logsource")[1:4] == ["-", "0", "2,000"]
-                assert jah(shown, "sink")[2:4] == [f"{out:,}", "0"]
+                assert jah(shown, "logsource")[1:4] == [worker, "0", "2,000"]     # a chain: one worker
+                assert jah(shown, "sink")[1:4] == [worker, f"{out:,}", "0"]
                 assert row(shown, "y")[1:] == (["transform", "output"] if wide else ["output"])
             # the analytic y: rows are x, x/logsource, y, ...
             wi.keys("g", "j", "j", "enter")
@@ -153,9 +154,9 @@ async def test_drill_down_to_jahs_and_an_analytic_output(congregation):
             for size in SIZES:
                 shown = wi.screen(size)
                 assert row(shown, "congregations") == ["congregations"]
-                # 2 workers; 1 Jah in them (y's transform: the log source and the sinks run in
-                # the congregation); 1 tradecraft
-                assert row(shown, "vm")[1:6] == [congregation.address, "up", "2", "1", "1"]
+                # 2 workers; 4 Jahs in them (x's log source, y's transform and its two sinks:
+                # the congregation runs none); 1 tradecraft
+                assert row(shown, "vm")[1:6] == [congregation.address, "up", "2", "4", "1"]
                 workers = [line.split() for line in shown.split("\n") if line.strip().startswith("worker ")]
                 assert [w[:2] for w in workers] == [["worker", "0"], ["worker", "1"]], shown
                 # each pid shown is a process of the congregation's own session
