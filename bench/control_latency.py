@@ -1,8 +1,8 @@
 """`python -m bench.control_latency`: how long `describe` takes while data is published at full rate.
 
-The congregation's own trio loop carries the control plane (commands such as `describe`) and,
-today, the bytes of pushed streams too: its LOGSOURCE reads a published stream's input log and its
-SINK writes a retained output's log. This bench submits a pushed `stream` feeding a retained
+The congregation's own trio loop carries the control plane (commands such as `describe`) and the
+bytes a client publishes (its workers' LOGSOURCE reads a published stream's input log, and a SINK
+writes a retained output's log, in the workers). This bench submits a pushed `stream` feeding a retained
 transform, then `--publishers` separate processes publish pre-generated batches back to back (as
 fast as acknowledgements allow) for `--seconds`, while this process calls `describe` (the whole
 congregation and the tradecraft, in turn) every `--every` seconds and times each answer. The same
