@@ -43,10 +43,9 @@ class HeldOrigins:
 class WindowedOutput:
     """The `out` port of a windowed Jah: exactly one envelope per source position."""
 
-    def __init__(self, jah: Jah, empty: Callable[[], pa.Table], held: HeldOrigins) -> None:
+    def __init__(self, jah: "WindowedJah", empty: Callable[[], pa.Table]) -> None:
         self.jah = jah
         self.empty = empty
-        self.held = held
         self.pending: Envelope | None = None     # a batch whose envelope has not gone out yet
         self.last: Envelope | None = None
         self.closed: list[pa.Table] = []
@@ -59,7 +58,10 @@ class WindowedOutput:
         if self.last is not None and (env.origin, env.source) == (self.last.origin, self.last.source):
             return
         if self.pending is not None:
-            await self._send(self.pending, self.held.earliest())
+            # what the Jah holds, not only its own windows: a MERGE also counts what each
+            # AGGREGATE instance still holds (else the first positions went out as holding
+            # nothing, and a crash then resumed after rows no window had closed yet)
+            await self._send(self.pending, self.jah.held_from())
         self.pending = self.last = env
 
     async def windows(self, closed: pa.Table, held_from: int) -> bool:
@@ -156,7 +158,7 @@ class WindowedJah(Jah):
         return env.parts
 
     async def run(self) -> None:
-        out = self.out = WindowedOutput(self, self.empty, self.held)
+        out = self.out = WindowedOutput(self, self.empty)
         if self._resumed is not None:
             out.pending, out.last = _envelope(self._resumed["pending"]), _envelope(self._resumed["last"])
             out.closed = [self._unsent] if self._unsent is not None and self._unsent.num_rows else []
