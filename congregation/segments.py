@@ -38,6 +38,7 @@ from hallelujah.errors import InvalidInput
 SEGMENT_BYTES = 256 << 20   # a segment rolls once it holds this much
 PUBLISHER = "publisher:"    # a publisher's progress, as a source (no analytic name has a colon)
 IOV_MAX = 1024              # buffers one writev takes
+BUSY_TIMEOUT = 30.0         # seconds a writer waits for another process's write transaction
 
 
 @dataclass(frozen=True)
@@ -77,8 +78,10 @@ class LogStore:
     def __init__(self, data_dir: Path) -> None:
         self.root = Path(data_dir) / "logs"
         self.root.mkdir(parents=True, exist_ok=True)
+        # Several processes write here (the congregation's publishes, the workers' SINKs), each
+        # for milliseconds at a time: a writer waits for another's commit rather than fail.
         conn = sqlite3.connect(str(Path(data_dir) / "logs.db"), check_same_thread=False,
-                               isolation_level=None)
+                               isolation_level=None, timeout=BUSY_TIMEOUT)
         self.db = sqlite_utils.Database(conn)
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=NORMAL")   # durable against a killed process

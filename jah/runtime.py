@@ -1,4 +1,4 @@
-"""Runs Jahs in one process (a worker, or the congregation itself for log Jahs).
+"""Runs Jahs in one worker process (the log Jahs too: LOGSOURCE and SINK open the logs themselves).
 
 Handles `jahReq` (create/stop a Jah) and `streamReq` (expect an incoming datastream, or connect
 an outgoing one), and accepts datastream connections on its own Unix socket.
