@@ -3,6 +3,7 @@ and a SINK for each retained log (seed Fig 1, steps 3–4)."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import pyarrow as pa
 
@@ -74,7 +75,7 @@ def plan_tradecraft(tc: Tradecraft, place: Callable[[int], int], parallelism: in
             schema = h.ports()[port]
             # beside its first producer: the batches it keeps pass through memory, not a socket
             jahs[sink_id] = JahPlan(sink_id, "sink", h.a.name, jahs[h.producers(port)[0]].host,
-                                    {"role": "sink", "log": log, **h.sink_spec(port),
+                                    {"role": "sink", "log": log, **sink_spec(hallelus, h, port, schema),
                                      "schemas": {"in": schema_bytes(schema).hex()}})
             for sender in h.producers(port):       # the instances merge back in source order
                 connect(sender, port, sink_id, schema)
@@ -88,3 +89,21 @@ def plan_tradecraft(tc: Tradecraft, place: Callable[[int], int], parallelism: in
     sources = {jah_id: log_name(tc.name, h.a.name) for h in hallelus.values()
                if h.role in ("source", "logsource", "ingest") for jah_id in h.jah_ids}
     return Plan(jahs, streams, logs, sources)
+
+
+def sink_spec(hallelus: dict[str, Hallelu], h: Hallelu, port: str, schema: pa.Schema) -> dict[str, Any]:
+    """What the SINK of `h`'s `port` needs beyond its log. An aggregate's windows come out with
+    their ends only growing (`monotone`), and so do they through transforms that keep that field
+    as it is (no UDF, not derived again): such a SINK skips what it kept by that field, since a
+    replay may close the windows at other positions than the first run did."""
+    spec = h.sink_spec(port)
+    a = h.a
+    if spec or port != "out" or a.kind != "transform" or a.spec.get("udf") or len(a.inputs) != 1:
+        return spec
+    ref = a.inputs[0]
+    producer = hallelus[ref.partition(".")[0]]
+    field = sink_spec(hallelus, producer, producer.port_of(ref), schema).get("monotone")
+    if field is not None and field in schema.names and field not in a.spec.get("derive", {}):
+        return {"monotone": field}
+    return {}
+

@@ -4,8 +4,11 @@ Each batch carries the source position it derives from; the SINK commits that po
 batch, and skips anything at or before it after a replay, so a restart repeats nothing. Where
 partitioned instances each send a part of every position (`Envelope.parts`), the parts are kept
 together, as one batch in one transaction, so a crash never leaves a position half kept. An
-aggregate's output also carries window ends that only grow: after a replay, which rebuilds open
-windows from older positions, a window that ends at or before the last one kept was kept already.
+aggregate's output (and a transform's of it that keeps the field) carries window ends that only
+grow: after a replay, which rebuilds open windows from older positions, a window that ends at or
+before the last one kept was kept already, and one that ends later was not, whatever position it
+comes with (a replay may close windows at other positions than the first run: the watermarks of
+parallel parts interleave differently).
 
 After a stream join the positions do not decide the rows (which side's batch completes a pair
 depends on how the two streams interleave, which a replay does not repeat), so such a SINK is
@@ -111,8 +114,8 @@ class Sink(Jah):
                         await ready_send.send(env.value)
                     if env.marker != NONE:
                         continue                  # markers steer processing; a log keeps rows
-                    if env.source and env.origin <= committed.get(env.source, 0):
-                        continue
+                    if env.source and env.origin <= committed.get(env.source, 0) and not monotone:
+                        continue          # (windows: what was kept is told by their ends, below)
                     for parts in positions.add(env):
                         await ready_send.send(parts)
                 for parts in positions.rest():
