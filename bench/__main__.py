@@ -66,6 +66,7 @@ def main() -> None:
     a = ap.parse_args()
     compile_bytecode()
     out = Path(a.results)
+    out.mkdir(parents=True, exist_ok=True)      # a results dir of its own may be new
     everything = {} if not (out / "results.json").exists() else json.loads((out / "results.json").read_text())
     failed = []
     if not a.nexmark:
