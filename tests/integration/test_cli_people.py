@@ -78,7 +78,9 @@ def on_a_terminal(argv: list[str], timeout: float = 60,
                 break
         else:
             proc.kill()
-            raise AssertionError(f"{argv} did not finish in {timeout}s: {out[-500:]!r}")
+            proc.wait()          # (reaped: a process left running fails a later test's warnings)
+            raise AssertionError(f"{argv} did not finish in {timeout}s (interrupted: "
+                                 f"{interrupt_when is None}): {out[-500:]!r}")
         return proc.wait(timeout=10), out
     finally:
         os.close(primary)
