@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import signal
 import sys
 import tempfile
 import time
@@ -93,10 +94,20 @@ async def watch_describe(db: Database, target: str, every: float) -> None:
             console.print()
             sys.stdout.flush()
             await trio.sleep(every)
-    with Live(console=console, auto_refresh=False, transient=False) as live:
-        while True:
-            live.update(described(await db.describe(target), console.width), refresh=True)
-            await trio.sleep(every)
+    # Ctrl-C comes as a message, never as a KeyboardInterrupt raised in the middle of a redraw:
+    # one that lands inside the terminal write, under rich's lock, can leave the process stuck.
+    with trio.open_signal_receiver(signal.SIGINT) as interrupts:
+        with Live(console=console, auto_refresh=False, transient=False) as live:
+            async with trio.open_nursery() as nursery:
+                async def redraw() -> None:
+                    while True:
+                        live.update(described(await db.describe(target), console.width), refresh=True)
+                        await trio.sleep(every)
+                nursery.start_soon(redraw)
+                async for _ in interrupts:
+                    nursery.cancel_scope.cancel()
+                    break
+    raise KeyboardInterrupt        # the CLI's own way out of an interrupt: exit code 130
 
 
 def _table(headers: list[str], rows: list[list[str]], width: int) -> Table:
