@@ -16,11 +16,13 @@ import structlog
 import trio
 
 from congregation import updates
+from congregation.cluster import TRADECRAFTS
 from congregation.hallelu import log_name
 from congregation.publishing import publish
+from congregation.routing import ROUTED, forward, members_of, owner_address, placed, relay, tradecraft_of
 from congregation.rpc import error_fields
 from hallelujah.datastream import DataSender, open_sender
-from hallelujah.errors import HallelujahError, InvalidInput, NotFound, TradecraftError, collapsed
+from hallelujah.errors import HallelujahError, InvalidInput, NotFound, TradecraftError, Unavailable, collapsed
 from hallelujah.frames import Connection, open_batch, schema_of
 from hallelujah.tradecraft import Tradecraft, parse_document, schema_to_json
 from jah.director import typed_value
@@ -47,6 +49,12 @@ class Commands:
             if command not in COMMANDS:
                 raise NotFound(f'unknown command "{command}" (commands: {", ".join(COMMANDS)})')
             args = _arguments(command, fields["args"])
+            if self.c.cluster is not None and not args.get(ROUTED):
+                routed = await self._route(conn, fields, command, args)
+                if routed is not None:
+                    if routed:
+                        await conn.send("cmdCfm", {"id": rid, "result": json.dumps(routed)})
+                    return
             if command in UPDATES:        # a change made by hand (congregation/updates.py)
                 result = await UPDATES[command](self.c, args)
             elif command in ("publish", "stream"):
@@ -72,8 +80,62 @@ class Commands:
             return
         await conn.send("cmdCfm", {"id": rid, "result": json.dumps(result)})
 
+    async def _route(self, conn: Connection, fields: dict[str, Any], command: str,
+                     args: dict[str, Any]) -> dict[str, Any] | None:
+        """In a cluster: answer a command about another member's tradecraft through that member
+        (its answer, or {} once a publish or stream was relayed); None to answer it here."""
+        cluster = self.c.cluster
+        view = await cluster.view()
+        name = tradecraft_of(command, args)
+        if command == "list":
+            return {"tradecrafts": [{"name": n, "state": kv.json()["state"], "error": kv.json()["error"],
+                                     "submitted_at": kv.json()["submitted_at"],
+                                     "congregation": kv.json().get("owner")}
+                                    for n, kv in sorted(view.tradecrafts.items())]}
+        if command == "describe":
+            return await self._describe_cluster(view, args)
+        if command == "submit" or not name:
+            return None
+        address = owner_address(view, name, cluster.name)
+        if address is None:
+            return None
+        if command in ("publish", "stream"):
+            await relay(conn, fields, args, address)
+            return {}
+        return await forward(address, command, args)
+
+    async def _describe_cluster(self, view: Any, args: dict[str, Any]) -> dict[str, Any]:
+        """describe across the members: each tradecraft as its owner describes it, with where
+        it runs and its failovers, and the members."""
+        from congregation.describe import describe
+        only = args.get("tradecraft") or ""
+        name = only.partition("/")[0]
+        here = await describe(self.c, only)
+        out = [placed(view, t) for t in here["tradecrafts"]]
+        me = self.c.cluster.name
+        owners = {view.owner(n) for n in ([name] if name else view.tradecrafts)} - {None}
+        for member in sorted((m for m in owners if m.name != me), key=lambda m: m.name):
+            try:
+                there = await forward(member.address, "describe", {"tradecraft": only})
+            except HallelujahError as exc:
+                log.info("describe_member_failed", congregation=member.name, error=str(exc))
+                continue
+            out += [placed(view, t) for t in there["tradecrafts"]]
+        for n, kv in sorted(view.tradecrafts.items()):   # known to the cluster, running nowhere
+            if (not name or n == name) and all(t["name"] != n for t in out):
+                record = kv.json()
+                out.append(placed(view, {"name": n, "state": "moving" if record["state"] == "running"
+                                         else record["state"], "error": record["error"],
+                                         "submitted_at": record["submitted_at"], "analytics": [], "events": []}))
+        return {**here, "tradecrafts": sorted(out, key=lambda t: t["name"]),
+                "members": members_of(view, me)}
+
     def _tradecraft(self, name: str) -> Tradecraft:
         d = self.c.deployments.get(name)
+        if self.c.cluster is not None and (name in self.c.starting or d is not None and d.state == "starting"):
+            # a member taking it over: the client tries again (hallelujah/client.py)
+            raise Unavailable(f'tradecraft "{name}" is moving to another congregation (starting on '
+                              f'"{self.c.name}"); try again in a few seconds')
         if d is None:
             raise NotFound(f'no tradecraft "{name}" (see `hallelujah list`)')
         return d.tc
@@ -88,23 +150,51 @@ class Commands:
 
     async def cmd_submit(self, args: dict[str, Any]) -> dict[str, Any]:
         tc = parse_document(args["document"], allowed=self.c.allowed)
+        cluster = self.c.cluster
+        if cluster is not None and not args.get(ROUTED):
+            # any member takes the document; the least loaded member runs it
+            owner = (await cluster.view()).least_loaded()
+            await cluster.create(tc.name, tc.document, owner)
+            if owner.name != cluster.name:
+                log.info("tradecraft_placed", tradecraft=tc.name, congregation=owner.name)
+                return await forward(owner.address, "submit", {"document": tc.document})
+        return await self.start(tc)
+
+    async def start(self, tc: Tradecraft, adopted: bool = False) -> dict[str, Any]:
+        """Deploy a tradecraft here: submitted to us, or (`adopted`) taken over from a lost member."""
+        cluster = self.c.cluster
+        if cluster is not None and not await cluster.confirm(tc.name):
+            raise Unavailable(f'tradecraft "{tc.name}" is not this congregation\'s to run any more')
+        self.c.starting.add(tc.name)
+        try:
+            return await self._start(tc, adopted)
+        finally:
+            self.c.starting.discard(tc.name)
+
+    async def _start(self, tc: Tradecraft, adopted: bool) -> dict[str, Any]:
+        cluster = self.c.cluster
         async with self.c._lock:
             if tc.name in self.c.deployments or await self.c.catalog.tradecraft(tc.name):
                 raise TradecraftError("tradecraft", f'a tradecraft named "{tc.name}" exists already '
                                       f'(cancel it first)')
-            d = self.c.plan(tc)           # refuses what cannot run before anything is kept
-            await self.c.catalog.add_tradecraft(tc.name, tc.document, [
-                {"name": a.name, "idx": a.index, "kind": a.kind, "output": int(a.output)}
-                for a in tc.analytics])
+            try:
+                d = self.c.plan(tc)           # refuses what cannot run before anything is kept
+                await self.c.catalog.add_tradecraft(tc.name, tc.document, [
+                    {"name": a.name, "idx": a.index, "kind": a.kind, "output": int(a.output)}
+                    for a in tc.analytics])
+            except BaseException:
+                if cluster is not None and not adopted:
+                    with trio.CancelScope(shield=True):
+                        await cluster.remove(tc.name)
+                raise
             try:
                 await self.c.launch(d)
             except BaseException:
                 # Leave nothing behind: a refused submit changes nothing.
                 with trio.CancelScope(shield=True):
-                    self.c.deployments.pop(tc.name, None)
-                    await d.stop()
-                    await self.c.logs.delete(f"{tc.name}/")
-                    await self.c.catalog.delete_tradecraft(tc.name)
+                    await self._forget(tc.name)
+                    if cluster is not None and not adopted:
+                        await cluster.remove(tc.name)
                 raise
         assert d.plan is not None
         log.info("tradecraft_submitted", tradecraft=tc.name, analytics=len(tc.analytics), jahs=len(d.plan.jahs))
@@ -113,6 +203,21 @@ class Commands:
                 "outputs": [a.name for a in tc.outputs()],
                 "retained": [r for r in retained if not r.endswith(".rejected")],
                 "rejected": [r for r in retained if r.endswith(".rejected")]}
+
+    async def _forget(self, name: str) -> None:
+        """Stop a tradecraft here and delete all it kept here: deployment, logs, checkpoints, rows."""
+        d = self.c.deployments.pop(name, None)
+        if d is not None:
+            d.state = "cancelled"
+            await d.stop()
+        await self.c.logs.delete(f"{name}/")
+        await trio.to_thread.run_sync(functools.partial(
+            shutil.rmtree, self.c.data_dir / "checkpoints" / name, ignore_errors=True))
+        await self.c.catalog.delete_tradecraft(name)
+
+    async def forget(self, name: str) -> None:
+        async with self.c._lock:
+            await self._forget(name)
 
     async def cmd_list(self, args: dict[str, Any]) -> dict[str, Any]:
         rows = await self.c.catalog.tradecrafts()
@@ -141,17 +246,14 @@ class Commands:
 
     async def cmd_cancel(self, args: dict[str, Any]) -> dict[str, Any]:
         name = args["tradecraft"]
+        cluster = self.c.cluster
         async with self.c._lock:
-            d = self.c.deployments.pop(name, None)
-            if d is None and not await self.c.catalog.tradecraft(name):
+            if (name not in self.c.deployments and not await self.c.catalog.tradecraft(name)
+                    and (cluster is None or await cluster.etcd.get(f"{TRADECRAFTS}{name}") is None)):
                 raise NotFound(f'no tradecraft "{name}" (see `hallelujah list`)')
-            if d is not None:
-                d.state = "cancelled"
-                await d.stop()
-            await self.c.logs.delete(f"{name}/")
-            await trio.to_thread.run_sync(functools.partial(
-                shutil.rmtree, self.c.data_dir / "checkpoints" / name, ignore_errors=True))
-            await self.c.catalog.delete_tradecraft(name)
+            await self._forget(name)
+            if cluster is not None:
+                await cluster.remove(name)
         log.info("tradecraft_cancelled", tradecraft=name)
         return {"cancelled": name}
 
@@ -198,22 +300,33 @@ class Commands:
         await conn.send("cmdCfm", {"id": rid, "result": json.dumps(
             {"schema": schema_to_json(schema)}), "schema": info["schema"]})
         start = 0 if args.get("from_start") else info["next_seq"]
+        skip = args.get("skip", 0)
+        if not isinstance(skip, int) or isinstance(skip, bool) or skip < 0:
+            raise InvalidInput(f"stream: skip {skip!r}: must be a whole number of rows, 0 or more")
         with collapsed():
             async with trio.open_nursery() as nursery:
                 sender = open_sender(conn, args["analytic"])
                 nursery.start_soon(_until_closed, nursery.cancel_scope, _credits_of, sender)
-                await self._send_log(sender, name, schema, start, args.get("limit"))
+                await self._send_log(sender, name, schema, start, args.get("limit"), skip)
                 # The client closes once it has read the end; until then its credits are still
                 # read, so the close is clean: closing on credits unread resets the connection
                 # under the client, which may then lose the last batches or fail to send.
                 nursery.cancel_scope.deadline = trio.current_time() + STREAM_CLOSE_WAIT
 
     async def _send_log(self, sender: DataSender, name: str, schema: pa.Schema, start: int,
-                        limit: int | None) -> None:
-        """Send a log's batches (raw, as stored) from `start`, at most `limit` rows, then the end."""
+                        limit: int | None, skip: int = 0) -> None:
+        """Send a log's batches (raw, as stored) from `start`, less its first `skip` rows (a
+        client resuming elsewhere), at most `limit` rows, then the end."""
         sent = 0
         async for entry, body in self.c.logs.follow_raw(name, start):
             rows = entry.rows
+            if skip:
+                if skip >= rows:
+                    skip -= rows
+                    continue
+                rows -= skip
+                body = open_batch(pa.py_buffer(body), schema).slice(skip, rows).serialize()
+                skip = 0
             if limit is not None and sent + rows > limit:
                 rows = limit - sent
                 body = open_batch(pa.py_buffer(body), schema).slice(0, rows).serialize()

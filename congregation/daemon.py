@@ -18,12 +18,14 @@ from typing import Any
 import structlog
 import trio
 
-from congregation import admission, checkpoints, stall
+from congregation import admission, checkpoints, failover, stall
 from congregation.catalog import Catalog
+from congregation.cluster import Cluster
 from congregation.commands import Commands
 from congregation.congestion import WATCHED_ROLES, CongestionWatch
 from congregation.datadir import locked_data_dir
 from congregation.deployment import Deployment
+from congregation.etcd import Etcd
 from congregation.logs import Logs, Notices
 from congregation.rpc import Peer
 from congregation.scaling import merge, split, split_aggregate
@@ -69,6 +71,11 @@ class Congregation:
         self.commands = Commands(self)
         self.progress = stall.Progress()  # when each tradecraft last moved a row
         self.checkpoint_every = DEFAULT_CHECKPOINT_EVERY
+        self.etcd: list[str] = []         # a cluster's etcd endpoints (none: one congregation alone)
+        self.advertise = ""               # the address other members and clients reach us at
+        self.lease_ttl = 2
+        self.cluster: Cluster | None = None
+        self.starting: set[str] = set()   # tradecrafts being started here (in a cluster: taken over)
 
     async def serve(self, listen: str | None, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
@@ -97,16 +104,29 @@ class Congregation:
                 async with trio.open_nursery() as starting:
                     for index in range(self.worker_count):
                         starting.start_soon(self._start_worker, index)
-                await self._resume()
                 address = listen or self.zygote.daemon_address
                 if listen and listen.endswith(":0"):
                     sockname = listeners[-1].socket.getsockname()
                     address = f"{sockname[0]}:{sockname[1]}"
+                if self.etcd:
+                    await self._join(nursery, self.advertise or address)
+                await self._resume()
                 task_status.started(address)
         finally:
             self._stopping = True
+            if self.cluster is not None:
+                with trio.CancelScope(shield=True):
+                    await self.cluster.leave()
+                    await self.cluster.etcd.aclose()
             self.logs.close()
             self.catalog.close()
+
+    async def _join(self, nursery: trio.Nursery, address: str) -> None:
+        """Become a member of the cluster whose truth is in etcd (congregation/cluster.py)."""
+        self.cluster = Cluster(Etcd(self.etcd), self.name, address, self.worker_count, self.lease_ttl)
+        await self.cluster.join()
+        nursery.start_soon(self.cluster.keep, functools.partial(failover.stop_all, self))
+        nursery.start_soon(failover.watch, self)
 
     async def _tell_workers(self, name: str) -> None:
         """Log `name` was written here (a publish, an end): the workers' followers look again."""
@@ -275,8 +295,12 @@ class Congregation:
     async def _resume(self) -> None:
         """After a restart: deploy again every tradecraft that was running, from its logs; those
         that ended stay readable. A document is checked again against what this start allows
-        (an operator may have withdrawn a UDF dir or a source root since): refused, it fails."""
+        (an operator may have withdrawn a UDF dir or a source root since): refused, it fails.
+        A member of a cluster comes back empty-handed: what it ran is the cluster's to place."""
         for row in await self.catalog.tradecrafts():
+            if self.cluster is not None:
+                await self.commands.forget(row["name"])
+                continue
             try:
                 tc = parse_document(row["document"], allowed=self.allowed)
             except HallelujahError as exc:
@@ -388,6 +412,8 @@ class Congregation:
     async def _finish(self, d: Deployment) -> None:
         d.state = "finished"
         await self.catalog.set_state(d.tc.name, "finished")
+        if self.cluster is not None:
+            await self.cluster.set_state(d.tc.name, "finished")
         await d.stop()              # what still runs (an ingest kept for splits) is done too
         log.info("tradecraft_finished", tradecraft=d.tc.name)
 
@@ -395,6 +421,8 @@ class Congregation:
         d.state = "failed"
         await d.stop()
         await self.catalog.set_state(d.tc.name, "failed", error)
+        if self.cluster is not None:
+            await self.cluster.set_state(d.tc.name, "failed", error)
         for name in d.plan.logs if d.plan else ():
             await self.logs.end(name)     # readers get what there is, then the end, not a hang
 
@@ -412,6 +440,9 @@ async def run_daemon(args: argparse.Namespace, zygote: Zygote) -> None:
                                 admission.Limits(args.max_connections, args.max_connections_per_peer,
                                                  args.idle_timeout))
     congregation.checkpoint_every = args.checkpoint_every
+    congregation.etcd = [e for value in args.etcd for e in value.split(",") if e]
+    congregation.advertise = args.advertise or ""
+    congregation.lease_ttl = args.lease_ttl
     with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
         async with trio.open_nursery() as nursery:
             address = await nursery.start(congregation.serve, args.listen)
@@ -440,8 +471,17 @@ def _refused(args: argparse.Namespace) -> str:
         if address is not None and not _loopback(address):
             return (f"{flag} {address}: only loopback addresses for now; a non-loopback address "
                     f"needs TLS and a client token, which this version does not have yet")
-    if args.peer:
-        return "--peer: clusters of congregations are not available in this version yet"
+    if args.peer and not args.etcd:
+        return ("--peer: a cluster keeps its members and documents in etcd; give its endpoints with "
+                "--etcd http://HOST:2379 (the peers are then found there)")
+    for url in args.etcd:
+        for endpoint in url.split(","):
+            if endpoint and not endpoint.startswith(("http://", "https://")):
+                return f"--etcd {endpoint}: not an URL (for example http://127.0.0.1:2379)"
+    if args.advertise is not None and not args.etcd:
+        return "--advertise: only for a member of a cluster (with --etcd)"
+    if not 1 <= args.lease_ttl <= 60:
+        return f"--lease-ttl {args.lease_ttl}: must be 1 to 60 seconds"
     for flag, value in (("--workers", args.workers), ("--max-connections", args.max_connections),
                         ("--max-connections-per-peer", args.max_connections_per_peer),
                         ("--idle-timeout", args.idle_timeout)):
@@ -456,7 +496,15 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(prog="congregation", description="The Hallelujah daemon for one host.")
     ap.add_argument("--data-dir", required=True, help="where the catalog and logs live")
     ap.add_argument("--listen", default="127.0.0.1:7077", help="HOST:PORT to accept clients on")
-    ap.add_argument("--peer", action="append", default=[], help="another congregation (cluster)")
+    ap.add_argument("--peer", action="append", default=[],
+                    help="another congregation of the cluster (informative: members are found in etcd)")
+    ap.add_argument("--etcd", action="append", default=[], metavar="URL",
+                    help="an etcd endpoint of the cluster's shared truth (repeatable or comma-separated); "
+                         "none: this congregation alone, its catalog in SQLite")
+    ap.add_argument("--advertise", default=None, metavar="HOST:PORT",
+                    help="the address other members and clients reach this one at (default: --listen)")
+    ap.add_argument("--lease-ttl", type=int, default=2, metavar="SECONDS",
+                    help="a member whose lease is not kept alive this long is failed (default 2)")
     ap.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     ap.add_argument("--name", default=socket.gethostname())
     ap.add_argument("--metrics", default=None, help="HOST:PORT for Prometheus metrics")

@@ -11,7 +11,7 @@ import os
 import uuid
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any, AsyncIterator, Callable, Iterable, Sequence
+from typing import Any, AsyncGenerator, AsyncIterator, Callable, Iterable, Sequence
 
 import pyarrow as pa
 import trio
@@ -25,6 +25,8 @@ from hallelujah.frames import Connection, connect, schema_bytes, schema_of
 DEFAULT_ADDRESS = "127.0.0.1:7077"
 PUBLISH_BATCH_ROWS = 65536
 STREAM_WINDOW = 8                 # batches of a `stream` in flight towards this client
+RETRY_FOR = 20.0                  # seconds a command is tried again on the members of a cluster
+RETRY_PAUSE = (0.1, 1.0)          # the first and the longest pause between two tries
 _ids = itertools.count(1)
 Rows = list[dict[str, Any]] | dict[str, Sequence[Any]]     # rows as Python values
 
@@ -65,6 +67,13 @@ class Database:
                 errors.append(str(exc))
         raise Unavailable("; ".join(errors))
 
+    def _retries(self) -> "_Retries":
+        return _Retries(len(self.addresses) > 1)
+
+    def _next(self) -> None:
+        """Try the next member first from now on (the one that failed goes last)."""
+        self.addresses = self.addresses[1:] + self.addresses[:1]
+
     async def _request(self, conn: Connection, command: str,
                        args: dict[str, Any]) -> tuple[dict[str, Any], bytes]:
         rid = next(_ids)
@@ -83,13 +92,27 @@ class Database:
         return json.loads(fields["result"]), fields.get("schema", b"")
 
     async def command(self, command: str, **args: Any) -> dict[str, Any]:
-        """Send one command and return its JSON result (raises the congregation's error)."""
-        conn = await self._open()
-        try:
-            result, _ = await self._request(conn, command, args)
-            return result
-        finally:
-            await conn.aclose()
+        """Send one command and return its JSON result (raises the congregation's error).
+
+        Given several members of a cluster, one that fails (or that answers that the tradecraft
+        is moving between members) is left for the next, for up to RETRY_FOR seconds. A submit is
+        tried again only if it could not be sent at all: a lost answer may hide a kept document.
+        """
+        retries = self._retries()
+        while True:
+            sent = False
+            try:
+                conn = await self._open()
+                try:
+                    sent = True
+                    result, _ = await self._request(conn, command, args)
+                    return result
+                finally:
+                    await conn.aclose()
+            except Unavailable as exc:
+                if command == "submit" and sent or not await retries.again(exc):
+                    raise
+                self._next()
 
     async def submit(self, document: dict[str, Any] | str, base_dir: str | Path | None = None) -> dict[str, Any]:
         """Validate here (so relative source paths resolve against `base_dir` or the cwd), then submit."""
@@ -179,15 +202,27 @@ class Database:
                 raise HallelujahError("publish: no data given")
             schema = first.schema
             batches = itertools.chain([first], batches)
-        conn = await self._open()
-        try:
-            reply, _ = await self._request(conn, "publish", {
-                "stream": stream, "schema": schema_bytes(schema).hex(), "end": end,
-                "publisher": f"client-{uuid.uuid4().hex}" if publisher_id is None else publisher_id})
-            return await _send_batches(conn, stream, batches, reply["credits"], progress, first_seq,
-                                       reply.get("committed", -1))
-        finally:
-            await conn.aclose()
+        # A table (or batch) can be sent again: a publish that breaks (its member lost) goes on
+        # at another member under the same publisher id, which keeps each batch once.
+        replayable = isinstance(data, (pa.Table, pa.RecordBatch))
+        publisher = f"client-{uuid.uuid4().hex}" if publisher_id is None else publisher_id
+        retries = self._retries()
+        while True:
+            try:
+                conn = await self._open()
+                try:
+                    reply, _ = await self._request(conn, "publish", {
+                        "stream": stream, "schema": schema_bytes(schema).hex(), "end": end,
+                        "publisher": publisher})
+                    return await _send_batches(conn, stream, batches, reply["credits"], progress, first_seq,
+                                               reply.get("committed", -1))
+                finally:
+                    await conn.aclose()
+            except Unavailable as exc:
+                if not replayable or not await retries.again(exc):
+                    raise
+                self._next()
+                batches = _batches(data)
 
     @asynccontextmanager
     async def stream(self, analytic: str, *, from_start: bool = False,
@@ -199,19 +234,59 @@ class Database:
 
     @asynccontextmanager
     async def _stream(self, analytic: str, from_start: bool,
-                      limit: int | None) -> AsyncIterator[tuple[pa.Schema, AsyncIterator[pa.RecordBatch]]]:
+                      limit: int | None) -> AsyncIterator[tuple[pa.Schema, AsyncGenerator[pa.RecordBatch, None]]]:
         if limit is not None and (not isinstance(limit, int) or limit < 0):
             raise InvalidInput(f"limit {limit!r}: must be a whole number, 0 or more")
-        conn = await self._open()
+        conn, schema = await self._open_stream(analytic, from_start, limit, 0)
+        batches = self._resuming(conn, analytic, schema, from_start, limit)
         try:
-            _, schema_data = await self._request(conn, "stream", {
-                "analytic": analytic, "from_start": from_start, "limit": limit})
-            schema = schema_of(schema_data)
-            batches = _receive_batches(conn, analytic, schema)
+            yield schema, batches
+        finally:
+            await batches.aclose()     # also when the caller stops early (closes the connection)
+
+    async def _open_stream(self, analytic: str, from_start: bool, limit: int | None,
+                           skip: int) -> tuple[Connection, pa.Schema]:
+        retries = self._retries()
+        while True:
             try:
-                yield schema, batches
-            finally:
-                await batches.aclose()     # also when the caller stops early
+                conn = await self._open()
+            except Unavailable as exc:
+                if not await retries.again(exc):
+                    raise
+                self._next()
+                continue
+            try:
+                args = {"analytic": analytic, "from_start": from_start, "limit": limit}
+                _, schema_data = await self._request(conn, "stream", {**args, "skip": skip} if skip else args)
+                return conn, schema_of(schema_data)
+            except BaseException as exc:
+                await conn.aclose()
+                if not isinstance(exc, Unavailable) or not await retries.again(exc):
+                    raise
+                self._next()
+
+    async def _resuming(self, conn: Connection, analytic: str, schema: pa.Schema, from_start: bool,
+                        limit: int | None) -> AsyncGenerator[pa.RecordBatch, None]:
+        """The batches of a stream; a stream read from the start that breaks (its member lost)
+        goes on at another member after the rows already read, for up to RETRY_FOR seconds."""
+        got = 0
+        retries = self._retries()
+        try:
+            while True:
+                try:
+                    async for batch in _receive_batches(conn, analytic, schema):
+                        got += batch.num_rows
+                        yield batch
+                    return
+                except Unavailable as exc:
+                    if not from_start or type(exc) is not Unavailable or not await retries.again(exc):
+                        raise
+                await conn.aclose()
+                self._next()
+                left = None if limit is None else limit - got
+                conn, again = await self._open_stream(analytic, True, left, got)
+                if again != schema:
+                    raise Unavailable(f"stream {analytic}: its schema changed while resuming elsewhere")
         finally:
             await conn.aclose()
 
@@ -336,6 +411,29 @@ async def _receive_batches(conn: Connection, stream: str, schema: pa.Schema) -> 
         if msg.batch is not None:
             yield msg.batch
         await receiver.release()
+
+
+class _Retries:
+    """How long a command goes on trying: among several members, RETRY_FOR seconds with growing
+    pauses; with one address, only while its congregation says the tradecraft is moving (an
+    answer that comes from the congregation, not a connection that failed)."""
+
+    def __init__(self, several: bool) -> None:
+        self.several = several
+        self.deadline: float | None = None
+        self.pause = RETRY_PAUSE[0]
+
+    async def again(self, exc: HallelujahError) -> bool:
+        if type(exc) is not Unavailable or not (self.several or "moving to another" in str(exc)):
+            return False
+        now = trio.current_time()
+        if self.deadline is None:
+            self.deadline = now + RETRY_FOR
+        if now + self.pause > self.deadline:
+            return False
+        await trio.sleep(self.pause)
+        self.pause = min(self.pause * 2, RETRY_PAUSE[1])
+        return True
 
 
 @asynccontextmanager

@@ -186,6 +186,13 @@ class Connection:
             have += await self._recv_into(view[have:])
         return body
 
+    def unread(self) -> bytes:
+        """The bytes received and not yet read as frames, taken out (before a connection is
+        handed on whole: a relay passes them first)."""
+        early = bytes(self._view[self._start:self._end])
+        self._start = self._end = 0
+        return early
+
     def _refuse(self, why: str) -> FrameRefused:
         self.refused = why
         return FrameRefused(why)

@@ -20,10 +20,12 @@ READY = re.compile(r"ready at (\S+)")
 class Daemon:
     """A `congregation` process: start, kill, restart on the same data dir."""
 
-    def __init__(self, data_dir: Path, workers: int = 2, extra: list[str] | None = None) -> None:
+    def __init__(self, data_dir: Path, workers: int = 2, extra: list[str] | None = None,
+                 listen: str = "127.0.0.1:0") -> None:
         self.data_dir = data_dir
         self.workers = workers
         self.extra = extra or []
+        self.listen = listen
         self.proc: subprocess.Popen[str] | None = None
         self.address = ""
 
@@ -31,7 +33,7 @@ class Daemon:
         env = {**os.environ, "HALLELUJAH_LOG_LEVEL": os.environ.get("HALLELUJAH_LOG_LEVEL", "warning")}
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "congregation", "--data-dir", str(self.data_dir),
-             "--listen", "127.0.0.1:0", "--workers", str(self.workers), *self.extra],
+             "--listen", self.listen, "--workers", str(self.workers), *self.extra],
             stdout=subprocess.PIPE, stderr=sys.stderr, text=True, env=env, start_new_session=True)
         deadline = time.monotonic() + 60
         assert self.proc.stdout is not None

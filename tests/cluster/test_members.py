@@ -1,0 +1,114 @@
+"""Three congregations, one database: any member answers, the least loaded member runs what is
+submitted, and a tradecraft whose congregation is killed runs again on another member."""
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+import pytest
+import trio
+
+import hallelujah
+from hallelujah.errors import NotFound, TradecraftError
+
+
+def events(n: int, seed: int = 0) -> pa.Table:
+    rng = np.random.default_rng(seed)
+    return pa.table({"id": np.arange(n, dtype=np.int64), "amount": rng.uniform(0, 100, n).round(2),
+                     "user": pa.array([f"u{i % 97}" for i in range(n)])})
+
+
+def kept(table: pa.Table) -> pa.Table:
+    """The reference of `document`'s `large`, computed with pyarrow."""
+    rows = table.filter(pc.greater(table["amount"], 10))
+    return rows.append_column("cents", pc.cast(pc.multiply(rows["amount"], 100), pa.int64(), safe=False))
+
+
+def document(name: str, source: str | None = None) -> dict:
+    stream = {"name": "payments", "kind": "stream", "schema": {"id": "int64", "amount": "float64", "user": "string"}}
+    if source:
+        stream["source"] = {"path": source, "format": "parquet"}
+    return {"tradecraft": name, "analytics": [
+        stream,
+        {"name": "large", "kind": "transform", "input": "payments", "output": True,
+         "derive": {"cents": "cast(amount * 100, 'int64')"}, "where": "amount > 10"}]}
+
+
+async def owner_of(db: hallelujah.Database, name: str) -> str:
+    (tc,) = (await db.describe(name))["tradecrafts"]
+    return str(tc["congregation"])
+
+
+async def test_any_member_answers_and_the_least_loaded_runs(cluster, tmp_path):
+    table = events(50_000)
+    pq.write_table(table, tmp_path / "payments.parquet")
+    via_c = cluster.db("c")
+    with trio.fail_after(60):
+        for i in range(3):
+            await via_c.submit(document(f"t{i}", str(tmp_path / "payments.parquet")))
+        owners = {f"t{i}": await owner_of(cluster.db("a"), f"t{i}") for i in range(3)}
+        assert sorted(owners.values()) == ["a", "b", "c"]          # one each: the least loaded first
+        for name, owner in owners.items():                          # read through another member
+            other = next(n for n in ("a", "b", "c") if n != owner)
+            got = await cluster.db(other).read(f"{name}/large")
+            assert got.equals(kept(table)), name
+        listed = {t["name"]: t for t in await cluster.db("b").list()}
+        assert {n: t["congregation"] for n, t in listed.items()} == owners
+        assert {t["state"] for t in listed.values()} == {"finished"}
+        described = await cluster.db("a").describe()
+        assert [m["name"] for m in described["members"]] == ["a", "b", "c"]
+        assert all(m["up"] for m in described["members"])
+        assert {t["name"]: t["congregation"] for t in described["tradecrafts"]} == owners
+
+        with pytest.raises(TradecraftError, match="exists already"):
+            await cluster.db("b").submit(document("t0", str(tmp_path / "payments.parquet")))
+        await cluster.db(next(n for n in "abc" if n != owners["t1"])).cancel("t1")
+        assert sorted(t["name"] for t in await cluster.db("c").list()) == ["t0", "t2"]
+        with pytest.raises(NotFound):
+            await cluster.db(owners["t1"]).describe("t1")
+
+
+async def test_a_published_stream_goes_on_after_its_congregation_is_killed(cluster):
+    """The publisher and a reader carry on through the other members; the output is exact."""
+    table = events(1_500_000, seed=3)
+    db = cluster.db()
+    with trio.fail_after(90):
+        await db.submit(document("pay"))
+        owner = await owner_of(db, "pay")
+        others = [n for n in "abc" if n != owner]
+        # the publisher talks to the owner first, the reader to another member
+        publisher = cluster.db(owner, *others)
+        reader = cluster.db(others[0], owner, others[1])
+        got: list[pa.Table] = []
+        published: list[int] = []
+
+        async def publish() -> None:
+            published.append(await publisher.publish("pay/payments", table, end=True, publisher_id="p1"))
+
+        async def read() -> None:
+            got.append(await reader.read("pay/large"))
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(publish)
+            nursery.start_soon(read)
+            survivor = cluster.db(*others)
+            while True:       # kill it once part of the stream is in
+                retained = (await survivor.describe("pay"))["tradecrafts"][0]["analytics"][0]["retained"]
+                if retained.get("payments", {}).get("rows", 0) > 100_000:
+                    break
+                await trio.sleep(0.02)
+            cluster.members[owner].kill()
+            killed_at = trio.current_time()
+            while True:
+                (tc,) = (await survivor.describe("pay"))["tradecrafts"]
+                if tc["congregation"] in others and tc["state"] == "running" and tc["analytics"]:
+                    break
+                await trio.sleep(0.1)
+            moved_after = trio.current_time() - killed_at
+        assert moved_after < 10, moved_after
+        (tc,) = (await survivor.describe("pay"))["tradecrafts"]
+        assert [(f["from"], f["to"]) for f in tc["failovers"]] == [(owner, tc["congregation"])]
+        assert published == [table.num_rows]
+        assert got[0].equals(kept(table))
+        assert (await survivor.read("pay/large")).equals(kept(table))
