@@ -118,9 +118,9 @@ async def first_frame(conn: Connection, timeout: float) -> tuple[str, dict[str, 
 
 
 def open_command(conn: Connection, command: str) -> None:
-    """A client's limits once its cmdReq is read: a publish opens a datastream (batch bodies)."""
+    """A client's limits once its cmdReq is read: a publish (or its copy) opens a datastream."""
     conn.max_frame = MAX_CLIENT_FRAME
-    conn.max_body = MAX_PUBLISH_BODY if command == "publish" else 0
+    conn.max_body = MAX_PUBLISH_BODY if command in ("publish", "replicate") else 0
 
 
 def open_worker(conn: Connection, hello: dict[str, Any]) -> None:

@@ -3,6 +3,7 @@
 Layout (under /hallelujah/):
 - `members/NAME`: a congregation's address and workers, on its lease: it goes when the lease does.
 - `tradecrafts/TC`: the document, its state, the member that runs it (`owner`) and its failovers.
+- `replicas/TC`: the member that holds a copy of its pushed streams' input logs (replication.py).
 - `owners/TC`: the member that runs it, on that member's lease. Its create revision is the
   owner's fencing token: a state written by an owner is written only while that key is the one
   it created, so a congregation that lost its lease (a stall, a partition) never overwrites what
@@ -29,6 +30,7 @@ from hallelujah.errors import TradecraftError, Unavailable
 log = structlog.get_logger("hallelujah.cluster")
 ROOT = "/hallelujah/"
 MEMBERS, TRADECRAFTS, OWNERS = f"{ROOT}members/", f"{ROOT}tradecrafts/", f"{ROOT}owners/"
+REPLICAS = f"{ROOT}replicas/"      # TC -> the member holding a copy of its pushed streams' logs
 WATCH_EVERY = 0.5          # seconds between looks at the cluster's truth
 CLAIM_STAGGER = 0.5        # seconds more a member waits to claim an orphan per member less loaded
 FAILOVERS_KEPT = 20        # failovers a tradecraft's record keeps, for describe
@@ -49,6 +51,7 @@ class View:
     members: dict[str, Member] = field(default_factory=dict)
     tradecrafts: dict[str, KV] = field(default_factory=dict)
     owners: dict[str, KV] = field(default_factory=dict)
+    replicas: dict[str, KV] = field(default_factory=dict)
 
     def owner(self, tradecraft: str) -> Member | None:
         """The live member that runs `tradecraft`, if any."""
@@ -85,6 +88,7 @@ class Cluster:
         self.lease = 0
         self._answered_at = 0.0       # trio time at which the last answered keepalive was sent
         self.fences: dict[str, int] = {}   # tradecraft -> create revision of the owners/ key we made
+        self.epochs: dict[str, int] = {}   # tradecraft -> create revision of its record (one life of a name)
 
     async def join(self, patience: float | None = None) -> None:
         """Take a lease and register under it. A member of the same name still registered (this
@@ -156,6 +160,8 @@ class Cluster:
                 view.tradecrafts[kv.key[len(TRADECRAFTS):]] = kv
             elif kv.key.startswith(OWNERS):
                 view.owners[kv.key[len(OWNERS):]] = kv
+            elif kv.key.startswith(REPLICAS):
+                view.replicas[kv.key[len(REPLICAS):]] = kv
         return view
 
     async def create(self, name: str, document: dict[str, Any], owner: Member) -> None:
@@ -172,9 +178,11 @@ class Cluster:
     async def confirm(self, name: str) -> bool:
         """Is `name` ours, by a key on our current lease? Keeps its fence for later writes."""
         kv = await self.etcd.get(f"{OWNERS}{name}")
-        if kv is None or kv.lease != self.lease or kv.json()["member"] != self.name:
+        record = await self.etcd.get(f"{TRADECRAFTS}{name}")
+        if kv is None or record is None or kv.lease != self.lease or kv.json()["member"] != self.name:
             return False
         self.fences[name] = kv.create_revision
+        self.epochs[name] = record.create_revision
         return True
 
     async def claim(self, name: str, record: KV, reason: str) -> bool:
@@ -206,7 +214,8 @@ class Cluster:
 
     async def remove(self, name: str) -> None:
         """Forget a cancelled tradecraft (its record and its owner)."""
-        await self.etcd.txn([], [delete_op(f"{TRADECRAFTS}{name}"), delete_op(f"{OWNERS}{name}")])
+        await self.etcd.txn([], [delete_op(f"{TRADECRAFTS}{name}"), delete_op(f"{OWNERS}{name}"),
+                                 delete_op(f"{REPLICAS}{name}")])
         self.fences.pop(name, None)
 
     def _me(self) -> Member:
@@ -224,7 +233,8 @@ class Orphans:
         self.seen: dict[str, float] = {}
 
     def due(self, view: View, me: str) -> list[tuple[str, KV]]:
-        """The orphans this member should try to claim now: at once if it is the least loaded,
+        """The orphans this member should try to claim now: at once if it holds the copy of its
+        input logs, else (after the holder's turn) at once if it is the least loaded,
         CLAIM_STAGGER seconds later per member less loaded than it."""
         now = trio.current_time()
         orphans = {name: kv for name, kv in view.tradecrafts.items()
@@ -235,4 +245,12 @@ class Orphans:
         load = view.load()
         ranked = sorted(view.members.values(), key=lambda m: (load[m.name] / max(m.workers, 1), m.name))
         rank = [m.name for m in ranked].index(me)
-        return [(name, kv) for name, kv in orphans.items() if now - self.seen[name] >= rank * CLAIM_STAGGER]
+
+        def turn(name: str) -> int:
+            copy = view.replicas.get(name)
+            holder = copy.json() if copy is not None else {}
+            current = holder.get("epoch") == view.tradecrafts[name].create_revision
+            if not current or holder.get("member") not in view.members:
+                return rank
+            return 0 if holder["member"] == me else rank + 2
+        return [(name, kv) for name, kv in orphans.items() if now - self.seen[name] >= turn(name) * CLAIM_STAGGER]

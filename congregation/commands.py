@@ -19,6 +19,7 @@ from congregation import updates
 from congregation.cluster import TRADECRAFTS
 from congregation.hallelu import log_name
 from congregation.publishing import publish
+from congregation.replication import keep_copy
 from congregation.routing import ROUTED, forward, members_of, owner_address, placed, relay, tradecraft_of
 from congregation.rpc import error_fields
 from hallelujah.datastream import DataSender, open_sender
@@ -31,7 +32,7 @@ from jah.windows import finalize, partial_schema_of
 
 log = structlog.get_logger("hallelujah.commands")
 COMMANDS = ("submit", "list", "describe", "cancel", "publish", "stream", "query", "debug", "checkpoint",
-            "split", "merge", "congestion", "reload")
+            "split", "merge", "congestion", "reload", "replicate")
 UPDATES = {"split": updates.split_join, "merge": updates.merge_joins, "congestion": updates.congestion,
            "reload": updates.reload_dataset}
 STREAM_CLOSE_WAIT = 10.0   # seconds a stream's end waits for its client to close the connection
@@ -57,7 +58,7 @@ class Commands:
                     return
             if command in UPDATES:        # a change made by hand (congregation/updates.py)
                 result = await UPDATES[command](self.c, args)
-            elif command in ("publish", "stream"):
+            elif command in ("publish", "stream", "replicate"):
                 await getattr(self, f"cmd_{command}")(conn, rid, args)
                 return
             else:
@@ -66,7 +67,7 @@ class Commands:
             log.info("command_refused", command=command, error=str(exc).splitlines()[0],
                      path=getattr(exc, "path", "") or None)
             await conn.send("cmdCfm", {"id": rid, "error": error_fields(exc)})
-            if command in ("publish", "stream"):
+            if command in ("publish", "stream", "replicate"):
                 await _drained(conn)
             return
         except EOFError:                  # the client closed between frames: nobody to answer
@@ -110,6 +111,9 @@ class Commands:
         from congregation.describe import describe
         only = args.get("tradecraft") or ""
         name = only.partition("/")[0]
+        if name:
+            owner_address(view, name, self.c.cluster.name)    # Unavailable while it moves
+            self._not_starting(name)
         here = await describe(self.c, only)
         out = [placed(view, t) for t in here["tradecrafts"]]
         me = self.c.cluster.name
@@ -118,6 +122,8 @@ class Commands:
             try:
                 there = await forward(member.address, "describe", {"tradecraft": only})
             except HallelujahError as exc:
+                if name:          # (a client asking for it tries again: it may be moving)
+                    raise
                 log.info("describe_member_failed", congregation=member.name, error=str(exc))
                 continue
             out += [placed(view, t) for t in there["tradecrafts"]]
@@ -130,12 +136,17 @@ class Commands:
         return {**here, "tradecrafts": sorted(out, key=lambda t: t["name"]),
                 "members": members_of(view, me)}
 
-    def _tradecraft(self, name: str) -> Tradecraft:
+    def _not_starting(self, name: str) -> None:
+        """In a cluster, a tradecraft a member is taking over is moving: the client tries again
+        (hallelujah/client.py) rather than be told it does not exist."""
         d = self.c.deployments.get(name)
         if self.c.cluster is not None and (name in self.c.starting or d is not None and d.state == "starting"):
-            # a member taking it over: the client tries again (hallelujah/client.py)
             raise Unavailable(f'tradecraft "{name}" is moving to another congregation (starting on '
                               f'"{self.c.name}"); try again in a few seconds')
+
+    def _tradecraft(self, name: str) -> Tradecraft:
+        self._not_starting(name)
+        d = self.c.deployments.get(name)
         if d is None:
             raise NotFound(f'no tradecraft "{name}" (see `hallelujah list`)')
         return d.tc
@@ -189,6 +200,8 @@ class Commands:
                 raise
             try:
                 await self.c.launch(d)
+                if cluster is not None:
+                    self.c.replicate(d)
             except BaseException:
                 # Leave nothing behind: a refused submit changes nothing.
                 with trio.CancelScope(shield=True):
@@ -204,20 +217,25 @@ class Commands:
                 "retained": [r for r in retained if not r.endswith(".rejected")],
                 "rejected": [r for r in retained if r.endswith(".rejected")]}
 
-    async def _forget(self, name: str) -> None:
-        """Stop a tradecraft here and delete all it kept here: deployment, logs, checkpoints, rows."""
+    async def _forget(self, name: str, keep_copies: bool = False) -> None:
+        """Stop a tradecraft here and delete all it kept here: deployment, logs, checkpoints, rows
+        (but, with `keep_copies`, the copies of its input logs this member holds: a takeover)."""
         d = self.c.deployments.pop(name, None)
+        self.c.stop_replication(name)
         if d is not None:
             d.state = "cancelled"
             await d.stop()
-        await self.c.logs.delete(f"{name}/")
+        copies = {log for log in self.c.copies if log.startswith(f"{name}/")}
+        await self.c.logs.delete(f"{name}/", frozenset(copies) if keep_copies else frozenset())
+        for log_name in copies:
+            del self.c.copies[log_name]
         await trio.to_thread.run_sync(functools.partial(
             shutil.rmtree, self.c.data_dir / "checkpoints" / name, ignore_errors=True))
         await self.c.catalog.delete_tradecraft(name)
 
-    async def forget(self, name: str) -> None:
+    async def forget(self, name: str, keep_copies: bool = False) -> None:
         async with self.c._lock:
-            await self._forget(name)
+            await self._forget(name, keep_copies)
 
     async def cmd_list(self, args: dict[str, Any]) -> dict[str, Any]:
         rows = await self.c.catalog.tradecrafts()
@@ -226,6 +244,7 @@ class Commands:
 
     async def cmd_describe(self, args: dict[str, Any]) -> dict[str, Any]:
         from congregation.describe import describe
+        self._not_starting(str(args.get("tradecraft") or "").partition("/")[0])
         return await describe(self.c, args.get("tradecraft") or "")
 
     async def cmd_debug(self, args: dict[str, Any]) -> dict[str, Any]:
@@ -287,6 +306,12 @@ class Commands:
     async def cmd_publish(self, conn: Connection, rid: int, args: dict[str, Any]) -> None:
         """Keep each batch in the stream's input log (validated, once, synced) before acknowledging it."""
         await publish(self.c, conn, rid, args, *self._split_ref(str(args.get("stream", ""))))
+
+    async def cmd_replicate(self, conn: Connection, rid: int, args: dict[str, Any]) -> None:
+        """Keep a copy of another member's input log (a member of a cluster only)."""
+        if self.c.cluster is None:
+            raise InvalidInput("replicate: this congregation is not a member of a cluster")
+        await keep_copy(self.c, conn, rid, args)
 
     async def cmd_stream(self, conn: Connection, rid: int, args: dict[str, Any]) -> None:
         """Send the retained output from the start (or from now), following it until it ends."""

@@ -26,7 +26,9 @@ from congregation.congestion import WATCHED_ROLES, CongestionWatch
 from congregation.datadir import locked_data_dir
 from congregation.deployment import Deployment
 from congregation.etcd import Etcd
+from congregation.hallelu import log_name, published
 from congregation.logs import Logs, Notices
+from congregation.replication import Shipper
 from congregation.rpc import Peer
 from congregation.scaling import merge, split, split_aggregate
 from congregation.workers import WorkerHost, Zygote, make_zygote, settled_heap
@@ -76,6 +78,9 @@ class Congregation:
         self.lease_ttl = 2
         self.cluster: Cluster | None = None
         self.starting: set[str] = set()   # tradecrafts being started here (in a cluster: taken over)
+        self.copies: dict[str, int] = {}  # logs of other members' tradecrafts copied here -> their epoch
+        self.shippers: dict[str, Shipper] = {}    # our input logs -> their copy at another member
+        self._replicating: dict[str, trio.CancelScope] = {}
 
     async def serve(self, listen: str | None, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
@@ -127,6 +132,29 @@ class Congregation:
         await self.cluster.join()
         nursery.start_soon(self.cluster.keep, functools.partial(failover.stop_all, self))
         nursery.start_soon(failover.watch, self)
+
+    def replicate(self, d: Deployment) -> None:
+        """In a cluster: keep a copy of each pushed stream's input log at another member."""
+        assert self.cluster is not None
+        scope = self._replicating[d.tc.name] = trio.CancelScope()
+        names = [log_name(d.tc.name, a.name) for a in d.tc.analytics if published(a)]
+        shippers = [Shipper(self.logs, self.cluster, d.tc.name, self.cluster.epochs[d.tc.name], n) for n in names]
+        self.shippers.update({s.name: s for s in shippers})
+
+        async def ship() -> None:
+            with scope:
+                async with trio.open_nursery() as nursery:
+                    for shipper in shippers:
+                        nursery.start_soon(shipper.run)
+
+        self.nursery.start_soon(ship)
+
+    def stop_replication(self, tradecraft: str) -> None:
+        scope = self._replicating.pop(tradecraft, None)
+        if scope is not None:
+            scope.cancel()
+        for name in [n for n in self.shippers if n.startswith(f"{tradecraft}/")]:
+            del self.shippers[name]
 
     async def _tell_workers(self, name: str) -> None:
         """Log `name` was written here (a publish, an end): the workers' followers look again."""

@@ -25,6 +25,8 @@ class Member(Protocol):
     cluster: Cluster | None
     deployments: dict[str, Any]
     starting: set[str]
+    copies: dict[str, int]
+    logs: Any
     allowed: Any
     commands: Any
 
@@ -47,6 +49,9 @@ async def watch(c: Member) -> None:
 
 
 async def _fence(c: Member, cluster: Cluster, view: View) -> None:
+    for log_name in [n for n in c.copies if n.partition("/")[0] not in view.tradecrafts]:
+        await c.logs.delete(log_name)            # a copy of a cancelled tradecraft's log
+        c.copies.pop(log_name, None)
     for name, d in list(c.deployments.items()):
         owner = view.owners.get(name)
         if d.state in ("running", "starting") and (owner is None or owner.lease != cluster.lease):
@@ -62,7 +67,7 @@ async def _adopt(c: Member, cluster: Cluster, name: str, record: Any) -> None:
     try:
         if not await cluster.claim(name, record, reason):
             return
-        await c.commands.forget(name)        # what an earlier life of it left here
+        await c.commands.forget(name, keep_copies=True)   # what an earlier life of it left here
         tc = parse_document(detail["document"], allowed=c.allowed)
         await c.commands.start(tc, adopted=True)
     except HallelujahError as exc:

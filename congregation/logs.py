@@ -147,6 +147,9 @@ class Logs:
             raise waiting.result
         return waiting.result
 
+    async def origins(self, name: str, from_seq: int, to_seq: int) -> dict[int, tuple[str, int]]:
+        return await self._read(self.store.origins, name, from_seq, to_seq)
+
     async def committed(self, name: str, publisher: str) -> int:
         return await self._read(self.store.committed, name, publisher)
 
@@ -172,8 +175,8 @@ class Logs:
             await self._run(self.store.end, name)
             self._notify(name)
 
-    async def delete(self, prefix: str) -> None:
-        await self._run(self.store.delete, prefix)
+    async def delete(self, prefix: str, keep: frozenset[str] = frozenset()) -> None:
+        await self._run(self.store.delete, prefix, keep)
         for name in [n for n in self._changed if n.startswith(prefix)]:
             self._notify(name)
 

@@ -93,6 +93,9 @@ async def publish(c: Any, conn: Connection, rid: int, args: dict[str, Any], tc: 
                 repeated += 1
             else:
                 rows, batches = rows + n, batches + 1
+                copy = getattr(c, "shippers", {}).get(name)
+                if copy is not None and kept >= 0:
+                    await copy.kept(kept)     # in a cluster: synced at another member too
             await receiver.release()
 
     with collapsed():

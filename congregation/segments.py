@@ -95,6 +95,9 @@ class LogStore:
                                    pk=("log", "source"), if_not_exists=True)
         if "visible" not in self.db.table("logs").columns_dict:     # a data dir of an older version
             self.db.table("logs").add_column("visible", int)
+        if "source" not in self.db.table("batches").columns_dict:   # (older: batches without their origin)
+            self.db.table("batches").add_column("source", str)
+            self.db.table("batches").add_column("origin", int)
         self.db.table("staged").create({"log": str, "checkpoint": int, "seq": int, "progress": str},
                                  pk=("log", "checkpoint"), if_not_exists=True)
         # Readers (followers, `info`) use a connection of their own: in WAL mode it sees committed
@@ -284,15 +287,16 @@ class LogStore:
             index = []
             bodies = [memoryview(items[i].body).cast("B") for i in kept]  # type: ignore[arg-type]
             for seq, (i, body) in enumerate(zip(kept, bodies), start=first):
-                index.append([name, seq, seg, offset, body.nbytes, items[i].rows])
+                index.append([name, seq, seg, offset, body.nbytes, items[i].rows, items[i].source or None,
+                              items[i].origin if items[i].source else None])
                 offset += body.nbytes
                 seqs[i] = seq
             _write_all(fd, bodies)
             if sync:
                 self._to_sync.add(fd)
             self.db.conn.executemany(
-                "INSERT INTO batches (log, seq, segment, offset, length, rows) "
-                "VALUES (?, ?, ?, ?, ?, ?)", index)
+                "INSERT INTO batches (log, seq, segment, offset, length, rows, source, origin) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)", index)
             # first/last append times: a log's steady-state rate, first batch to last
             # a transactional log counts its rows as they become visible (`_show`)
             added = sum(items[i].rows for i in kept) if visible is None else 0
@@ -383,15 +387,24 @@ class LogStore:
             "AND seq < coalesce((SELECT visible FROM logs WHERE name = ?), 1 << 62) "
             "ORDER BY seq LIMIT ?", [name, from_seq, name, limit])]
 
+    def origins(self, name: str, from_seq: int, to_seq: int) -> dict[int, tuple[str, int]]:
+        """The source and origin each batch from `from_seq` to `to_seq` was written with (a
+        copy of the log written with them has the same progress per source: replication)."""
+        return {r[0]: (r[1] or "", -1 if r[2] is None else r[2]) for r in self.reader.execute(
+            "SELECT seq, source, origin FROM batches WHERE log = ? AND seq >= ? AND seq <= ?",
+            [name, from_seq, to_seq])}
+
     def read(self, name: str, entry: Entry) -> bytes:
         """The body bytes of one indexed batch."""
         with open(self._dir(name) / f"{entry.segment:08d}.seg", "rb") as f:
             return os.pread(f.fileno(), entry.length, entry.offset)
 
-    def delete(self, prefix: str) -> None:
-        """Delete every log whose name starts with `prefix`, files and rows."""
+    def delete(self, prefix: str, keep: frozenset[str] = frozenset()) -> None:
+        """Delete every log whose name starts with `prefix` (but those in `keep`), files and rows."""
         with self._lock:
             for name in self.names(prefix):
+                if name in keep:
+                    continue
                 _, fd = self._files.pop(name, (0, -1))
                 if fd >= 0:
                     os.close(fd)
