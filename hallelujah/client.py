@@ -273,14 +273,17 @@ class Database:
         retries = self._retries()
         try:
             while True:
+                batches = _receive_batches(conn, analytic, schema)
                 try:
-                    async for batch in _receive_batches(conn, analytic, schema):
+                    async for batch in batches:
                         got += batch.num_rows
                         yield batch
                     return
                 except Unavailable as exc:
                     if not from_start or type(exc) is not Unavailable or not await retries.again(exc):
                         raise
+                finally:
+                    await batches.aclose()
                 await conn.aclose()
                 self._next()
                 left = None if limit is None else limit - got
@@ -398,7 +401,7 @@ async def _send_batches(conn: Connection, stream: str, batches: Iterable[pa.Reco
     return skipped + sender.statistics().rows_acknowledged
 
 
-async def _receive_batches(conn: Connection, stream: str, schema: pa.Schema) -> AsyncIterator[pa.RecordBatch]:
+async def _receive_batches(conn: Connection, stream: str, schema: pa.Schema) -> AsyncGenerator[pa.RecordBatch, None]:
     receiver = open_receiver(conn, stream, schema, window=STREAM_WINDOW)
     await receiver.start()
     while True:
