@@ -21,6 +21,7 @@ setup(
         "structlog>=24",
         "prometheus-client>=0.20",
         "psutil>=5.9",
+        "cryptography>=42",
     ],
     extras_require={"test": ["pytest>=8", "pytest-trio>=0.8", "hypothesis>=6", "duckdb>=1.0"]},
     entry_points={
