@@ -456,8 +456,8 @@ def _refused(args: argparse.Namespace) -> str:
         if address is not None and not (port.isdigit() and int(port) < 65536):
             return f"{flag} {address}: not HOST:PORT (for example 127.0.0.1:7077; port 0 picks a free one)"
         if address is not None and not _loopback(address) and not all(tls_flags):
-            return (f"{flag} {address}: a non-loopback address needs TLS: give --tls-cert, --tls-key "
-                    f"and --tls-ca (see congregation init-ca and issue-cert)")
+            return (f"{flag} {address}: only loopback addresses without TLS; a non-loopback address needs "
+                    f"--tls-cert, --tls-key and --tls-ca (see congregation init-ca and issue-cert)")
     if args.peer:
         return "--peer: clusters of congregations are not available in this version yet"
     for flag, value in (("--workers", args.workers), ("--max-connections", args.max_connections),
