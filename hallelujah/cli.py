@@ -173,14 +173,15 @@ def parser() -> argparse.ArgumentParser:
     p = add("debug", "Why a stream is not moving: every process's tasks, Jahs and datastreams.")
     p.add_argument("tradecraft", nargs="?", default="", help="one tradecraft (default: all)")
     p = add("token", "Client tokens, for congregations that run TLS (signed with the cluster CA's key).")
-    tokens = p.add_subparsers(dest="token_command", required=True)
+    tokens = p.add_subparsers(dest="token_command", required=True, metavar="create")
     p = tokens.add_parser("create", help="print a new token on stdout (its expiry on stderr)",
                           description="Print a new token on stdout (its expiry on stderr).",
                           formatter_class=shown, epilog=f"example: {EXAMPLES['token']}")
     p.add_argument("--ttl", required=True, metavar="DURATION", help="how long it is valid, e.g. 1h, 30m, 7d")
     p.add_argument("--ca-key", required=True, metavar="FILE",
                    help="the CA's private key (congregation init-ca's ca.key)")
-    p.add_argument("--subject", default="client", help="who holds it (logged with each command)")
+    p.add_argument("--subject", default="client",
+                   help="who holds it (the congregation names it with the peer in its connection logs)")
     return ap
 
 

@@ -12,7 +12,7 @@ import ssl
 import uuid
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any, AsyncIterator, Callable, Iterable, Sequence
+from typing import Any, AsyncGenerator, AsyncIterator, Callable, Iterable, Iterator, Sequence, cast
 
 import pyarrow as pa
 import trio
@@ -191,7 +191,7 @@ class Database:
             raise InvalidInput(f"publish: first_seq {first_seq} is negative")
         if _is_rows(data):
             schema = schema or await self.stream_schema(stream)
-            data = conform(table_of(data, schema), schema)
+            data = conform(table_of(cast(Rows, data), schema), schema)
         elif isinstance(data, (pa.Table, pa.RecordBatch)):
             from hallelujah.conform import publishable
             schema = schema or await self.stream_schema(stream)
@@ -301,7 +301,7 @@ def table_of(data: Rows, schema: pa.Schema) -> pa.Table:
     return pa.table(arrays)
 
 
-def _batches(data: pa.Table | pa.RecordBatch | Iterable[pa.RecordBatch]) -> Iterable[pa.RecordBatch]:
+def _batches(data: pa.Table | pa.RecordBatch | Iterable[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
     if isinstance(data, pa.RecordBatch):
         data = pa.Table.from_batches([data])
     if isinstance(data, pa.Table):
@@ -348,7 +348,8 @@ async def _send_batches(conn: Connection, stream: str, batches: Iterable[pa.Reco
     return skipped + sender.statistics().rows_acknowledged
 
 
-async def _receive_batches(conn: Connection, stream: str, schema: pa.Schema) -> AsyncIterator[pa.RecordBatch]:
+async def _receive_batches(conn: Connection, stream: str,
+                           schema: pa.Schema) -> AsyncGenerator[pa.RecordBatch, None]:
     receiver = open_receiver(conn, stream, schema, window=STREAM_WINDOW)
     await receiver.start()
     while True:
