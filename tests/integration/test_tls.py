@@ -213,6 +213,11 @@ async def test_the_cli_talks_tls_with_a_token_and_says_why_without_one(cluster: 
         and done.stderr.count("\n") == 1, done.stderr
 
 
+def test_the_blocking_facade_takes_a_ca_and_a_token(cluster: Cluster) -> None:
+    db = hallelujah.connect(cluster.daemon.address, ca=str(cluster.ca / "ca.pem"), token=cluster.token())
+    assert isinstance(db.list(), list)
+
+
 @pytest.mark.parametrize("flags, says", [
     (["--listen", "0.0.0.0:0"], "--listen 0.0.0.0:0: only loopback addresses without TLS; a non-loopback "
                                 "address needs --tls-cert, --tls-key and --tls-ca"),
