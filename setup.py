@@ -22,6 +22,7 @@ setup(
         "prometheus-client>=0.20",
         "psutil>=5.9",
         "httpx>=0.27",
+        "cryptography>=42",
     ],
     extras_require={"test": ["pytest>=8", "pytest-trio>=0.8", "hypothesis>=6", "duckdb>=1.0"]},
     entry_points={

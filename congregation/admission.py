@@ -4,8 +4,10 @@ A client's connection starts with small limits: its first frame must be a `cmdRe
 MAX_COMMAND_FRAME bytes, complete within the idle timeout; nothing is allocated for what a frame
 only claims. A `publish` then opens a datastream, whose bodies may be up to MAX_PUBLISH_BODY; every
 other frame a client sends is small. Connections over TCP are capped per peer address and in
-total. A worker registers only over the private Unix socket, proving its zygote's secret. Each
-refusal is one log line, and a `cmdCfm` error to the peer before its connection is closed.
+total. With TLS (`--tls-*`), every TCP connection completes its handshake first (within the idle
+timeout); a peer without a certificate from the cluster CA is a client, whose cmdReq must carry a
+valid token. A worker registers only over the private Unix socket, proving its zygote's secret.
+Each refusal is one log line, and a `cmdCfm` error to the peer before its connection is closed.
 """
 from __future__ import annotations
 
@@ -21,8 +23,10 @@ from typing import Any
 import structlog
 import trio
 
+from congregation.tls import TlsConfig, peer_certificate
 from hallelujah.errors import HallelujahError, InvalidInput, Unavailable
-from hallelujah.frames import MAX_BODY, MAX_FRAME, Connection, FrameRefused
+from hallelujah.frames import MAX_BODY, MAX_FRAME, Connection, FrameRefused, tls_handshake
+from hallelujah.tokens import TokenRefused
 
 log = structlog.get_logger("hallelujah.admission")
 
@@ -93,9 +97,35 @@ class Admission:
                 del self.by_peer[peer]
 
 
-def client_connection(stream: trio.SocketStream, peer: str) -> Connection:
+def client_connection(stream: trio.abc.Stream, peer: str) -> Connection:
     """A new connection, with room for one bounded cmdReq and no datastream."""
     return Connection(stream, peer, max_frame=MAX_COMMAND_FRAME, max_body=0, buffer=CLIENT_BUFFER)
+
+
+async def accept_tls(stream: trio.SocketStream, tls: TlsConfig, peer: str,
+                     timeout: float) -> trio.SSLStream | None:
+    """`stream` as a TLS connection with its handshake done within `timeout` seconds; None (one
+    log line, the socket closed) for a peer that fails it: a certificate from another CA, plain
+    TCP, garbage, silence."""
+    secure = trio.SSLStream(stream, tls.server_context(), server_side=True)
+    why = await tls_handshake(secure, timeout)
+    if not why:
+        return secure
+    log.warning("tls_handshake_failed", peer=peer, reason=why)
+    await trio.aclose_forcefully(stream)
+    return None
+
+
+def check_token(conn: Connection, fields: dict[str, Any], tls: TlsConfig) -> None:
+    """Refused (with the reason for the client) unless the cmdReq carries a valid token; a peer
+    with a certificate from the cluster CA (a congregation) needs none."""
+    if peer_certificate(conn.stream) is not None:
+        return
+    try:
+        claims = tls.verify_token(fields.get("token", ""))
+    except TokenRefused as exc:
+        raise Refused(exc, fields.get("id", 0)) from None
+    conn.peer = f"{conn.peer} ({claims.subject})"
 
 
 def peer_address(stream: trio.SocketStream) -> str:
@@ -151,7 +181,7 @@ def worker_refusal(hello: dict[str, Any], conn: Connection, local: bool, secret:
 def _peer_pid(conn: Connection) -> int | None:
     """The pid of a Unix socket's other end, as the kernel knows it (Linux), else None."""
     option = getattr(socket, "SO_PEERCRED", None)
-    if option is None:
+    if option is None or conn.sock is None:
         return None
     try:
         pid, _, _ = struct.unpack("3i", conn.sock.getsockopt(socket.SOL_SOCKET, option, struct.calcsize("3i")))
@@ -199,12 +229,13 @@ async def close_gracefully(conn: Connection) -> None:
     unread bytes, the connection would be reset, and the peer might lose our last frame."""
     with trio.move_on_after(REFUSAL_WAIT):
         try:
-            conn.sock.shutdown(socket.SHUT_WR)
+            if conn.sock is not None:     # (TLS cannot half-close: its peer closes once it has read)
+                conn.sock.shutdown(socket.SHUT_WR)
             drained = 0
             while drained < REFUSAL_DRAIN:
-                chunk = await conn.sock.recv(65536)
+                chunk = await conn.stream.receive_some(65536)
                 if not chunk:
                     break
                 drained += len(chunk)
-        except OSError:
+        except (OSError, trio.BrokenResourceError, trio.ClosedResourceError):
             pass

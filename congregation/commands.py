@@ -101,9 +101,9 @@ class Commands:
         if address is None:
             return None
         if command in ("publish", "stream"):
-            await relay(conn, fields, args, address)
+            await relay(self.c, conn, fields, args, address)
             return {}
-        return await forward(address, command, args)
+        return await forward(self.c, address, command, args)
 
     async def _describe_cluster(self, view: Any, args: dict[str, Any]) -> dict[str, Any]:
         """describe across the members: each tradecraft as its owner describes it, with where
@@ -120,7 +120,7 @@ class Commands:
         owners = {view.owner(n) for n in ([name] if name else view.tradecrafts)} - {None}
         for member in sorted((m for m in owners if m.name != me), key=lambda m: m.name):
             try:
-                there = await forward(member.address, "describe", {"tradecraft": only})
+                there = await forward(self.c, member.address, "describe", {"tradecraft": only})
             except HallelujahError as exc:
                 if name:          # (a client asking for it tries again: it may be moving)
                     raise
@@ -168,7 +168,7 @@ class Commands:
             await cluster.create(tc.name, tc.document, owner)
             if owner.name != cluster.name:
                 log.info("tradecraft_placed", tradecraft=tc.name, congregation=owner.name)
-                return await forward(owner.address, "submit", {"document": tc.document})
+                return await forward(self.c, owner.address, "submit", {"document": tc.document})
         return await self.start(tc)
 
     async def start(self, tc: Tradecraft, adopted: bool = False) -> dict[str, Any]:
@@ -225,10 +225,10 @@ class Commands:
         if d is not None:
             d.state = "cancelled"
             await d.stop()
-        copies = {log for log in self.c.copies if log.startswith(f"{name}/")}
+        copies = {copy for copy in self.c.copies if copy.startswith(f"{name}/")}
         await self.c.logs.delete(f"{name}/", frozenset(copies) if keep_copies else frozenset())
-        for log_name in copies:
-            del self.c.copies[log_name]
+        for copy in copies:
+            del self.c.copies[copy]
         await trio.to_thread.run_sync(functools.partial(
             shutil.rmtree, self.c.data_dir / "checkpoints" / name, ignore_errors=True))
         await self.c.catalog.delete_tradecraft(name)

@@ -29,8 +29,10 @@ from congregation.etcd import Etcd
 from congregation.hallelu import log_name, published
 from congregation.logs import Logs, Notices
 from congregation.replication import Shipper
+from congregation.routing import peer_tls
 from congregation.rpc import Peer
 from congregation.scaling import merge, split, split_aggregate
+from congregation.tls import CERT_COMMANDS, TlsConfig, certificates_main
 from congregation.workers import WorkerHost, Zygote, make_zygote, settled_heap
 from hallelujah.allowed import Allowed
 from hallelujah.errors import HallelujahError, InvalidInput, Unavailable
@@ -51,7 +53,8 @@ class Congregation:
     """One host's daemon. Build its Zygote first (before trio), then `await serve(...)`."""
 
     def __init__(self, data_dir: Path, zygote: Zygote, workers: int, name: str = "congregation",
-                 allowed: Allowed | None = None, limits: admission.Limits | None = None) -> None:
+                 allowed: Allowed | None = None, limits: admission.Limits | None = None,
+                 tls: TlsConfig | None = None) -> None:
         self.data_dir = Path(data_dir)
         # what documents may import and read here; the data dir is never readable by a source
         base = allowed or Allowed()
@@ -66,6 +69,7 @@ class Congregation:
         self._spawned_at: dict[int, float] = {}
         self._deaths: dict[str, list[tuple[float, int, int]]] = {}   # tradecraft -> (at, worker, pid)
         self.connections = admission.Admission(limits or admission.Limits())
+        self.tls = tls                    # with it, every TCP connection is TLS, and clients need a token
         self._events_send, self._events_receive = trio.open_memory_channel[
             tuple[str, str, str, Deployment | None]](10_000)
         self._stopping = False
@@ -138,7 +142,8 @@ class Congregation:
         assert self.cluster is not None
         scope = self._replicating[d.tc.name] = trio.CancelScope()
         names = [log_name(d.tc.name, a.name) for a in d.tc.analytics if published(a)]
-        shippers = [Shipper(self.logs, self.cluster, d.tc.name, self.cluster.epochs[d.tc.name], n) for n in names]
+        shippers = [Shipper(self.logs, self.cluster, d.tc.name, self.cluster.epochs[d.tc.name], n, peer_tls(self))
+                    for n in names]
         self.shippers.update({s.name: s for s in shippers})
 
         async def ship() -> None:
@@ -174,11 +179,20 @@ class Congregation:
         """One connection: a client's command, or (over the private Unix socket only) a worker.
 
         TCP connections are capped (congregation/admission.py); the Unix socket, in a directory
-        only this user can enter, serves workers and `run`'s own client uncapped.
+        only this user can enter, serves workers and `run`'s own client uncapped. With TLS, a TCP
+        connection's handshake comes first, and a client's cmdReq must carry a valid token.
         """
         peer = "local" if local else admission.peer_address(stream)
-        conn = admission.client_connection(stream, peer)
         with self.connections.hold(peer, capped=not local) as over:
+            tls = None if local else self.tls
+            channel: trio.abc.Stream = stream
+            if tls is not None:     # (over the caps, only a moment to hear why)
+                wait = admission.REFUSAL_WAIT if over else self.connections.limits.idle_timeout
+                accepted = await admission.accept_tls(stream, tls, peer, wait)
+                if accepted is None:
+                    return
+                channel = accepted
+            conn = admission.client_connection(channel, peer)
             try:
                 if over:
                     await admission.refuse_over_capacity(conn, over, self.connections)
@@ -195,6 +209,8 @@ class Congregation:
                 if kind != "cmdReq":
                     raise admission.Refused(InvalidInput(
                         f"refused: the first frame of a connection must be a cmdReq, not a {kind}"))
+                if tls is not None:
+                    admission.check_token(conn, fields, tls)
                 admission.open_command(conn, fields["command"])
                 await self.commands.on_cmd_req(conn, fields)   # (answers a refused frame itself)
                 if conn.refused:
@@ -462,11 +478,12 @@ async def _unix_listener(path: str) -> trio.socket.SocketType:
     return sock
 
 
-async def run_daemon(args: argparse.Namespace, zygote: Zygote) -> None:
+async def run_daemon(args: argparse.Namespace, zygote: Zygote, tls: TlsConfig | None = None) -> None:
+    """Serve until SIGTERM or SIGINT (`tls`: from the --tls-* flags, else plain TCP)."""
     congregation = Congregation(Path(args.data_dir), zygote, args.workers, args.name,
                                 Allowed.of(args.udf_dir, args.source_root),
                                 admission.Limits(args.max_connections, args.max_connections_per_peer,
-                                                 args.idle_timeout))
+                                                 args.idle_timeout), tls)
     congregation.checkpoint_every = args.checkpoint_every
     congregation.etcd = [e for value in args.etcd for e in value.split(",") if e]
     congregation.advertise = args.advertise or ""
@@ -476,9 +493,9 @@ async def run_daemon(args: argparse.Namespace, zygote: Zygote) -> None:
             address = await nursery.start(congregation.serve, args.listen)
             if args.metrics:
                 from congregation.metrics import serve_metrics
-                await nursery.start(serve_metrics, congregation, args.metrics)
+                await nursery.start(serve_metrics, congregation, args.metrics, tls)
             print(f"congregation {args.name} ready at {address} "
-                  f"(workers: {args.workers}, data: {args.data_dir})", flush=True)
+                  f"(workers: {args.workers}, data: {args.data_dir}{', TLS' if tls else ''})", flush=True)
             async for _ in signals:
                 log.info("stopping")
                 nursery.cancel_scope.cancel()
@@ -491,14 +508,17 @@ def _loopback(address: str) -> bool:
 
 
 def _refused(args: argparse.Namespace) -> str:
-    """What this version cannot do safely yet, said before anything starts."""
+    """What this version cannot do safely, said before anything starts."""
+    tls_flags = [args.tls_cert, args.tls_key, args.tls_ca]
+    if any(tls_flags) and not all(tls_flags):
+        return "--tls-cert, --tls-key and --tls-ca go together: give all three (or none)"
     for flag, address in (("--listen", args.listen), ("--metrics", args.metrics)):
         port = (address or "").rpartition(":")[2]
         if address is not None and not (port.isdigit() and int(port) < 65536):
             return f"{flag} {address}: not HOST:PORT (for example 127.0.0.1:7077; port 0 picks a free one)"
-        if address is not None and not _loopback(address):
-            return (f"{flag} {address}: only loopback addresses for now; a non-loopback address "
-                    f"needs TLS and a client token, which this version does not have yet")
+        if address is not None and not _loopback(address) and not all(tls_flags):
+            return (f"{flag} {address}: only loopback addresses without TLS; a non-loopback address needs "
+                    f"--tls-cert, --tls-key and --tls-ca (see congregation init-ca and issue-cert)")
     if args.peer and not args.etcd:
         return ("--peer: a cluster keeps its members and documents in etcd; give its endpoints with "
                 "--etcd http://HOST:2379 (the peers are then found there)")
@@ -521,7 +541,13 @@ def _refused(args: argparse.Namespace) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(prog="congregation", description="The Hallelujah daemon for one host.")
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] in CERT_COMMANDS:     # the cluster's certificates, not a daemon
+        certificates_main(argv)
+        return
+    ap = argparse.ArgumentParser(prog="congregation", description="The Hallelujah daemon for one host.",
+                                 epilog="certificates: congregation init-ca DIR; "
+                                        "congregation issue-cert NAME --ca DIR [--address IP_OR_HOST]...")
     ap.add_argument("--data-dir", required=True, help="where the catalog and logs live")
     ap.add_argument("--listen", default="127.0.0.1:7077", help="HOST:PORT to accept clients on")
     ap.add_argument("--peer", action="append", default=[],
@@ -551,6 +577,10 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--checkpoint-every", type=float, default=DEFAULT_CHECKPOINT_EVERY, metavar="SECONDS",
                     help="seconds between checkpoints of each running tradecraft; 0: none "
                          f"(default {DEFAULT_CHECKPOINT_EVERY:g})")
+    ap.add_argument("--tls-cert", metavar="FILE", help="this congregation's certificate (issue-cert's NAME.pem)")
+    ap.add_argument("--tls-key", metavar="FILE", help="its private key (NAME.key)")
+    ap.add_argument("--tls-ca", metavar="FILE", help="the cluster CA's certificate (ca.pem): with the two "
+                                                     "above, TCP and metrics are TLS and clients need a token")
     ap.add_argument("--log-format", choices=["json", "console"], default="json",
                     help="JSON lines (for programs) or readable lines, on stderr")
     ap.add_argument("--log-level", choices=LOG_LEVELS, type=str.lower,
@@ -559,6 +589,11 @@ def main(argv: list[str] | None = None) -> None:
     refusal = _refused(args)
     if refusal:
         print(f"congregation: {refusal}", file=sys.stderr)
+        sys.exit(2)
+    try:
+        config = TlsConfig(args.tls_cert, args.tls_key, args.tls_ca) if args.tls_cert else None
+    except InvalidInput as exc:
+        print(f"congregation: {exc}", file=sys.stderr)
         sys.exit(2)
     configure_logging(args.log_format, args.log_level)
     data_dir = Path(args.data_dir)
@@ -571,7 +606,7 @@ def main(argv: list[str] | None = None) -> None:
         zygote = make_zygote()
     try:
         with locked_data_dir(data_dir):     # after the zygote: its workers never hold it
-            trio.run(run_daemon, args, zygote)
+            trio.run(run_daemon, args, zygote, config)
     except BaseException as exc:
         problem = start_failure(exc)
         if problem is None:

@@ -14,6 +14,7 @@ publishes wait: an acknowledgement means a majority has the batch.
 from __future__ import annotations
 
 import json
+import ssl
 from typing import Any
 
 import structlog
@@ -35,8 +36,10 @@ RETRY_EVERY = 0.5          # seconds before a lost copy is made again, at anothe
 class Shipper:
     """Ships one input log to a copy at another member; `kept(seq)` waits until the copy has it."""
 
-    def __init__(self, logs: Any, cluster: Cluster, tradecraft: str, epoch: int, name: str) -> None:
+    def __init__(self, logs: Any, cluster: Cluster, tradecraft: str, epoch: int, name: str,
+                 tls: ssl.SSLContext | None = None) -> None:
         self.logs, self.cluster, self.tradecraft, self.epoch, self.name = logs, cluster, tradecraft, epoch, name
+        self.tls = tls
         self.acked = -1            # the last log seq the copy has synced
         self._changed = trio.Event()
         self.member = ""
@@ -76,7 +79,7 @@ class Shipper:
         # the next member after this one by name: each copy of a cluster at another member
         self.member = next((n for n in others if n > self.cluster.name), others[0])
         await self.cluster.etcd.put(f"{REPLICAS}{self.tradecraft}", {"member": self.member, "epoch": self.epoch})
-        conn = await connect(view.members[self.member].address)
+        conn = await connect(view.members[self.member].address, tls=self.tls)
         try:
             await conn.send("cmdReq", {"id": 1, "command": "replicate", "args": json.dumps(
                 {"log": self.name, "epoch": self.epoch, "_routed": True})})

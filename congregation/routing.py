@@ -9,6 +9,7 @@ limits and checks. A command sent on carries `_routed`, and is answered where it
 from __future__ import annotations
 
 import json
+import ssl
 from contextlib import suppress
 from typing import Any
 
@@ -57,15 +58,22 @@ def owner_address(view: View, name: str, me: str) -> str | None:
     return None if owner.name == me else owner.address
 
 
-async def forward(address: str, command: str, args: dict[str, Any]) -> dict[str, Any]:
+def peer_tls(c: Any) -> ssl.SSLContext | None:
+    """How a congregation dials another: with its own certificate when it runs TLS."""
+    return c.tls.client_context() if getattr(c, "tls", None) is not None else None
+
+
+async def forward(c: Any, address: str, command: str, args: dict[str, Any]) -> dict[str, Any]:
     """A command of one answer, sent on to the member at `address`."""
-    return await Database([address]).command(command, **{**args, ROUTED: True})
+    member = Database([address])
+    member.tls = peer_tls(c)
+    return await member.command(command, **{**args, ROUTED: True})
 
 
-async def relay(conn: Connection, fields: dict[str, Any], args: dict[str, Any], address: str) -> None:
+async def relay(c: Any, conn: Connection, fields: dict[str, Any], args: dict[str, Any], address: str) -> None:
     """Pass a publish or stream on to `address`, then carry bytes both ways until the owner's
     side ends (which ends the client's too: a client whose owner went away retries elsewhere)."""
-    target = await connect(address)
+    target = await connect(address, tls=peer_tls(c))
     try:
         await target.send("cmdReq", {**fields, "args": json.dumps({**args, ROUTED: True})})
         early = conn.unread()

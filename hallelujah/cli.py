@@ -13,7 +13,7 @@ from typing import Any, Callable, NoReturn
 
 import trio
 
-from hallelujah.client import Database, addresses_from
+from hallelujah.client import Database, addresses_from, tls_from
 from hallelujah.errors import HallelujahError, InvalidInput, collapsed
 
 EXAMPLES = {
@@ -37,6 +37,7 @@ EXAMPLES = {
     "validate": "hallelujah validate tradecrafts/gps.json",
     "explain": "hallelujah explain tradecrafts/gps_countries.json --workers 2",
     "completion": "hallelujah completion bash > ~/.local/share/bash-completion/completions/hallelujah",
+    "token": "hallelujah token create --ttl 1h --ca-key ca/ca.key --subject alice",
 }
 
 
@@ -74,11 +75,16 @@ def parser() -> argparse.ArgumentParser:
     shown = DefaultsShown
     ap = Parser(prog="hallelujah", description="Hallelujah stream-processing database.", formatter_class=shown,
                 epilog="environment: HALLELUJAH_AT (congregations, comma-separated, when no --at is given); "
+                       "HALLELUJAH_CA, HALLELUJAH_TOKEN (when no --ca, --token is given); "
                        "HALLELUJAH_LOG_LEVEL (debug, info, warning (the default), error: what is logged "
                        "on stderr, here and by a congregation)")
     ap.add_argument("--version", action="version", version=f"hallelujah {__version__}")
     ap.add_argument("--at", action="append", default=[], metavar="HOST:PORT",
                     help="a congregation to talk to (repeatable; default $HALLELUJAH_AT or 127.0.0.1:7077)")
+    ap.add_argument("--ca", metavar="FILE", help="the cluster CA's certificate (ca.pem): talk TLS, checking the "
+                                                 "congregation's certificate with it (default $HALLELUJAH_CA)")
+    ap.add_argument("--token", metavar="TOKEN", help="a token from `hallelujah token create`, for a congregation "
+                                                     "that runs TLS (default $HALLELUJAH_TOKEN)")
     sub = ap.add_subparsers(dest="command", required=True)
 
     def add(name: str, help_text: str) -> argparse.ArgumentParser:
@@ -166,6 +172,16 @@ def parser() -> argparse.ArgumentParser:
     add_json(p)
     p = add("debug", "Why a stream is not moving: every process's tasks, Jahs and datastreams.")
     p.add_argument("tradecraft", nargs="?", default="", help="one tradecraft (default: all)")
+    p = add("token", "Client tokens, for congregations that run TLS (signed with the cluster CA's key).")
+    tokens = p.add_subparsers(dest="token_command", required=True, metavar="create")
+    p = tokens.add_parser("create", help="print a new token on stdout (its expiry on stderr)",
+                          description="Print a new token on stdout (its expiry on stderr).",
+                          formatter_class=shown, epilog=f"example: {EXAMPLES['token']}")
+    p.add_argument("--ttl", required=True, metavar="DURATION", help="how long it is valid, e.g. 1h, 30m, 7d")
+    p.add_argument("--ca-key", required=True, metavar="FILE",
+                   help="the CA's private key (congregation init-ca's ca.key)")
+    p.add_argument("--subject", default="client",
+                   help="who holds it (the congregation names it with the peer in its connection logs)")
     return ap
 
 
@@ -225,6 +241,8 @@ def dispatch(args: argparse.Namespace) -> int:
         from hallelujah.run import run_file
         run_file(Path(args.file), output_dir=args.output_dir, fmt=args.format, workers=args.workers)
         return 0
+    if args.command == "token":
+        return _create_token(args)
     if args.command == "demo":
         from hallelujah.demo import demo
         demo(rows=args.rows, workers=args.workers)
@@ -235,8 +253,21 @@ def dispatch(args: argparse.Namespace) -> int:
         except ImportError as exc:
             raise HallelujahError(f"wi: the Window Interface cannot start here ({exc})") from None
         return wi_main(addresses_from(args.at), args.read_only)
-    db = Database(addresses_from(args.at))
+    ca, token = tls_from(args.ca, args.token)
+    db = Database(addresses_from(args.at), ca=ca, token=token)
     return trio.run(_remote, db, args)
+
+
+def _create_token(args: argparse.Namespace) -> int:
+    """`hallelujah token create`: the token alone on stdout (for `$(...)`), its expiry on stderr."""
+    from hallelujah.durations import parse_duration
+    from hallelujah.tokens import create_token, load_ca_key, utc_text, verify_token
+    key = load_ca_key(args.ca_key)
+    token = create_token(key, parse_duration(args.ttl, "--ttl"), args.subject)
+    claims = verify_token(token, key.public_key())
+    print(token)
+    print(f"token for {claims.subject}, valid until {utc_text(claims.expires)}", file=sys.stderr)
+    return 0
 
 
 async def _remote(db: Database, args: argparse.Namespace) -> int:

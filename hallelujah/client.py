@@ -8,18 +8,18 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import ssl
 import uuid
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any, AsyncGenerator, AsyncIterator, Callable, Iterable, Sequence
+from typing import Any, AsyncGenerator, AsyncIterator, Callable, Iterable, Iterator, Sequence, cast
 
 import pyarrow as pa
 import trio
 
 from hallelujah.conform import check_fields, conform, type_name
 from hallelujah.datastream import open_receiver, open_sender
-from hallelujah.errors import (HallelujahError, InvalidInput, NotFound, SchemaMismatch, Unavailable, collapsed,
-                               from_wire)
+from hallelujah.errors import HallelujahError, InvalidInput, NotFound, SchemaMismatch, Unavailable, collapsed, from_wire
 from hallelujah.frames import Connection, connect, schema_bytes, schema_of
 
 DEFAULT_ADDRESS = "127.0.0.1:7077"
@@ -50,19 +50,42 @@ def checked_address(address: str) -> str:
     return address
 
 
-class Database:
-    """A handle on a Hallelujah database through any of its congregations."""
+def tls_from(ca: str | None, token: str | None) -> tuple[str | None, str | None]:
+    """The CA file and token given, else $HALLELUJAH_CA and $HALLELUJAH_TOKEN (None when unset)."""
+    return ca or os.environ.get("HALLELUJAH_CA") or None, token or os.environ.get("HALLELUJAH_TOKEN") or None
 
-    def __init__(self, addresses: Sequence[str]) -> None:
+
+def tls_context(ca: str | Path) -> ssl.SSLContext:
+    """A client's TLS context: TLS ≥ 1.2, a congregation's certificate checked against the cluster
+    CA `ca` (ca.pem) and the address dialled; InvalidInput naming the file if it is unusable."""
+    try:
+        context = ssl.create_default_context(cafile=str(ca))
+    except (OSError, ssl.SSLError) as exc:
+        raise InvalidInput(f"--ca {ca}: not a readable PEM certificate ({getattr(exc, 'strerror', None) or exc})") \
+            from None
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    return context
+
+
+class Database:
+    """A handle on a Hallelujah database through any of its congregations.
+
+    `ca` (the cluster CA's ca.pem) makes every TCP connection TLS, the congregation's certificate
+    checked against it; `token` (`hallelujah token create`) goes with every command, and is what
+    a congregation running TLS admits a client by."""
+
+    def __init__(self, addresses: Sequence[str], *, ca: str | Path | None = None, token: str | None = None) -> None:
         if isinstance(addresses, str):
             addresses = [addresses]
         self.addresses = [checked_address(a) for a in addresses]
+        self.tls = tls_context(ca) if ca else None
+        self.token = token or ""
 
     async def _open(self) -> Connection:
         errors = []
         for address in self.addresses:
             try:
-                return await connect(address)
+                return await connect(address, tls=self.tls)
             except Unavailable as exc:
                 errors.append(str(exc))
         raise Unavailable("; ".join(errors))
@@ -77,12 +100,13 @@ class Database:
     async def _request(self, conn: Connection, command: str,
                        args: dict[str, Any]) -> tuple[dict[str, Any], bytes]:
         rid = next(_ids)
-        await conn.send("cmdReq", {"id": rid, "command": command, "args": json.dumps(args)})
+        await conn.send("cmdReq", {"id": rid, "command": command, "args": json.dumps(args), "token": self.token})
         while True:
             try:
                 kind, fields, _ = await conn.receive()
             except EOFError:
-                raise Unavailable(f"{conn.peer} closed the connection during {command}") from None
+                hint = "" if self.tls else " (if it runs TLS: give --ca and --token)"
+                raise Unavailable(f"{conn.peer} closed the connection during {command}{hint}") from None
             # id 0: refused before the request was read (over a cap, idle too long)
             if kind == "cmdCfm" and fields["id"] in (rid, 0):
                 break
@@ -190,7 +214,7 @@ class Database:
             raise InvalidInput(f"publish: first_seq {first_seq} is negative")
         if _is_rows(data):
             schema = schema or await self.stream_schema(stream)
-            data = conform(table_of(data, schema), schema)
+            data = conform(table_of(cast(Rows, data), schema), schema)
         elif isinstance(data, (pa.Table, pa.RecordBatch)):
             from hallelujah.conform import publishable
             schema = schema or await self.stream_schema(stream)
@@ -350,11 +374,12 @@ def table_of(data: Rows, schema: pa.Schema) -> pa.Table:
                                  f'that are not all of one type') from None
     lengths = {name: len(a) for name, a in arrays.items()}
     if len(set(lengths.values())) > 1:
-        raise InvalidInput(f"publish: columns of different lengths ({', '.join(f'{k}: {v}' for k, v in lengths.items())})")
+        shown = ", ".join(f"{k}: {v}" for k, v in lengths.items())
+        raise InvalidInput(f"publish: columns of different lengths ({shown})")
     return pa.table(arrays)
 
 
-def _batches(data: pa.Table | pa.RecordBatch | Iterable[pa.RecordBatch]) -> Iterable[pa.RecordBatch]:
+def _batches(data: pa.Table | pa.RecordBatch | Iterable[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
     if isinstance(data, pa.RecordBatch):
         data = pa.Table.from_batches([data])
     if isinstance(data, pa.Table):
@@ -401,7 +426,8 @@ async def _send_batches(conn: Connection, stream: str, batches: Iterable[pa.Reco
     return skipped + sender.statistics().rows_acknowledged
 
 
-async def _receive_batches(conn: Connection, stream: str, schema: pa.Schema) -> AsyncGenerator[pa.RecordBatch, None]:
+async def _receive_batches(conn: Connection, stream: str,
+                           schema: pa.Schema) -> AsyncGenerator[pa.RecordBatch, None]:
     receiver = open_receiver(conn, stream, schema, window=STREAM_WINDOW)
     await receiver.start()
     while True:
@@ -440,6 +466,9 @@ class _Retries:
 
 
 @asynccontextmanager
-async def open_database(addresses: Sequence[str] | str | None = None) -> AsyncIterator[Database]:
-    """A Database over the given congregations (or $HALLELUJAH_AT, or 127.0.0.1:7077)."""
-    yield Database(addresses_from(addresses))
+async def open_database(addresses: Sequence[str] | str | None = None, *, ca: str | Path | None = None,
+                        token: str | None = None) -> AsyncIterator[Database]:
+    """A Database over the given congregations (or $HALLELUJAH_AT, or 127.0.0.1:7077); over TLS
+    with `ca` and `token` (or $HALLELUJAH_CA, $HALLELUJAH_TOKEN) when given."""
+    ca, token = tls_from(str(ca) if ca else None, token)
+    yield Database(addresses_from(addresses), ca=ca, token=token)

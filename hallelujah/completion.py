@@ -23,13 +23,13 @@ def bash_script(parser: argparse.ArgumentParser) -> str:
   local cur=${{COMP_WORDS[COMP_CWORD]}} prev=${{COMP_WORDS[COMP_CWORD-1]}} cmd="" opts="" i
   for ((i = 1; i < COMP_CWORD; i++)); do
     case "${{COMP_WORDS[i]}}" in
-      --at) ((i++)) ;;
+      --at|--ca|--token) ((i++)) ;;
       -*) ;;
       *) cmd=${{COMP_WORDS[i]}}; break ;;
     esac
   done
   if [[ -z $cmd ]]; then
-    [[ $prev == --at ]] && return
+    [[ $prev == --at || $prev == --ca || $prev == --token ]] && return
     COMPREPLY=($(compgen -W {shlex.quote(' '.join([*commands, *top]))} -- "$cur")); return
   fi
   case "$cmd" in

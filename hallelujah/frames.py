@@ -1,4 +1,4 @@
-"""Frames on the wire: sans-IO encoding plus one buffered connection over a trio socket.
+"""Frames on the wire: sans-IO encoding plus one buffered connection over a trio stream.
 
 A frame is a 4-byte little-endian length and one capnp `Message` (protocol.capnp). A `dataReq`
 frame is followed by its raw Arrow IPC body, read with `recv_into` into one fresh buffer and opened
@@ -8,9 +8,14 @@ frame beyond them raises FrameRefused. Memory follows the bytes that came, not t
 the frame buffer grows only as bytes arrive, and a body's buffer comes from Arrow's system pool:
 not zeroed, and its pages taken only as bytes fill them (mimalloc, Arrow's default pool here,
 commits megabytes up front for a large block).
+
+Over a plain socket the connection reads with `recv_into` and writes with `sendmsg` (no copies);
+over any other stream (TLS: `connect(address, tls=context)`) through `receive_some`/`send_all`,
+a large body in STREAM_CHUNK pieces, with the same limits checked first.
 """
 from __future__ import annotations
 
+import ssl
 import struct
 from importlib import resources
 from typing import Any
@@ -28,6 +33,9 @@ MAX_FRAME = 64 << 20     # a control frame between our own processes (documents,
 MAX_BODY = 1 << 31       # one Arrow batch body between our own processes
 FRAME_BUFFER = 256 << 10  # a connection's frame buffer to start with (and to shrink back to)
 SOCKET_BUFFER = 4 << 20
+STREAM_CHUNK = 1 << 20     # bytes per send_all / receive_some over a non-socket (TLS) stream
+HANDSHAKE_TIMEOUT = 10.0   # seconds a TLS handshake may take, when connecting
+CLOSE_TIMEOUT = 1.0        # seconds a TLS close (its close_notify) may take before the socket is just closed
 _BODY_POOL = pa.system_memory_pool()
 _LEN = struct.Struct("<I")
 _TRAVERSAL = 1 << 40
@@ -72,17 +80,21 @@ def schema_of(data: bytes) -> pa.Schema:
 class Connection:
     """A framed, bidirectional connection. One task receives; sends are serialized by a lock."""
 
-    def __init__(self, stream: trio.SocketStream, peer: str = "", max_frame: int = MAX_FRAME,
+    def __init__(self, stream: trio.abc.Stream, peer: str = "", max_frame: int = MAX_FRAME,
                  max_body: int = MAX_BODY, buffer: int = FRAME_BUFFER) -> None:
         self.stream = stream
         self.max_frame = max_frame   # bytes of one capnp frame
         self.max_body = max_body     # bytes of one dataReq body (0: no datastream is open here)
-        self.sock = stream.socket
-        for option in (trio.socket.SO_SNDBUF, trio.socket.SO_RCVBUF):
-            try:  # a 64 k-row batch in a few system calls, not dozens (capped by the kernel)
-                self.sock.setsockopt(trio.socket.SOL_SOCKET, option, SOCKET_BUFFER)
-            except OSError:
-                pass
+        # A plain socket is read and written directly (recv_into, sendmsg: no copies); any other
+        # stream (a TLS one) through receive_some / send_all.
+        self.sock = stream.socket if isinstance(stream, trio.SocketStream) else None
+        transport = stream.transport_stream if isinstance(stream, trio.SSLStream) else stream
+        if isinstance(transport, trio.SocketStream):
+            for option in (trio.socket.SO_SNDBUF, trio.socket.SO_RCVBUF):
+                try:  # a 64 k-row batch in a few system calls, not dozens (capped by the kernel)
+                    transport.socket.setsockopt(trio.socket.SOL_SOCKET, option, SOCKET_BUFFER)
+                except OSError:
+                    pass
         self.peer = peer
         self._send_lock = trio.Lock()
         self.refused = ""            # why a frame from the peer was refused, once one was
@@ -101,6 +113,9 @@ class Connection:
                 parts.append(view.cast("B"))
         async with self._send_lock:
             try:
+                if self.sock is None:
+                    await self._send_to_stream(parts)
+                    return
                 while parts:
                     sent = await self.sock.sendmsg(parts)
                     while sent:
@@ -112,6 +127,16 @@ class Connection:
                             sent = 0
             except (OSError, trio.ClosedResourceError, trio.BrokenResourceError) as exc:
                 raise Unavailable(f"connection to {self.peer or 'peer'} lost: {exc}") from None
+
+    async def _send_to_stream(self, parts: list[memoryview]) -> None:
+        """Send through a stream's send_all: a small frame in one piece, a large body in
+        STREAM_CHUNK pieces (TLS would otherwise hold a whole encrypted copy of it at once)."""
+        if sum(p.nbytes for p in parts) <= STREAM_CHUNK:
+            await self.stream.send_all(b"".join(parts))
+            return
+        for part in parts:
+            for at in range(0, part.nbytes, STREAM_CHUNK):
+                await self.stream.send_all(part[at:at + STREAM_CHUNK])
 
     async def _fill(self, need: int) -> None:
         """Make at least `need` bytes available from `_start`; the buffer grows as bytes arrive."""
@@ -136,8 +161,13 @@ class Connection:
 
     async def _recv_into(self, view: memoryview) -> int:
         try:
-            n = await self.sock.recv_into(view)
-        except (OSError, trio.ClosedResourceError) as exc:
+            if self.sock is not None:
+                n = await self.sock.recv_into(view)
+            else:
+                chunk = await self.stream.receive_some(min(len(view), STREAM_CHUNK))
+                n = len(chunk)
+                view[:n] = chunk
+        except (OSError, trio.ClosedResourceError, trio.BrokenResourceError) as exc:
             raise Unavailable(f"connection to {self.peer or 'peer'} lost: {exc}") from None
         if n == 0:
             raise EOFError(self.peer)
@@ -198,18 +228,59 @@ class Connection:
         return FrameRefused(why)
 
     async def aclose(self) -> None:
-        with trio.CancelScope(shield=True):
-            await self.stream.aclose()
+        await aclose_quietly(self.stream)
 
 
-async def connect(address: str) -> Connection:
-    """Open a connection to "host:port" (TCP) or a Unix socket path."""
+async def aclose_quietly(stream: trio.abc.Stream) -> None:
+    """Close `stream`, also when cancelled; a TLS close_notify that cannot be sent within
+    CLOSE_TIMEOUT (a peer that stopped reading) gives way to closing the socket."""
+    with trio.CancelScope(shield=True):
+        with trio.move_on_after(CLOSE_TIMEOUT):
+            try:
+                await stream.aclose()
+            except (trio.BrokenResourceError, OSError):
+                pass     # (its transport is closed all the same)
+
+
+async def connect(address: str, tls: ssl.SSLContext | None = None,
+                  server_hostname: str | None = None) -> Connection:
+    """Open a connection to "host:port" (TCP) or a Unix socket path.
+
+    With `tls`, the TCP connection is a TLS one, its handshake done (within HANDSHAKE_TIMEOUT)
+    before this returns: the peer's certificate checked against `tls`'s CAs for `server_hostname`
+    (default: the address's host). Raises Unavailable naming the address and why."""
     try:
         if address.startswith("/") or address.startswith("\0"):
-            stream = await trio.open_unix_socket(address)
+            stream: trio.abc.Stream = await trio.open_unix_socket(address)
         else:
             host, _, port = address.rpartition(":")
-            stream = await trio.open_tcp_stream(host or "127.0.0.1", int(port))
+            host = host.strip("[]") or "127.0.0.1"
+            stream = await trio.open_tcp_stream(host, int(port))
+            if tls is not None:
+                stream = await _handshake(trio.SSLStream(stream, tls, server_hostname=server_hostname or host),
+                                          address)
     except OSError as exc:
         raise Unavailable(f"no congregation at {address}: {exc.strerror or exc}") from None
     return Connection(stream, address)
+
+
+async def _handshake(stream: trio.SSLStream, address: str) -> trio.SSLStream:
+    """`stream` with its TLS handshake done, else Unavailable saying why (its socket closed)."""
+    why = await tls_handshake(stream, HANDSHAKE_TIMEOUT)
+    if why:
+        await trio.aclose_forcefully(stream.transport_stream)
+        raise Unavailable(f"TLS with {address} failed: {why}")
+    return stream
+
+
+async def tls_handshake(stream: trio.SSLStream, timeout: float) -> str:
+    """Do `stream`'s TLS handshake within `timeout` seconds: "" when done, else why not, in a few
+    words (the certificate check's message when there is one). Leaves the stream open either way."""
+    with trio.move_on_after(timeout):
+        try:
+            await stream.do_handshake()
+            return ""
+        except trio.BrokenResourceError as exc:
+            cause = exc.__cause__
+            return str(getattr(cause, "verify_message", None) or getattr(cause, "reason", None) or cause or exc)
+    return f"no TLS handshake within {timeout:g} s"

@@ -16,6 +16,7 @@ struct CmdReq {
   id @0 :UInt64;
   command @1 :Text;   # submit list describe publish stream cancel query
   args @2 :Text;
+  token @3 :Text;     # a client's token (hallelujah/tokens.py), checked when the congregation runs TLS
 }
 struct CmdCfm {
   id @0 :UInt64;

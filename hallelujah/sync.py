@@ -7,14 +7,14 @@ from typing import Any, Sequence
 import pyarrow as pa
 import trio
 
-from hallelujah.client import Database, addresses_from
+from hallelujah.client import Database, addresses_from, tls_from
 
 
 class SyncDatabase:
     """Each method runs its trio counterpart to completion (no event loop may be running)."""
 
-    def __init__(self, addresses: Sequence[str]) -> None:
-        self._db = Database(addresses)
+    def __init__(self, addresses: Sequence[str], *, ca: str | None = None, token: str | None = None) -> None:
+        self._db = Database(addresses, ca=ca, token=token)
 
     def _run(self, name: str, *args: Any, **kwargs: Any) -> Any:
         return trio.run(functools.partial(getattr(self._db, name), *args, **kwargs))
@@ -51,5 +51,9 @@ class SyncDatabase:
     stream = read
 
 
-def connect(addresses: Sequence[str] | str | None = None) -> SyncDatabase:
-    return SyncDatabase(addresses_from(addresses))
+def connect(addresses: Sequence[str] | str | None = None, *, ca: str | None = None,
+            token: str | None = None) -> SyncDatabase:
+    """A blocking Database (see open_database: the same addresses, `ca` and `token`, and their
+    environment variables)."""
+    ca, token = tls_from(ca, token)
+    return SyncDatabase(addresses_from(addresses), ca=ca, token=token)
