@@ -289,12 +289,12 @@ def main(argv: list[str]) -> None:
         time_thread_hops(profile)
     original = daemon.run_daemon
 
-    async def profiled(args: Any, zygote: Any) -> None:
+    async def profiled(args: Any, zygote: Any, *rest: Any) -> None:
         if profile is not None:
             trio.lowlevel.add_instrument(profile)
             signal.signal(signal.SIGUSR2, lambda *_: profile.toggle())
             threading.Thread(target=profile.sampler, daemon=True).start()
-        await original(args, zygote)
+        await original(args, zygote, *rest)
 
     daemon.run_daemon = profiled
     daemon.main([arg for arg in a.congregation if arg != "--"])

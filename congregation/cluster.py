@@ -135,6 +135,11 @@ class Cluster:
             if left == 0 or self.lease_lost():
                 log.warning("cluster_lease_lost", member=self.name, reason=why)
                 await on_lost(why)
+                with trio.move_on_after(self.ttl):     # (if it still lives: what it held is free now)
+                    try:
+                        await self.etcd.revoke(self.lease)
+                    except Unavailable:
+                        pass
                 while True:
                     try:
                         await self.join(patience=float("inf"))

@@ -164,7 +164,10 @@ class Commands:
         cluster = self.c.cluster
         if cluster is not None and not args.get(ROUTED):
             # any member takes the document; the least loaded member runs it
-            owner = (await cluster.view()).least_loaded()
+            view = await cluster.view()
+            if not view.members:
+                raise Unavailable("no live member of the cluster to run it (is etcd reachable?)")
+            owner = view.least_loaded()
             await cluster.create(tc.name, tc.document, owner)
             if owner.name != cluster.name:
                 log.info("tradecraft_placed", tradecraft=tc.name, congregation=owner.name)

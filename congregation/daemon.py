@@ -159,7 +159,7 @@ class Congregation:
         if scope is not None:
             scope.cancel()
         for name in [n for n in self.shippers if n.startswith(f"{tradecraft}/")]:
-            del self.shippers[name]
+            self.shippers.pop(name).close()
 
     async def _tell_workers(self, name: str) -> None:
         """Log `name` was written here (a publish, an end): the workers' followers look again."""

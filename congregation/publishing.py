@@ -24,7 +24,7 @@ from congregation.space import NoSpace
 from hallelujah.checked import checked_batch
 from hallelujah.conform import type_name
 from hallelujah.datastream import open_receiver
-from hallelujah.errors import HallelujahError, InvalidInput, NotFound, SchemaMismatch, collapsed
+from hallelujah.errors import HallelujahError, InvalidInput, NotFound, SchemaMismatch, Unavailable, collapsed
 from hallelujah.frames import Connection, schema_bytes, schema_of
 from hallelujah.tradecraft import Tradecraft
 from jah.envelope import END_OF_STREAM, NONE
@@ -85,6 +85,10 @@ async def publish(c: Any, conn: Connection, rid: int, args: dict[str, Any], tc: 
             if isinstance(item, HallelujahError):
                 raise item
             seq, body, n = item
+            if getattr(c, "cluster", None) is not None and tc.name not in c.deployments:
+                # fenced or taken over while this publish went on: the client tries another member
+                raise Unavailable(f'{ref}: tradecraft "{tc.name}" is moving to another congregation; '
+                                  f'batch {seq} was not kept here')
             try:
                 kept = await c.logs.publish(name, publisher, seq, body, n)
             except NoSpace as exc:

@@ -20,7 +20,7 @@ from typing import Any
 import structlog
 import trio
 
-from congregation.cluster import REPLICAS, Cluster
+from congregation.cluster import REPLICAS, WATCH_EVERY, Cluster
 from congregation.hallelu import published
 from hallelujah.checked import checked_batch
 from hallelujah.datastream import open_receiver, open_sender
@@ -31,6 +31,7 @@ from jah.streams import CREDITS
 
 log = structlog.get_logger("hallelujah.replication")
 RETRY_EVERY = 0.5          # seconds before a lost copy is made again, at another member
+OPEN_TIMEOUT = 5.0         # seconds a member has to answer a request for a copy
 
 
 class Shipper:
@@ -43,11 +44,21 @@ class Shipper:
         self.acked = -1            # the last log seq the copy has synced
         self._changed = trio.Event()
         self.member = ""
+        self.closed = False
         self._said = ""            # the failure last logged (said once, until a copy is made again)
 
     async def kept(self, seq: int) -> None:
+        """Wait until the copy has log seq `seq`; Unavailable once the tradecraft stopped here
+        (fenced, or taken over): a publisher waiting on it tries another member."""
         while self.acked < seq:
+            if self.closed:
+                raise Unavailable(f'{self.name}: the tradecraft is moving to another congregation (it '
+                                  f'stopped on "{self.cluster.name}" before this batch had a copy)')
             await self._changed.wait()
+
+    def close(self) -> None:
+        self.closed = True
+        self._changed.set()
 
     def _ack(self, seq: int) -> None:
         self.acked = max(self.acked, seq)
@@ -81,9 +92,12 @@ class Shipper:
         await self.cluster.etcd.put(f"{REPLICAS}{self.tradecraft}", {"member": self.member, "epoch": self.epoch})
         conn = await connect(view.members[self.member].address, tls=self.tls)
         try:
-            await conn.send("cmdReq", {"id": 1, "command": "replicate", "args": json.dumps(
-                {"log": self.name, "epoch": self.epoch, "_routed": True})})
-            kind, fields, _ = await conn.receive()
+            with trio.move_on_after(OPEN_TIMEOUT) as opening:    # (a stopped member answers nothing)
+                await conn.send("cmdReq", {"id": 1, "command": "replicate", "args": json.dumps(
+                    {"log": self.name, "epoch": self.epoch, "_routed": True})})
+                kind, fields, _ = await conn.receive()
+            if opening.cancelled_caught:
+                raise Unavailable(f"{self.member} did not answer for a copy of {self.name} in {OPEN_TIMEOUT:g} s")
             if kind != "cmdCfm" or fields.get("error"):
                 raise Unavailable(f"{self.member} refused to keep a copy of {self.name}: "
                                   f"{fields.get('error', {}).get('message', kind)}")
@@ -103,7 +117,14 @@ class Shipper:
                 async def acks() -> None:
                     await sender.read_grants(granted)
                     nursery.cancel_scope.cancel()      # the copy went away: make another
+
+                async def alive() -> None:
+                    """A member stopped (SIGSTOP) keeps its socket open: its lease tells."""
+                    while self.member in (await self.cluster.view()).members:
+                        await trio.sleep(WATCH_EVERY)
+                    nursery.cancel_scope.cancel()
                 nursery.start_soon(acks)
+                nursery.start_soon(alive)
                 origins: dict[int, tuple[str, int]] = {}
                 async for entry, body in self.logs.follow_raw(self.name, start):
                     if entry.seq not in origins:
@@ -116,7 +137,7 @@ class Shipper:
                     await self.kept(shipped[-1])
                 nursery.cancel_scope.cancel()
                 return True
-            raise Unavailable(f"{self.member} closed its copy of {self.name}")
+            raise Unavailable(f"{self.member} closed its copy of {self.name}, or left the cluster")
         finally:
             await conn.aclose()
 
@@ -154,6 +175,10 @@ async def keep_copy(c: Any, conn: Connection, rid: int, args: dict[str, Any]) ->
             return
         if msg.marker != NONE or msg.body is None:
             raise InvalidInput(f"replicate {name}: message {msg.seq} carries no batch")
+        if c.copies.get(name) != record.create_revision:
+            # this member took the tradecraft over (or it was cancelled): the log is not a copy
+            # any more, and what a fenced owner still sends must not go into it
+            raise Unavailable(f"replicate {name}: this member runs it now, or it is gone")
         checked = await trio.to_thread.run_sync(checked_batch, name, msg.seq, msg.body, schema)
         await c.logs.append(name, msg.body, checked.num_rows, msg.source, msg.origin, sync=True)
         await receiver.release()

@@ -29,10 +29,11 @@ def print_list(rows: list[dict[str, Any]], as_json: bool) -> None:
     if as_json:
         print(json.dumps(rows, indent=1))
         return
-    table = Table("tradecraft", "state", "submitted", "error")
+    clustered = any("congregation" in r for r in rows)     # (a cluster says where each runs)
+    table = Table("tradecraft", "state", *(["congregation"] if clustered else []), "submitted", "error")
     for r in rows:
-        table.add_row(r["name"], r["state"], time.strftime("%Y-%m-%d %H:%M:%S",
-                      time.localtime(r["submitted_at"])), r["error"] or "")
+        table.add_row(r["name"], r["state"], *([r.get("congregation") or "-"] if clustered else []),
+                      time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r["submitted_at"])), r["error"] or "")
     Console().print(table)
 
 
@@ -66,10 +67,18 @@ def print_describe(info: dict[str, Any], as_json: bool, console: Console | None 
 def described(info: dict[str, Any], width: int) -> Group:
     """`describe`'s answer as what `print_describe` shows, for a terminal `width` wide."""
     parts: list[Any] = []
+    if "members" in info:        # a cluster: its live members (one not listed is down)
+        now = time.time()
+        parts.append(_table(["congregation", "address", "workers", "tradecrafts", "up for"],
+                            [[("* " if m["this"] else "") + m["name"], m["address"], str(m["workers"]),
+                              str(m["tradecrafts"]), f"{now - m['since']:.0f}s"] for m in info["members"]], width))
     for tc in info["tradecrafts"]:
         stalled = f"  [red]stalled {tc['stalled_for']:.0f}s[/red] (`hallelujah debug {tc['name']}` says why)" \
             if tc.get("stalled_for") is not None else ""
-        parts.append(f"[bold]{tc['name']}[/bold]  {tc['state']}{stalled}  {tc['error'] or ''}")
+        where = f"  on {tc['congregation']}" if tc.get("congregation") else ""
+        parts.append(f"[bold]{tc['name']}[/bold]  {tc['state']}{where}{stalled}  {tc['error'] or ''}")
+        parts.extend(f"  {time.strftime('%H:%M:%S', time.localtime(f['at']))} failover: {f['from']} -> {f['to']}: "
+                     f"{f['reason']}" for f in tc.get("failovers", []))
         rows = [[j["id"].split("/", 1)[1], "-" if j["worker"] < 0 else str(j["worker"]),
                  f"{j.get('rows_in', 0):,}", f"{j.get('rows_out', 0):,}", f"{j.get('busy', 0):.2f}",
                  f"{j.get('backlog', 0):,}", f"{j.get('state_rows', 0):,}", j["state"]]

@@ -266,7 +266,8 @@ class Database:
         try:
             yield schema, batches
         finally:
-            await batches.aclose()     # also when the caller stops early (closes the connection)
+            await batches.aclose()     # also when the caller stops early
+            await conn.aclose()        # (a generator never started does not close it)
 
     async def _open_stream(self, analytic: str, from_start: bool, limit: int | None,
                            skip: int) -> tuple[Connection, pa.Schema]:

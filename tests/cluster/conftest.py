@@ -2,7 +2,9 @@
 of its own in 127.0.0.0/8 (the test's; nothing leaves the host). `.ci/run` installs etcd-server."""
 from __future__ import annotations
 
+import os
 import shutil
+import signal
 import socket
 import subprocess
 import time
@@ -88,12 +90,20 @@ class Cluster:
         self.members[name] = daemon
         return daemon
 
+    def signal(self, name: str, sig: int) -> None:
+        """Send `sig` to a member's whole process group (the congregation and its workers)."""
+        proc = self.members[name].proc
+        assert proc is not None
+        os.killpg(proc.pid, sig)
+
     def db(self, *names: str) -> hallelujah.Database:
         """A client of the named members, in that order (all of them by default)."""
         return hallelujah.Database([self.members[n].address for n in names or NAMES])
 
     def stop(self) -> None:
-        for daemon in self.members.values():
+        for name, daemon in self.members.items():
+            if daemon.proc is not None and daemon.proc.poll() is None:
+                os.killpg(daemon.proc.pid, signal.SIGCONT)   # (one a test left stopped)
             daemon.stop()
 
 
