@@ -34,6 +34,9 @@ REPLICAS = f"{ROOT}replicas/"      # TC -> the member holding a copy of its push
 WATCH_EVERY = 0.5          # seconds between looks at the cluster's truth
 CLAIM_STAGGER = 0.5        # seconds more a member waits to claim an orphan per member less loaded
 FAILOVERS_KEPT = 20        # failovers a tradecraft's record keeps, for describe
+# the states of a tradecraft that another member takes over: a finished one too, whose outputs
+# are then computed again there from its sources and copied logs (they were on the lost member)
+MOVES = ("running", "finished")
 
 
 @dataclass(frozen=True)
@@ -243,7 +246,7 @@ class Orphans:
         CLAIM_STAGGER seconds later per member less loaded than it."""
         now = trio.current_time()
         orphans = {name: kv for name, kv in view.tradecrafts.items()
-                   if kv.json().get("state") == "running" and view.owner(name) is None}
+                   if kv.json().get("state") in MOVES and view.owner(name) is None}
         self.seen = {name: self.seen.get(name, now) for name in orphans}
         if me not in view.members:
             return []

@@ -16,7 +16,7 @@ import structlog
 import trio
 
 from congregation import updates
-from congregation.cluster import TRADECRAFTS
+from congregation.cluster import MOVES, TRADECRAFTS, Member
 from congregation.hallelu import log_name
 from congregation.publishing import publish
 from congregation.replication import keep_copy
@@ -35,6 +35,7 @@ COMMANDS = ("submit", "list", "describe", "cancel", "publish", "stream", "query"
             "split", "merge", "congestion", "reload", "replicate")
 UPDATES = {"split": updates.split_join, "merge": updates.merge_joins, "congestion": updates.congestion,
            "reload": updates.reload_dataset}
+_NOBODY = Member("", "", 0, 0, 0.0)
 STREAM_CLOSE_WAIT = 10.0   # seconds a stream's end waits for its client to close the connection
 
 
@@ -108,15 +109,15 @@ class Commands:
     async def _describe_cluster(self, view: Any, args: dict[str, Any]) -> dict[str, Any]:
         """describe across the members: each tradecraft as its owner describes it, with where
         it runs and its failovers, and the members."""
-        from congregation.describe import describe
         only = args.get("tradecraft") or ""
         name = only.partition("/")[0]
         if name:
             owner_address(view, name, self.c.cluster.name)    # Unavailable while it moves
-            self._not_starting(name)
-        here = await describe(self.c, only)
-        out = [placed(view, t) for t in here["tradecrafts"]]
+        here = await self._described(only)
         me = self.c.cluster.name
+        # what runs here by the cluster's truth (a member fenced a moment ago may still hold one)
+        out = [placed(view, t) for t in here["tradecrafts"]
+               if (view.owner(t["name"]) or _NOBODY).name == me]
         owners = {view.owner(n) for n in ([name] if name else view.tradecrafts)} - {None}
         for member in sorted((m for m in owners if m.name != me), key=lambda m: m.name):
             try:
@@ -127,10 +128,12 @@ class Commands:
                 log.info("describe_member_failed", congregation=member.name, error=str(exc))
                 continue
             out += [placed(view, t) for t in there["tradecrafts"]]
+        if name and name in view.tradecrafts and not out:     # (its owner is between two states)
+            raise Unavailable(f'tradecraft "{name}" is moving to another congregation; try again in a few seconds')
         for n, kv in sorted(view.tradecrafts.items()):   # known to the cluster, running nowhere
             if (not name or n == name) and all(t["name"] != n for t in out):
                 record = kv.json()
-                out.append(placed(view, {"name": n, "state": "moving" if record["state"] == "running"
+                out.append(placed(view, {"name": n, "state": "moving" if record["state"] in MOVES
                                          else record["state"], "error": record["error"],
                                          "submitted_at": record["submitted_at"], "analytics": [], "events": []}))
         return {**here, "tradecrafts": sorted(out, key=lambda t: t["name"]),
@@ -246,9 +249,22 @@ class Commands:
                                  "submitted_at": r["submitted_at"]} for r in rows]}
 
     async def cmd_describe(self, args: dict[str, Any]) -> dict[str, Any]:
+        return await self._described(args.get("tradecraft") or "")
+
+    async def _described(self, only: str) -> dict[str, Any]:
+        """describe here. In a cluster, a tradecraft whose deployment comes or goes (started,
+        taken over, fenced) is left out while it does, and one asked for by name is moving."""
         from congregation.describe import describe
-        self._not_starting(str(args.get("tradecraft") or "").partition("/")[0])
-        return await describe(self.c, args.get("tradecraft") or "")
+        name = only.partition("/")[0]
+        self._not_starting(name)
+        info = await describe(self.c, only)
+        if self.c.cluster is not None:
+            info["tradecrafts"] = [t for t in info["tradecrafts"] if t["name"] in self.c.deployments]
+            if name and not info["tradecrafts"] and await self.c.catalog.tradecraft(name):
+                self._not_starting(name)
+                raise Unavailable(f'tradecraft "{name}" is moving to another congregation; try again in a few '
+                                  f'seconds')
+        return info
 
     async def cmd_debug(self, args: dict[str, Any]) -> dict[str, Any]:
         """What every process is doing (tasks, Jahs, datastreams): why a tradecraft is stuck."""

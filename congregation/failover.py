@@ -54,7 +54,7 @@ async def _fence(c: Member, cluster: Cluster, view: View) -> None:
         c.copies.pop(log_name, None)
     for name, d in list(c.deployments.items()):
         owner = view.owners.get(name)
-        if d.state in ("running", "starting") and (owner is None or owner.lease != cluster.lease):
+        if d.state in ("running", "starting", "finished") and (owner is None or owner.lease != cluster.lease):
             log.warning("tradecraft_fenced", tradecraft=name,
                         reason="the cluster gives it to another congregation now")
             await c.commands.forget(name)

@@ -46,6 +46,7 @@ async def publish(c: Any, conn: Connection, rid: int, args: dict[str, Any], tc: 
     check_schema(ref, a.schema, _their_schema(args.get("schema")))
     publisher = _publisher(args.get("publisher"))
     name = log_name(tc.name, stream)
+    copy = await _copied(c, tc, name, ref)
     committed = await c.logs.committed(name, publisher)
     if await _ended(c, name, ref) and committed < 0:
         raise InvalidInput(f"{ref}: the stream has ended (a publish with end closed it) "
@@ -85,7 +86,7 @@ async def publish(c: Any, conn: Connection, rid: int, args: dict[str, Any], tc: 
             if isinstance(item, HallelujahError):
                 raise item
             seq, body, n = item
-            if getattr(c, "cluster", None) is not None and tc.name not in c.deployments:
+            if copy is not None and tc.name not in c.deployments:
                 # fenced or taken over while this publish went on: the client tries another member
                 raise Unavailable(f'{ref}: tradecraft "{tc.name}" is moving to another congregation; '
                                   f'batch {seq} was not kept here')
@@ -97,7 +98,6 @@ async def publish(c: Any, conn: Connection, rid: int, args: dict[str, Any], tc: 
                 repeated += 1
             else:
                 rows, batches = rows + n, batches + 1
-                copy = getattr(c, "shippers", {}).get(name)
                 if copy is not None and kept >= 0:
                     await copy.kept(kept)     # in a cluster: synced at another member too
             await receiver.release()
@@ -115,6 +115,22 @@ async def publish(c: Any, conn: Connection, rid: int, args: dict[str, Any], tc: 
              end=bool(args.get("end")))
     await conn.send("cmdCfm", {"id": rid, "result": json.dumps(
         {"rows": rows, "batches": batches, "repeated": repeated})})
+
+
+async def _copied(c: Any, tc: Tradecraft, name: str, ref: str) -> Any:
+    """In a cluster: the copy of this input log at another member, once it has everything kept
+    here (so what a publisher is told is kept is on two members); None for a congregation alone.
+    The copy is taken now: if the tradecraft stops here meanwhile, waiting on it fails (it never
+    looks as if there were no copy to wait for)."""
+    if getattr(c, "cluster", None) is None:
+        return None
+    copy = c.shippers.get(name)
+    if copy is None or tc.name not in c.deployments:
+        raise Unavailable(f'{ref}: tradecraft "{tc.name}" is moving to another congregation; try again')
+    info = await c.logs.info(name)
+    if info is not None and info["next_seq"]:
+        await copy.kept(info["next_seq"] - 1)
+    return copy
 
 
 def check_schema(stream: str, ours: pa.Schema, theirs: pa.Schema) -> None:

@@ -16,7 +16,7 @@ from typing import Any
 import structlog
 import trio
 
-from congregation.cluster import View
+from congregation.cluster import MOVES, View
 from hallelujah.client import Database
 from hallelujah.errors import Unavailable
 from hallelujah.frames import Connection, connect
@@ -51,7 +51,7 @@ def owner_address(view: View, name: str, me: str) -> str | None:
     owner = view.owner(name)
     if owner is None:
         record = view.tradecrafts[name].json()
-        if record.get("state") != "running":
+        if record.get("state") not in MOVES:
             return None
         raise Unavailable(f'tradecraft "{name}" is moving to another congregation (it ran on '
                           f'"{record.get("owner", "?")}", which is gone); try again in a few seconds')
