@@ -31,6 +31,7 @@ log = structlog.get_logger("hallelujah.cluster")
 ROOT = "/hallelujah/"
 MEMBERS, TRADECRAFTS, OWNERS = f"{ROOT}members/", f"{ROOT}tradecrafts/", f"{ROOT}owners/"
 REPLICAS = f"{ROOT}replicas/"      # TC -> the member holding a copy of its pushed streams' logs
+KNOWN = f"{ROOT}known/"            # every member that ever joined (no lease): who is down
 WATCH_EVERY = 0.5          # seconds between looks at the cluster's truth
 CLAIM_STAGGER = 0.5        # seconds more a member waits to claim an orphan per member less loaded
 FAILOVERS_KEPT = 20        # failovers a tradecraft's record keeps, for describe
@@ -55,6 +56,7 @@ class View:
     tradecrafts: dict[str, KV] = field(default_factory=dict)
     owners: dict[str, KV] = field(default_factory=dict)
     replicas: dict[str, KV] = field(default_factory=dict)
+    known: dict[str, Any] = field(default_factory=dict)
 
     def owner(self, tradecraft: str) -> Member | None:
         """The live member that runs `tradecraft`, if any."""
@@ -103,7 +105,8 @@ class Cluster:
             sent = trio.current_time()
             info = {"name": self.name, "address": self.address, "workers": self.workers,
                     "lease": str(lease), "since": time.time()}
-            held, _ = await self.etcd.txn([absent(key)], [put_op(key, info, lease)])
+            held, _ = await self.etcd.txn([absent(key)], [put_op(key, info, lease),
+                                                          put_op(f"{KNOWN}{self.name}", info)])
             if held:
                 self.lease, self._answered_at = lease, sent
                 self.fences.clear()
@@ -170,6 +173,8 @@ class Cluster:
                 view.owners[kv.key[len(OWNERS):]] = kv
             elif kv.key.startswith(REPLICAS):
                 view.replicas[kv.key[len(REPLICAS):]] = kv
+            elif kv.key.startswith(KNOWN):
+                view.known[kv.key[len(KNOWN):]] = kv.json()
         return view
 
     async def create(self, name: str, document: dict[str, Any], owner: Member) -> None:
@@ -258,7 +263,8 @@ class Orphans:
             copy = view.replicas.get(name)
             holder = copy.json() if copy is not None else {}
             current = holder.get("epoch") == view.tradecrafts[name].create_revision
-            if not current or holder.get("member") not in view.members:
+            member = view.members.get(holder.get("member", ""))
+            if not current or member is None or str(member.lease) != holder.get("lease"):
                 return rank
             return 0 if holder["member"] == me else rank + 2
         return [(name, kv) for name, kv in orphans.items() if now - self.seen[name] >= turn(name) * CLAIM_STAGGER]

@@ -57,6 +57,8 @@ class Commands:
                     if routed:
                         await conn.send("cmdCfm", {"id": rid, "result": json.dumps(routed)})
                     return
+            if self.c.cluster is not None:
+                await self._not_elsewhere(command, args)
             if command in UPDATES:        # a change made by hand (congregation/updates.py)
                 result = await UPDATES[command](self.c, args)
             elif command in ("publish", "stream", "replicate"):
@@ -106,6 +108,16 @@ class Commands:
             return {}
         return await forward(self.c, address, command, args)
 
+    async def _not_elsewhere(self, command: str, args: dict[str, Any]) -> None:
+        """A command answered here about a tradecraft that does not run here, but that the
+        cluster knows (sent here by a member whose view was a moment old, or as it moves): it
+        is moving, and the client tries again, rather than be told it does not exist."""
+        name = tradecraft_of(command, args)
+        if command in ("submit", "cancel", "describe", "list") or not name or name in self.c.deployments:
+            return
+        if name in (await self.c.cluster.view()).tradecrafts:
+            raise Unavailable(f'tradecraft "{name}" is moving to another congregation; try again in a few seconds')
+
     async def _describe_cluster(self, view: Any, args: dict[str, Any]) -> dict[str, Any]:
         """describe across the members: each tradecraft as its owner describes it, with where
         it runs and its failovers, and the members."""
@@ -137,7 +149,7 @@ class Commands:
                                          else record["state"], "error": record["error"],
                                          "submitted_at": record["submitted_at"], "analytics": [], "events": []}))
         return {**here, "tradecrafts": sorted(out, key=lambda t: t["name"]),
-                "members": members_of(view, me)}
+                **await members_of(self.c.cluster.etcd, view, me)}
 
     def _not_starting(self, name: str) -> None:
         """In a cluster, a tradecraft a member is taking over is moving: the client tries again
@@ -257,13 +269,16 @@ class Commands:
         from congregation.describe import describe
         name = only.partition("/")[0]
         self._not_starting(name)
+        before = dict(self.c.deployments)
         info = await describe(self.c, only)
         if self.c.cluster is not None:
-            info["tradecrafts"] = [t for t in info["tradecrafts"] if t["name"] in self.c.deployments]
-            if name and not info["tradecrafts"] and await self.c.catalog.tradecraft(name):
-                self._not_starting(name)
+            # (the same deployment before and after: describe awaits, and one may come or go meanwhile)
+            steady = [t for t in info["tradecrafts"] if before.get(t["name"]) is not None
+                      and before.get(t["name"]) is self.c.deployments.get(t["name"])]
+            if name and len(steady) < len(info["tradecrafts"]):
                 raise Unavailable(f'tradecraft "{name}" is moving to another congregation; try again in a few '
                                   f'seconds')
+            info["tradecrafts"] = steady
         return info
 
     async def cmd_debug(self, args: dict[str, Any]) -> dict[str, Any]:

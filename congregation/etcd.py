@@ -111,6 +111,16 @@ class Etcd:
     async def revoke(self, lease: int) -> None:
         await self._post("/v3/lease/revoke", {"ID": str(lease)})
 
+    async def time_to_live(self, lease: int) -> int:
+        """Seconds left on a lease (-1: it has expired)."""
+        return int((await self._post("/v3/lease/timetolive", {"ID": str(lease)})).get("TTL", -1))
+
+    async def leader(self) -> str:
+        """The name of etcd's current Raft leader ("" when there is none)."""
+        leader = (await self._post("/v3/maintenance/status", {})).get("leader", "")
+        members = (await self._post("/v3/cluster/member/list", {})).get("members", [])
+        return next((str(m.get("name", "")) for m in members if m.get("ID") == leader), "")
+
     async def get(self, key: str) -> KV | None:
         kvs = (await self._post("/v3/kv/range", {"key": _b64(key)})).get("kvs", [])
         return _kv(kvs[0]) if kvs else None

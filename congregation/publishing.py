@@ -111,6 +111,8 @@ async def publish(c: Any, conn: Connection, rid: int, args: dict[str, Any], tc: 
         d = c.deployments.get(tc.name)
         if d is not None and await d.all_ended():
             await c._finish(d)
+    if args.get("end") and copy is not None:
+        await copy.ended()           # the end is on two members before the publisher hears of it
     log.info("published", stream=ref, publisher=publisher, rows=rows, batches=batches, repeated=repeated,
              end=bool(args.get("end")))
     await conn.send("cmdCfm", {"id": rid, "result": json.dumps(

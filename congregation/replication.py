@@ -13,6 +13,7 @@ publishes wait: an acknowledgement means a majority has the batch.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import ssl
 from typing import Any
@@ -45,6 +46,7 @@ class Shipper:
         self._changed = trio.Event()
         self.member = ""
         self.closed = False
+        self.copy_ended = False
         self._said = ""            # the failure last logged (said once, until a copy is made again)
 
     async def kept(self, seq: int) -> None:
@@ -54,6 +56,14 @@ class Shipper:
             if self.closed:
                 raise Unavailable(f'{self.name}: the tradecraft is moving to another congregation (it '
                                   f'stopped on "{self.cluster.name}" before this batch had a copy)')
+            await self._changed.wait()
+
+    async def ended(self) -> None:
+        """Wait until the copy has the log's end too (a publish with `end` is answered after)."""
+        while not self.copy_ended:
+            if self.closed:
+                raise Unavailable(f'{self.name}: the tradecraft is moving to another congregation (it '
+                                  f'stopped on "{self.cluster.name}" before the copy had the end)')
             await self._changed.wait()
 
     def close(self) -> None:
@@ -70,8 +80,7 @@ class Shipper:
         once, until a copy is made again)."""
         while True:
             try:
-                if await self._ship_once():
-                    return
+                await self._ship_once()
             except (HallelujahError, EOFError) as exc:
                 if str(exc) != self._said:
                     log.warning("replica_lost", log=self.name, member=self.member, error=str(exc))
@@ -81,15 +90,18 @@ class Shipper:
                 await trio.sleep(10 * RETRY_EVERY)
             await trio.sleep(RETRY_EVERY)
 
-    async def _ship_once(self) -> bool:
-        """Ship to one member until the log ends (True) or the copy fails (raises)."""
+    async def _ship_once(self) -> None:
+        """Ship to one member, and keep the copy there, until the copy fails (raises) or the
+        tradecraft stops here (cancelled)."""
         view = await self.cluster.view()
         others = sorted(n for n in view.members if n != self.cluster.name)
         if not others:
             raise Unavailable("no other live member to hold a copy (publishes wait for one)")
         # the next member after this one by name: each copy of a cluster at another member
         self.member = next((n for n in others if n > self.cluster.name), others[0])
-        await self.cluster.etcd.put(f"{REPLICAS}{self.tradecraft}", {"member": self.member, "epoch": self.epoch})
+        # (the holder's lease: a holder that restarts has lost its copy, and is no holder then)
+        await self.cluster.etcd.put(f"{REPLICAS}{self.tradecraft}", {
+            "member": self.member, "epoch": self.epoch, "lease": str(view.members[self.member].lease)})
         conn = await connect(view.members[self.member].address, tls=self.tls)
         try:
             with trio.move_on_after(OPEN_TIMEOUT) as opening:    # (a stopped member answers nothing)
@@ -106,12 +118,17 @@ class Shipper:
             self._said = ""
             sender = open_sender(conn, self.name, credits=CREDITS)
             shipped: list[int] = []      # the log seq of each message sent, in order
+            sent_end = False
 
             def granted(_: int) -> None:
-                # the copy gives one credit back per batch synced, in order
-                done = min(sender.statistics().credits_granted - CREDITS, len(shipped))
+                # the copy gives one credit back per batch synced, in order (and one for the end)
+                returned = sender.statistics().credits_granted - CREDITS
+                done = min(returned, len(shipped))
                 if done:
                     self._ack(shipped[done - 1])
+                if returned > len(shipped) and sent_end:
+                    self.copy_ended = True
+                    self._ack(self.acked)
 
             async with trio.open_nursery() as nursery:
                 async def acks() -> None:
@@ -132,11 +149,12 @@ class Shipper:
                     source, origin = origins.pop(entry.seq, ("", -1))
                     shipped.append(entry.seq)
                     await sender.send(body, rows=entry.rows, source=source, origin=origin)
+                sent_end = True
                 await sender.send(marker=END_OF_STREAM)
-                if shipped:
-                    await self.kept(shipped[-1])
-                nursery.cancel_scope.cancel()
-                return True
+                await self.ended()
+                # the copy is whole; if its member goes, another is made (the log is still needed
+                # elsewhere if this member goes too: a finished tradecraft moves as well)
+                await trio.sleep_forever()
             raise Unavailable(f"{self.member} closed its copy of {self.name}, or left the cluster")
         finally:
             await conn.aclose()
@@ -172,6 +190,9 @@ async def keep_copy(c: Any, conn: Connection, rid: int, args: dict[str, Any]) ->
         msg = await receiver.receive()
         if msg.marker == END_OF_STREAM:
             await c.logs.end(name)
+            await receiver.release()        # (its credit back: the owner knows the copy has the end)
+            with contextlib.suppress(EOFError, HallelujahError):
+                await conn.receive()        # held open until the owner lets go: it watches us by it
             return
         if msg.marker != NONE or msg.body is None:
             raise InvalidInput(f"replicate {name}: message {msg.seq} carries no batch")

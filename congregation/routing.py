@@ -17,6 +17,7 @@ import structlog
 import trio
 
 from congregation.cluster import MOVES, View
+from congregation.etcd import Etcd
 from hallelujah.client import Database
 from hallelujah.errors import Unavailable
 from hallelujah.frames import Connection, connect
@@ -99,12 +100,23 @@ async def _pump(source: trio.abc.ReceiveStream, sink: trio.abc.SendStream) -> No
             await sink.send_all(data)
 
 
-def members_of(view: View, me: str) -> list[dict[str, Any]]:
-    """The live members, for describe (a member not listed is down)."""
+async def members_of(etcd: Etcd, view: View, me: str) -> dict[str, Any]:
+    """Every member that ever joined, up (with the seconds left on its lease) or down, and
+    etcd's Raft leader: for describe."""
     load = view.load()
-    return [{"name": m.name, "address": m.address, "workers": m.workers, "tradecrafts": load[m.name],
-             "this": m.name == me, "up": True, "since": m.since}
-            for m in sorted(view.members.values(), key=lambda m: m.name)]
+    members = []
+    for name in sorted(set(view.known) | set(view.members)):
+        live = view.members.get(name)
+        if live is None:
+            known = view.known[name]
+            members.append({"name": name, "address": known["address"], "workers": known["workers"],
+                            "tradecrafts": 0, "this": name == me, "up": False, "since": known["since"],
+                            "lease_left": None})
+            continue
+        members.append({"name": name, "address": live.address, "workers": live.workers,
+                        "tradecrafts": load[name], "this": name == me, "up": True, "since": live.since,
+                        "lease_left": await etcd.time_to_live(live.lease)})
+    return {"members": members, "etcd_leader": await etcd.leader()}
 
 
 def placed(view: View, tradecraft: dict[str, Any]) -> dict[str, Any]:

@@ -67,11 +67,14 @@ def print_describe(info: dict[str, Any], as_json: bool, console: Console | None 
 def described(info: dict[str, Any], width: int) -> Group:
     """`describe`'s answer as what `print_describe` shows, for a terminal `width` wide."""
     parts: list[Any] = []
-    if "members" in info:        # a cluster: its live members (one not listed is down)
+    if "members" in info:        # a cluster: every member that joined, up or down
         now = time.time()
-        parts.append(_table(["congregation", "address", "workers", "tradecrafts", "up for"],
-                            [[("* " if m["this"] else "") + m["name"], m["address"], str(m["workers"]),
-                              str(m["tradecrafts"]), f"{now - m['since']:.0f}s"] for m in info["members"]], width))
+        parts.append(_table(["congregation", "address", "state", "workers", "tradecrafts", "since", "lease left"],
+                            [[("* " if m["this"] else "") + m["name"], m["address"], "up" if m["up"] else "down",
+                              str(m["workers"]), str(m["tradecrafts"]), f"{now - m['since']:.0f}s",
+                              "-" if m.get("lease_left") is None else f"{m['lease_left']}s"]
+                             for m in info["members"]], width))
+        parts.append(f"etcd leader: {info.get('etcd_leader') or 'none'}")
     for tc in info["tradecrafts"]:
         stalled = f"  [red]stalled {tc['stalled_for']:.0f}s[/red] (`hallelujah debug {tc['name']}` says why)" \
             if tc.get("stalled_for") is not None else ""

@@ -83,8 +83,9 @@ class Cluster:
             self.start(name, f"127.0.0.{i + 2}")
 
     def start(self, name: str, host: str | None = None) -> Daemon:
-        host = host or self.members[name].listen.rpartition(":")[0]
-        daemon = Daemon(self.root / f"data-{name}", self.workers, listen=f"{host}:0", extra=[
+        """Start a member; started again, it listens where it did (its clients know it there)."""
+        listen = f"{host}:0" if host else self.members[name].address
+        daemon = Daemon(self.root / f"data-{name}", self.workers, listen=listen, extra=[
             *sandbox(self.root), "--name", name, "--etcd", ",".join(self.etcd.urls), "--lease-ttl", "2",
             "--checkpoint-every", "0"]).start()
         self.members[name] = daemon

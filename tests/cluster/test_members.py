@@ -61,7 +61,8 @@ async def test_any_member_answers_and_the_least_loaded_runs(cluster, tmp_path):
         assert {n: t["congregation"] for n, t in listed.items()} == owners
         described = await cluster.db("a").describe()
         assert [m["name"] for m in described["members"]] == ["a", "b", "c"]
-        assert all(m["up"] for m in described["members"])
+        assert all(m["up"] and 0 < m["lease_left"] <= 2 for m in described["members"])
+        assert described["etcd_leader"] in ("a", "b", "c")      # (the fixture's etcd members)
         assert {t["name"]: t["congregation"] for t in described["tradecrafts"]} == owners
 
         with pytest.raises(TradecraftError, match="exists already"):
@@ -112,8 +113,10 @@ async def test_a_published_stream_goes_on_after_its_congregation_is_killed(clust
             moved_after = trio.current_time() - killed_at
         assert moved_after < 10, moved_after
         assert before < len(chunks) - 5        # (the kill came mid-stream)
-        (tc,) = (await survivor.describe("pay"))["tradecrafts"]
+        described = await survivor.describe()
+        (tc,) = described["tradecrafts"]
         assert [(f["from"], f["to"]) for f in tc["failovers"]] == [(owner, tc["congregation"])]
+        assert {m["name"]: m["up"] for m in described["members"]} == {owner: False, **{n: True for n in others}}
         assert acknowledged == [c.num_rows for c in chunks]
         assert got[0].equals(kept(table))
         assert (await survivor.read("pay/large")).equals(kept(table))
