@@ -105,7 +105,8 @@ class Congregation:
                         listeners = await trio.open_tcp_listeners(int(port), host=host or "127.0.0.1")
                     except OSError as exc:
                         raise Unavailable(f"--listen {listen}: {exc.strerror or exc}") from None
-                    await nursery.start(trio.serve_listeners, self._on_connection, listeners)
+                    if not self.etcd:
+                        await nursery.start(trio.serve_listeners, self._on_connection, listeners)
                 nursery.start_soon(self._handle_events)
                 nursery.start_soon(self._watch_congestion)
                 nursery.start_soon(stall.watch, self)
@@ -120,6 +121,10 @@ class Congregation:
                 if self.etcd:
                     await self._join(nursery, self.advertise or address)
                 await self._resume()
+                if self.etcd and listeners:
+                    # a member answers clients once it has joined and let go of what it ran before
+                    # (connections wait in the listen backlog until then): never as a lone one
+                    await nursery.start(trio.serve_listeners, self._on_connection, listeners)
                 task_status.started(address)
         finally:
             self._stopping = True
