@@ -16,14 +16,14 @@ import structlog
 import trio
 
 from congregation import updates
-from congregation.cluster import MOVES, TRADECRAFTS, Member
+from congregation.cluster import MOVES, TRADECRAFTS
 from congregation.hallelu import log_name
 from congregation.publishing import publish
 from congregation.replication import keep_copy
 from congregation.routing import ROUTED, forward, members_of, owner_address, placed, relay, tradecraft_of
 from congregation.rpc import error_fields
 from hallelujah.datastream import DataSender, open_sender
-from hallelujah.errors import HallelujahError, InvalidInput, NotFound, TradecraftError, Unavailable, collapsed
+from hallelujah.errors import HallelujahError, InvalidInput, NotFound, TradecraftError, Unavailable, collapsed, moving
 from hallelujah.frames import Connection, open_batch, schema_of
 from hallelujah.tradecraft import Tradecraft, parse_document, schema_to_json
 from jah.director import typed_value
@@ -35,7 +35,6 @@ COMMANDS = ("submit", "list", "describe", "cancel", "publish", "stream", "query"
             "split", "merge", "congestion", "reload", "replicate")
 UPDATES = {"split": updates.split_join, "merge": updates.merge_joins, "congestion": updates.congestion,
            "reload": updates.reload_dataset}
-_NOBODY = Member("", "", 0, 0, 0.0)
 STREAM_CLOSE_WAIT = 10.0   # seconds a stream's end waits for its client to close the connection
 
 
@@ -92,10 +91,10 @@ class Commands:
         view = await cluster.view()
         name = tradecraft_of(command, args)
         if command == "list":
-            return {"tradecrafts": [{"name": n, "state": kv.json()["state"], "error": kv.json()["error"],
-                                     "submitted_at": kv.json()["submitted_at"],
-                                     "congregation": kv.json().get("owner")}
-                                    for n, kv in sorted(view.tradecrafts.items())]}
+            records = {n: kv.json() for n, kv in sorted(view.tradecrafts.items())}
+            return {"tradecrafts": [{"name": n, "state": r["state"], "error": r["error"],
+                                     "submitted_at": r["submitted_at"], "congregation": r.get("owner")}
+                                    for n, r in records.items()]}
         if command == "describe":
             return await self._describe_cluster(view, args)
         if command == "submit" or not name:
@@ -116,7 +115,7 @@ class Commands:
         if command in ("submit", "cancel", "describe", "list") or not name or name in self.c.deployments:
             return
         if name in (await self.c.cluster.view()).tradecrafts:
-            raise Unavailable(f'tradecraft "{name}" is moving to another congregation; try again in a few seconds')
+            raise moving(name)
 
     async def _describe_cluster(self, view: Any, args: dict[str, Any]) -> dict[str, Any]:
         """describe across the members: each tradecraft as its owner describes it, with where
@@ -129,7 +128,7 @@ class Commands:
         me = self.c.cluster.name
         # what runs here by the cluster's truth (a member fenced a moment ago may still hold one)
         out = [placed(view, t) for t in here["tradecrafts"]
-               if (view.owner(t["name"]) or _NOBODY).name == me]
+               if getattr(view.owner(t["name"]), "name", None) == me]
         owners = {view.owner(n) for n in ([name] if name else view.tradecrafts)} - {None}
         for member in sorted((m for m in owners if m.name != me), key=lambda m: m.name):
             try:
@@ -141,7 +140,7 @@ class Commands:
                 continue
             out += [placed(view, t) for t in there["tradecrafts"]]
         if name and name in view.tradecrafts and not out:     # (its owner is between two states)
-            raise Unavailable(f'tradecraft "{name}" is moving to another congregation; try again in a few seconds')
+            raise moving(name)
         for n, kv in sorted(view.tradecrafts.items()):   # known to the cluster, running nowhere
             if (not name or n == name) and all(t["name"] != n for t in out):
                 record = kv.json()
@@ -156,8 +155,7 @@ class Commands:
         (hallelujah/client.py) rather than be told it does not exist."""
         d = self.c.deployments.get(name)
         if self.c.cluster is not None and (name in self.c.starting or d is not None and d.state == "starting"):
-            raise Unavailable(f'tradecraft "{name}" is moving to another congregation (starting on '
-                              f'"{self.c.name}"); try again in a few seconds')
+            raise moving(name, f'starting on "{self.c.name}"')
 
     def _tradecraft(self, name: str) -> Tradecraft:
         self._not_starting(name)
@@ -276,8 +274,7 @@ class Commands:
             steady = [t for t in info["tradecrafts"] if before.get(t["name"]) is not None
                       and before.get(t["name"]) is self.c.deployments.get(t["name"])]
             if name and len(steady) < len(info["tradecrafts"]):
-                raise Unavailable(f'tradecraft "{name}" is moving to another congregation; try again in a few '
-                                  f'seconds')
+                raise moving(name)
             info["tradecrafts"] = steady
         return info
 

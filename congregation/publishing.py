@@ -24,7 +24,7 @@ from congregation.space import NoSpace
 from hallelujah.checked import checked_batch
 from hallelujah.conform import type_name
 from hallelujah.datastream import open_receiver
-from hallelujah.errors import HallelujahError, InvalidInput, NotFound, SchemaMismatch, Unavailable, collapsed
+from hallelujah.errors import HallelujahError, InvalidInput, NotFound, SchemaMismatch, collapsed, moving
 from hallelujah.frames import Connection, schema_bytes, schema_of
 from hallelujah.tradecraft import Tradecraft
 from jah.envelope import END_OF_STREAM, NONE
@@ -88,8 +88,7 @@ async def publish(c: Any, conn: Connection, rid: int, args: dict[str, Any], tc: 
             seq, body, n = item
             if copy is not None and tc.name not in c.deployments:
                 # fenced or taken over while this publish went on: the client tries another member
-                raise Unavailable(f'{ref}: tradecraft "{tc.name}" is moving to another congregation; '
-                                  f'batch {seq} was not kept here')
+                raise moving(tc.name, f"batch {seq} of {ref} was not kept here")
             try:
                 kept = await c.logs.publish(name, publisher, seq, body, n)
             except NoSpace as exc:
@@ -128,7 +127,7 @@ async def _copied(c: Any, tc: Tradecraft, name: str, ref: str) -> Any:
         return None
     copy = c.shippers.get(name)
     if copy is None or tc.name not in c.deployments:
-        raise Unavailable(f'{ref}: tradecraft "{tc.name}" is moving to another congregation; try again')
+        raise moving(tc.name)
     info = await c.logs.info(name)
     if info is not None and info["next_seq"]:
         await copy.kept(info["next_seq"] - 1)

@@ -25,7 +25,7 @@ from congregation.cluster import REPLICAS, WATCH_EVERY, Cluster
 from congregation.hallelu import published
 from hallelujah.checked import checked_batch
 from hallelujah.datastream import open_receiver, open_sender
-from hallelujah.errors import HallelujahError, InvalidInput, NotFound, Unavailable
+from hallelujah.errors import HallelujahError, InvalidInput, NotFound, Unavailable, moving
 from hallelujah.frames import Connection, connect, schema_bytes, schema_of
 from jah.envelope import END_OF_STREAM, NONE
 from jah.streams import CREDITS
@@ -54,16 +54,14 @@ class Shipper:
         (fenced, or taken over): a publisher waiting on it tries another member."""
         while self.acked < seq:
             if self.closed:
-                raise Unavailable(f'{self.name}: the tradecraft is moving to another congregation (it '
-                                  f'stopped on "{self.cluster.name}" before this batch had a copy)')
+                raise moving(self.tradecraft, f'it stopped on "{self.cluster.name}" before this batch had a copy')
             await self._changed.wait()
 
     async def ended(self) -> None:
         """Wait until the copy has the log's end too (a publish with `end` is answered after)."""
         while not self.copy_ended:
             if self.closed:
-                raise Unavailable(f'{self.name}: the tradecraft is moving to another congregation (it '
-                                  f'stopped on "{self.cluster.name}" before the copy had the end)')
+                raise moving(self.tradecraft, f'it stopped on "{self.cluster.name}" before the copy had the end')
             await self._changed.wait()
 
     def close(self) -> None:

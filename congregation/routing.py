@@ -19,7 +19,7 @@ import trio
 from congregation.cluster import MOVES, View
 from congregation.etcd import Etcd
 from hallelujah.client import Database
-from hallelujah.errors import Unavailable
+from hallelujah.errors import moving
 from hallelujah.frames import Connection, connect
 
 log = structlog.get_logger("hallelujah.routing")
@@ -54,8 +54,7 @@ def owner_address(view: View, name: str, me: str) -> str | None:
         record = view.tradecrafts[name].json()
         if record.get("state") not in MOVES:
             return None
-        raise Unavailable(f'tradecraft "{name}" is moving to another congregation (it ran on '
-                          f'"{record.get("owner", "?")}", which is gone); try again in a few seconds')
+        raise moving(name, f'it ran on "{record.get("owner", "?")}", which is gone')
     return None if owner.name == me else owner.address
 
 

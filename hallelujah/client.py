@@ -19,7 +19,8 @@ import trio
 
 from hallelujah.conform import check_fields, conform, type_name
 from hallelujah.datastream import open_receiver, open_sender
-from hallelujah.errors import HallelujahError, InvalidInput, NotFound, SchemaMismatch, Unavailable, collapsed, from_wire
+from hallelujah.errors import (HallelujahError, InvalidInput, Moving, NotFound, SchemaMismatch, Unavailable, collapsed,
+                               from_wire)
 from hallelujah.frames import Connection, connect, schema_bytes, schema_of
 
 DEFAULT_ADDRESS = "127.0.0.1:7077"
@@ -305,7 +306,7 @@ class Database:
                         yield batch
                     return
                 except Unavailable as exc:
-                    if not from_start or type(exc) is not Unavailable or not await retries.again(exc):
+                    if not from_start or not retryable(exc) or not await retries.again(exc):
                         raise
                 finally:
                     await batches.aclose()
@@ -443,6 +444,11 @@ async def _receive_batches(conn: Connection, stream: str,
         await receiver.release()
 
 
+def retryable(exc: HallelujahError) -> bool:
+    """A member gone or a tradecraft moving; not a broken datastream, nor a full disk."""
+    return type(exc) in (Unavailable, Moving)
+
+
 class _Retries:
     """How long a command goes on trying: among several members, RETRY_FOR seconds with growing
     pauses; with one address, only while its congregation says the tradecraft is moving (an
@@ -454,7 +460,7 @@ class _Retries:
         self.pause = RETRY_PAUSE[0]
 
     async def again(self, exc: HallelujahError) -> bool:
-        if type(exc) is not Unavailable or not (self.several or "moving to another" in str(exc)):
+        if not retryable(exc) or not (self.several or isinstance(exc, Moving)):
             return False
         now = trio.current_time()
         if self.deadline is None:

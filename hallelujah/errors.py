@@ -88,6 +88,18 @@ class Unavailable(HallelujahError):
     kind = "Unavailable"
 
 
+class Moving(Unavailable):
+    """In a cluster, the tradecraft is between two congregations (taken over, starting, fenced):
+    a client tries again, even with one address, where it would not for a congregation gone."""
+
+    kind = "Moving"
+
+
+def moving(tradecraft: str, why: str = "") -> Moving:
+    return Moving(f'tradecraft "{tradecraft}" is moving to another congregation{f" ({why})" if why else ""}; '
+                  f'try again in a few seconds')
+
+
 class DatastreamError(Unavailable):
     """A datastream broke its protocol: a frame that is not data, or a sequence number out of
     order (a message lost, repeated or reordered on the way). Names the stream."""
